@@ -1,0 +1,101 @@
+namespace Jet.Core.Primitives
+
+open System
+open TorchSharp
+open Jet.Core
+
+/// Forward definition of causal multi-head self-attention and its pieces (projections, rotary, masks).
+/// Shapes: input [batch, seq, d]; heads are laid out [batch, heads, seq, head_dim].
+[<RequireQualifiedAccess>]
+module SelfAttention =
+
+    /// The number of rotated coordinates per head (even, at most head_dim).
+    let rotaryDims (rotary: Rotary) (headDim: int) =
+        let r = int (Math.Round(rotary.Fraction * float headDim))
+        r - (r % 2)
+
+    /// cos and sin of the rotary angles, each [seq, r/2]: angle(p, i) = p · base^(−2i/r).
+    let rotaryAngles (rotary: Rotary) (headDim: int) (seq: int64) (like: Tensor) =
+        let r = rotaryDims rotary headDim
+        let half = int64 (r / 2)
+        let inverse = torch.pow (torch.tensor rotary.Base, -(torch.arange (0L, half, dtype = torch.float64) * 2.0 / float r))
+        let angles = torch.outer (torch.arange (seq, dtype = torch.float64), inverse)
+        torch.cos(angles).to_type(like.dtype).``to``(like.device), torch.sin(angles).to_type(like.dtype).``to``(like.device)
+
+    /// Rotates the first r coordinates of each head of x [batch, heads, seq, head_dim]; linear in x.
+    let rotate (rotary: Rotary) (cos: Tensor, sin: Tensor) (x: Tensor) =
+        let headDim = int x.shape.[3]
+        let r = int64 (rotaryDims rotary headDim)
+        if r = 0L then x
+        else
+            let half = r / 2L
+            let rotated = x.narrow (3L, 0L, r)
+            let rest = x.narrow (3L, r, int64 headDim - r)
+            let turned =
+                match rotary.Style with
+                | RotaryStyle.RotateHalf ->
+                    let x1, x2 = rotated.narrow (3L, 0L, half), rotated.narrow (3L, half, half)
+                    torch.cat ([| x1 * cos - x2 * sin; x2 * cos + x1 * sin |], 3L)
+                | RotaryStyle.Interleaved ->
+                    let pairs = rotated.unflatten (3L, [| half; 2L |])
+                    let even, odd = pairs.select (4L, 0L), pairs.select (4L, 1L)
+                    torch.stack([| even * cos - odd * sin; odd * cos + even * sin |], 4L).flatten (3L, 4L)
+            if r = int64 headDim then turned else torch.cat ([| turned; rest |], 3L)
+
+    /// Boolean [seq, seq] mask, true where position i may attend to j (j ≤ i, and i − j < window).
+    let allowed (window: int option) (seq: int64) (device: torch.Device) =
+        let i = torch.arange(seq, device = device).unsqueeze 1
+        let j = torch.arange(seq, device = device).unsqueeze 0
+        let causal = j.le i
+        match window with
+        | Some w -> causal.logical_and ((i - j).lt (torch.tensor (int64 w, device = device)))
+        | None -> causal
+
+    /// The score scale factor.
+    let scale (a: Attention) =
+        match a.Scaling with
+        | ScoreScaling.InverseSqrtHeadDim -> 1.0 / Math.Sqrt(float a.HeadDim)
+        | ScoreScaling.Unscaled -> 1.0
+        | ScoreScaling.By c -> c
+
+    /// Splits [batch, seq, heads·head_dim] into [batch, heads, seq, head_dim].
+    let splitHeads (heads: int) (x: Tensor) =
+        x.unflatten(2L, [| int64 heads; -1L |]).transpose (1L, 2L)
+
+    /// Queries, keys and values, each [batch, seq, heads·head_dim] (keys and values with the KV heads).
+    let project (parameters: ParameterStore) (a: Attention) (x: Tensor) =
+        match a.Projections with
+        | Projections.Separate(q, k, v) ->
+            Affine.apply parameters q x, Affine.apply parameters k x, Affine.apply parameters v x
+        | Projections.Fused(qkv, FusedLayout.Blocked) ->
+            let all = Affine.apply parameters qkv x
+            let qWidth, kvWidth = int64 (a.Heads * a.HeadDim), int64 (a.KvHeads * a.HeadDim)
+            all.narrow (-1L, 0L, qWidth), all.narrow (-1L, qWidth, kvWidth), all.narrow (-1L, qWidth + kvWidth, kvWidth)
+        | Projections.Fused(qkv, FusedLayout.PerHead) ->
+            let all = (Affine.apply parameters qkv x).unflatten (-1L, [| int64 a.Heads; 3L * int64 a.HeadDim |])
+            let part i = all.narrow(-1L, int64 (i * a.HeadDim), int64 a.HeadDim).flatten (-2L, -1L)
+            part 0, part 1, part 2
+
+    /// Repeats each KV head for the query heads that share it: [b, kv, s, dh] → [b, heads, s, dh].
+    let repeatKv (a: Attention) (x: Tensor) =
+        if a.KvHeads = a.Heads then x else x.repeat_interleave (int64 (a.Heads / a.KvHeads), dim = 1L)
+
+    /// Merges [batch, heads, seq, head_dim] back into [batch, seq, heads·head_dim].
+    let mergeHeads (x: Tensor) = x.transpose(1L, 2L).flatten (2L, 3L)
+
+    /// Causal self-attention followed by the output projection.
+    let apply (parameters: ParameterStore) (a: Attention) (x: Tensor) : Tensor =
+        let seq = x.shape.[1]
+        let q, k, v = project parameters a x
+        let q, k, v = splitHeads a.Heads q, splitHeads a.KvHeads k, splitHeads a.KvHeads v
+        let q, k =
+            match a.Rotary with
+            | Some r ->
+                let angles = rotaryAngles r a.HeadDim seq x
+                rotate r angles q, rotate r angles k
+            | None -> q, k
+        let k, v = repeatKv a k, repeatKv a v
+        let scores = q.matmul (k.transpose (-2L, -1L)) * scale a
+        let scores = scores.masked_fill ((allowed a.Window seq x.device).logical_not (), Double.NegativeInfinity)
+        let mixed = scores.softmax(-1L).matmul v
+        Affine.apply parameters a.Output (mergeHeads mixed)

@@ -1,0 +1,52 @@
+namespace Jet.Core
+
+open System
+
+/// Base of every error JetDsl raises for misuse or bad input. Each message says what is wrong and what is valid.
+type JetException(message: string, inner: exn) =
+    inherit Exception(message, inner)
+    new(message: string) = JetException(message, null)
+
+/// An expansion or jet order outside the valid range (orders are integers ≥ 0).
+type InvalidOrderException(message: string) =
+    inherit JetException(message)
+
+/// A required argument was not given (for example the evaluation point of a jet of order ≥ 1).
+type MissingArgumentException(message: string) =
+    inherit JetException(message)
+
+/// Tensors whose shapes must agree do not.
+type ShapeMismatchException(message: string) =
+    inherit JetException(message)
+
+/// Tensors whose element types must agree do not, or a tensor has an element type that cannot be used here.
+type DTypeException(message: string) =
+    inherit JetException(message)
+
+/// Tensors that must live on one device do not.
+type DeviceMismatchException(message: string) =
+    inherit JetException(message)
+
+/// An index (layer, block, stream, token id, position, head) outside its valid range.
+type IndexRangeException(message: string) =
+    inherit JetException(message)
+
+/// An expansion plan or network description that cannot be evaluated as written.
+type InvalidPlanException(message: string) =
+    inherit JetException(message)
+
+/// A checkpoint directory or file that cannot be read (missing file, malformed header, wrong tensor shape).
+type CheckpointException(message: string, inner: exn) =
+    inherit JetException(message, inner)
+    new(message: string) = CheckpointException(message, null)
+
+/// A model architecture that no loader supports.
+type UnsupportedArchitectureException(message: string) =
+    inherit JetException(message)
+
+/// The native TorchSharp runtime could not be started.
+type NativeRuntimeException(message: string, inner: exn) =
+    inherit JetException(message, inner)
+
+/// TorchSharp's tensor type, named once for the whole core.
+type Tensor = TorchSharp.torch.Tensor

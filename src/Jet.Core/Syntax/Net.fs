@@ -1,0 +1,190 @@
+namespace Jet.Core
+
+open System
+open System.Collections.Generic
+open TorchSharp
+
+/// What a residual layer computes, for display and for addressing "the MLP of block 3".
+[<RequireQualifiedAccess>]
+type LayerKind =
+    | Attention
+    | Mlp
+    /// Attention and MLP read the same input (GPT-NeoX parallel residual): one residual layer per block.
+    | Parallel
+    /// A whole block as one residual layer (the toy network).
+    | Block
+    | Other of string
+
+/// One residual layer h_l = h_{l−1} + γ_l(h_{l−1}). γ never contains the skip connection.
+type ResidualLayer =
+    {
+        /// Display name, for example "attn3" or "mlp3".
+        Name: string
+        /// The transformer block (1-based) this layer belongs to.
+        Block: int
+        Kind: LayerKind
+        /// Pre-norm included: γ(h) for GPT-2's attention layer is Attn(LN₁(h)).
+        Gamma: Fn
+    }
+
+/// h₀ = Scale · E[z] + P[position]. `TokenEmbedding` names a [vocab, d] parameter, `Positions` a [max_positions, d] one.
+type Encoder = { TokenEmbedding: string; Positions: string option; Scale: float option }
+
+/// logits = LN_f(h_L) Uᵀ (+ b). `Weight` names a [vocab, d] parameter (the token embedding itself when tied).
+type Unembedding = { Weight: string; Bias: string option; Tied: bool }
+
+/// The structure of a residual network, as data. Parameters are referenced by name and live in `Net.Parameters`.
+type NetSpec =
+    {
+        /// A short description, for example "toy" or "gpt2".
+        Name: string
+        Vocab: int
+        Width: int
+        /// The longest sequence the network accepts (the position table's length), if it has a limit.
+        MaxPositions: int option
+        Encoder: Encoder
+        Layers: ResidualLayer list
+        FinalNorm: Fn
+        Unembedding: Unembedding
+    }
+
+    /// The number L of residual layers.
+    member s.Depth = List.length s.Layers
+
+    /// The number of transformer blocks.
+    member s.BlockCount = s.Layers |> List.map (fun l -> l.Block) |> List.distinct |> List.length
+
+    /// For each block (1-based), its residual layers (1-based), in order.
+    member s.BlockLayers: Map<int, int list> =
+        s.Layers
+        |> List.mapi (fun i l -> l.Block, i + 1)
+        |> List.groupBy fst
+        |> List.map (fun (b, ls) -> b, List.map snd ls)
+        |> Map.ofList
+
+/// Named tensors of a network. Lookups of a missing name fail with the name and what is available.
+[<Sealed>]
+type ParameterStore(tensors: IReadOnlyDictionary<string, Tensor>) =
+    member _.Item
+        with get (name: string) =
+            match tensors.TryGetValue name with
+            | true, t -> t
+            | _ ->
+                let known = tensors.Keys |> Seq.sort |> Seq.truncate 12 |> String.concat ", "
+                raise (InvalidPlanException(sprintf "The network has no parameter named '%s' (it has: %s%s)." name known (if tensors.Count > 12 then ", …" else "")))
+
+    member _.TryFind(name: string) =
+        match tensors.TryGetValue name with
+        | true, t -> Some t
+        | _ -> None
+
+    member _.Names = tensors.Keys |> Seq.sort |> List.ofSeq
+    member _.Count = tensors.Count
+    member _.Tensors = tensors
+
+    /// The total number of scalars, counting tied tensors once.
+    member _.ScalarCount =
+        tensors.Values |> Seq.distinctBy (fun t -> t.Handle) |> Seq.sumBy (fun t -> t.numel ())
+
+    static member OfSeq(pairs: seq<string * Tensor>) =
+        ParameterStore(Dictionary(dict pairs) :> IReadOnlyDictionary<_, _>)
+
+/// A residual network: its structure (compared structurally) and its parameters (stored beside it).
+[<Sealed>]
+type Net(spec: NetSpec, parameters: ParameterStore) =
+    member _.Spec = spec
+    member _.Parameters = parameters
+    member _.Depth = spec.Depth
+    member _.Vocab = spec.Vocab
+    member _.Width = spec.Width
+
+    /// The element type of the token embedding (the network's working dtype).
+    member _.DType = parameters.[spec.Encoder.TokenEmbedding].dtype
+    member _.Device = parameters.[spec.Encoder.TokenEmbedding].device
+
+    override _.ToString() =
+        let layers = spec.Layers |> List.mapi (fun i l -> sprintf "  γ%d [%s, block %d]: %O" (i + 1) l.Name l.Block l.Gamma)
+        String.concat "\n" (
+            [ sprintf "%s: vocab %d, width %d, %d residual layers in %d blocks" spec.Name spec.Vocab spec.Width spec.Depth spec.BlockCount ]
+            @ layers
+            @ [ sprintf "  LN_f: %O" spec.FinalNorm; sprintf "  U: %s%s" spec.Unembedding.Weight (if spec.Unembedding.Tied then " (tied)" else "") ]
+        )
+
+/// Operations on networks.
+[<RequireQualifiedAccess>]
+module Net =
+    /// Checks that every parameter the structure names exists.
+    let validate (net: Net) =
+        let spec = net.Spec
+        let names =
+            [ spec.Encoder.TokenEmbedding ]
+            @ Option.toList spec.Encoder.Positions
+            @ (spec.Layers |> List.collect (fun l -> Fn.parameterNames l.Gamma))
+            @ Fn.parameterNames spec.FinalNorm
+            @ [ spec.Unembedding.Weight ]
+            @ Option.toList spec.Unembedding.Bias
+        for n in names do
+            net.Parameters.[n] |> ignore
+        net
+
+    let create spec parameters = Net(spec, parameters) |> validate
+
+    /// The same network with every parameter converted to `dtype` (float32 or float64).
+    let toDType (dtype: torch.ScalarType) (net: Net) =
+        let converted = Dictionary<nativeint, Tensor>()
+        let convert (t: Tensor) =
+            match converted.TryGetValue t.Handle with
+            | true, c -> c
+            | _ ->
+                let c = t.detach().to_type(dtype)
+                converted.[t.Handle] <- c
+                c
+        Net(net.Spec, ParameterStore.OfSeq [ for kv in net.Parameters.Tensors -> kv.Key, convert kv.Value ])
+
+    /// The residual layers (1-based) of a block (1-based); fails with the valid range.
+    let layersOfBlock (block: int) (net: Net) =
+        match net.Spec.BlockLayers.TryFind block with
+        | Some layers -> layers
+        | None -> raise (IndexRangeException(sprintf "Block %d does not exist; this network has blocks 1..%d." block net.Spec.BlockCount))
+
+    /// The residual layer of a block whose kind matches (for example the MLP of block 3).
+    let layerOfBlock (block: int) (kind: LayerKind) (net: Net) =
+        let layers = layersOfBlock block net
+        match layers |> List.tryFind (fun l -> net.Spec.Layers.[l - 1].Kind = kind) with
+        | Some l -> l
+        | None ->
+            let kinds = layers |> List.map (fun l -> sprintf "%A" net.Spec.Layers.[l - 1].Kind) |> String.concat ", "
+            raise (IndexRangeException(sprintf "Block %d has no %A layer; its layers are: %s." block kind kinds))
+
+    /// Fails unless `layer` is a residual layer index 1..L.
+    let checkLayer (layer: int) (net: Net) =
+        if layer < 1 || layer > net.Depth then
+            raise (IndexRangeException(sprintf "Residual layer %d does not exist; valid layers are 1..%d (use the decoder site for the final norm)." layer net.Depth))
+
+    /// Fails unless `stream` is a stream index 0..L (h₀ is the encoder output).
+    let checkStream (stream: int) (net: Net) =
+        if stream < 0 || stream > net.Depth then
+            raise (IndexRangeException(sprintf "Stream h_%d does not exist; valid streams are h_0..h_%d." stream net.Depth))
+
+    /// Turns token ids into a validated int64 batch [batch, seq]; accepts [seq] too.
+    let checkTokens (tokens: Tensor) (net: Net) =
+        if isNull (box tokens) then raise (MissingArgumentException "The token batch is null.")
+        if tokens.dtype <> torch.int64 && tokens.dtype <> torch.int32 then
+            raise (DTypeException(sprintf "Token ids must be an integer tensor (int64 or int32); got %s." (Tensors.describe tokens)))
+        let batch =
+            match tokens.dim () with
+            | 1L -> tokens.unsqueeze 0
+            | 2L -> tokens
+            | _ -> raise (ShapeMismatchException(sprintf "Token ids must have shape [batch, seq] or [seq]; got %s." (Tensors.describe tokens)))
+        let batch = if batch.dtype = torch.int64 then batch else batch.to_type torch.int64
+        if batch.shape.[1] = 0L then
+            raise (ShapeMismatchException "The token sequence is empty; give at least one token.")
+        let lo, hi = batch.min().item<int64>(), batch.max().item<int64>()
+        if lo < 0L || hi >= int64 net.Vocab then
+            let bad = if lo < 0L then lo else hi
+            raise (IndexRangeException(sprintf "Token id %d is outside the vocabulary; valid ids are 0..%d." bad (net.Vocab - 1)))
+        match net.Spec.MaxPositions with
+        | Some limit when batch.shape.[1] > int64 limit ->
+            raise (IndexRangeException(sprintf "The sequence has %d tokens but the network accepts at most %d positions." batch.shape.[1] limit))
+        | _ -> ()
+        batch.``to``(net.Device)
