@@ -1,0 +1,42 @@
+/// Timing and memory measurement shared by every benchmark suite.
+module Jet.Bench.Measure
+
+open System
+open System.Diagnostics
+open System.IO
+open System.Text.Json
+
+/// Median wall time in milliseconds of `run` over `repeats` runs after `warmup` runs.
+let medianMs (warmup: int) (repeats: int) (run: unit -> unit) =
+    for _ in 1..warmup do
+        run ()
+    let times =
+        [| for _ in 1..repeats ->
+               let sw = Stopwatch.StartNew()
+               run ()
+               sw.Elapsed.TotalMilliseconds |]
+    Array.sortInPlace times
+    times.[times.Length / 2]
+
+/// Resets the kernel's peak-RSS counter of this process (Linux: writing 5 to /proc/self/clear_refs).
+let resetPeak () =
+    try File.WriteAllText("/proc/self/clear_refs", "5") with _ -> ()
+
+let private statusKb (field: string) =
+    try
+        File.ReadAllLines "/proc/self/status"
+        |> Array.tryFind (fun l -> l.StartsWith(field + ":"))
+        |> Option.map (fun l -> float (l.Split([| ' '; '\t' |], StringSplitOptions.RemoveEmptyEntries).[1]))
+        |> Option.defaultValue nan
+    with _ -> nan
+
+/// Peak resident set size since the last `resetPeak`, in MiB (native libtorch memory included).
+let peakMb () = statusKb "VmHWM" / 1024.0
+
+/// Current resident set size in MiB.
+let currentMb () = statusKb "VmRSS" / 1024.0
+
+/// Prints one benchmark record as a JSON line.
+let emit (record: obj) =
+    Console.Out.WriteLine(JsonSerializer.Serialize(record, record.GetType()))
+    Console.Out.Flush()

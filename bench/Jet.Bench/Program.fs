@@ -1,0 +1,22 @@
+/// Benchmark entry point: `dotnet run -c Release --project bench/Jet.Bench -- [suite…]` runs the named suites
+/// (all of them when none is named) and prints one JSON object per line.
+module Jet.Bench.Program
+
+open System
+open TorchSharp
+
+/// Each suite: a name and a function that prints its records.
+let suites: (string * (unit -> unit)) list = []
+
+[<EntryPoint>]
+let main argv =
+    Jet.Core.Native.ensure ()
+    torch.set_num_threads Environment.ProcessorCount
+    let chosen = if argv.Length = 0 then suites else suites |> List.filter (fun (n, _) -> Array.contains n argv)
+    if argv.Length > 0 && chosen.Length <> argv.Length then
+        eprintfn "error: unknown suite in %A; suites are: %s" argv (suites |> List.map fst |> String.concat ", ")
+        2
+    else
+        for _, run in chosen do
+            run ()
+        0

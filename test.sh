@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Runs every JetDsl test: the core's Expecto suite, the CLI smoke tests, the C# facade's xunit suite and the
+# F# scripts in docs/. Ends with one line "N passed, N failed" and exits non-zero when anything failed.
+set -uo pipefail
+cd "$(dirname "$0")"
+configuration="${CONFIGURATION:-Release}"
+passed=0
+failed=0
+strip() { sed -e 's/\x1b\[[0-9;?]*[A-Za-z]//g'; }
+
+echo "== build ($configuration)"
+if ! dotnet build JetDsl.sln -c "$configuration" -nologo -v quiet; then
+  echo "build failed"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+# Expecto suites print "N tests run … – P passed, I ignored, F failed, E errored". Ignored tests count as failed:
+# a skipped test is not a passing one.
+run_expecto() {
+  local name="$1" dll="$2"
+  echo "== $name"
+  local log
+  log=$(mktemp)
+  dotnet "$dll" --summary --no-spinner --colours 0 2>&1 | strip | tee "$log" | grep -E "EXPECTO|ERR|FAIL|Failed|Errored|Ignored" | grep -v "^\s*$" | head -200
+  local line
+  line=$(grep -E "tests? run in" "$log" | tail -1)
+  if [[ "$line" =~ ([0-9]+)\ passed,\ ([0-9]+)\ ignored,\ ([0-9]+)\ failed,\ ([0-9]+)\ errored ]]; then
+    passed=$((passed + BASH_REMATCH[1]))
+    failed=$((failed + BASH_REMATCH[2] + BASH_REMATCH[3] + BASH_REMATCH[4]))
+  else
+    echo "$name did not report a summary (crashed?):"
+    tail -40 "$log"
+    failed=$((failed + 1))
+  fi
+  rm -f "$log"
+}
+
+run_xunit() {
+  local name="$1" project="$2"
+  echo "== $name"
+  local log
+  log=$(mktemp)
+  dotnet test "$project" -c "$configuration" --no-build -nologo 2>&1 | strip | tee "$log" | grep -E "Passed!|Failed!|\[FAIL\]|Error Message|Assert" | head -100
+  local line
+  line=$(grep -E "Failed: +[0-9]+, Passed: +[0-9]+, Skipped: +[0-9]+" "$log" | tail -1)
+  if [[ "$line" =~ Failed:\ +([0-9]+),\ Passed:\ +([0-9]+),\ Skipped:\ +([0-9]+) ]]; then
+    passed=$((passed + BASH_REMATCH[2]))
+    failed=$((failed + BASH_REMATCH[1] + BASH_REMATCH[3]))
+  else
+    echo "$name did not report a summary:"
+    tail -40 "$log"
+    failed=$((failed + 1))
+  fi
+  rm -f "$log"
+}
+
+# Each script in docs/ must run to the end under `dotnet fsi`.
+run_scripts() {
+  echo "== docs scripts"
+  shopt -s nullglob
+  for script in docs/*.fsx; do
+    if JETDSL_CONFIGURATION="$configuration" timeout 900 dotnet fsi --quiet --exec "$script" > /tmp/jetdsl-script.log 2>&1; then
+      echo "passed: $script"
+      passed=$((passed + 1))
+    else
+      echo "FAILED: $script"
+      tail -30 /tmp/jetdsl-script.log
+      failed=$((failed + 1))
+    fi
+  done
+}
+
+run_expecto "core tests" "tests/Jet.Core.Tests/bin/$configuration/net10.0/Jet.Core.Tests.dll"
+if [ -d tests/Jet.Cli.Tests ]; then
+  run_expecto "CLI tests" "tests/Jet.Cli.Tests/bin/$configuration/net10.0/Jet.Cli.Tests.dll"
+fi
+run_xunit "C# facade tests" tests/Jet.CSharp.Tests/Jet.CSharp.Tests.csproj
+run_scripts
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

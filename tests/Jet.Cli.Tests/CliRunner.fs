@@ -1,0 +1,38 @@
+/// Runs the built `jet` command (copied beside this test assembly) as a child process.
+module Jet.Cli.Tests.CliRunner
+
+open System
+open System.Diagnostics
+open System.IO
+open System.Text.Json
+
+type CliResult = { ExitCode: int; Stdout: string; Stderr: string }
+
+let private jetDll = Path.Combine(AppContext.BaseDirectory, "jet.dll")
+
+/// `jet args…`; fails the test if it runs longer than `timeoutSeconds`.
+let runWithTimeout (timeoutSeconds: int) (args: string list) : CliResult =
+    let info = ProcessStartInfo("dotnet", RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false)
+    info.ArgumentList.Add jetDll
+    for a in args do
+        info.ArgumentList.Add a
+    use p = Process.Start info
+    let stdout = p.StandardOutput.ReadToEndAsync()
+    let stderr = p.StandardError.ReadToEndAsync()
+    if not (p.WaitForExit(timeoutSeconds * 1000)) then
+        p.Kill true
+        failwithf "jet %s did not finish within %d s" (String.Join(" ", args)) timeoutSeconds
+    { ExitCode = p.ExitCode; Stdout = stdout.Result; Stderr = stderr.Result }
+
+let run (args: string list) = runWithTimeout 300 args
+
+/// Parses the single JSON line a `--json` command prints.
+let json (r: CliResult) =
+    if r.ExitCode <> 0 then failwithf "exit code %d, stderr: %s" r.ExitCode r.Stderr
+    JsonDocument.Parse(r.Stdout.Trim()).RootElement
+
+/// A fresh temporary directory for output files.
+let tempDir () =
+    let dir = Path.Combine(Path.GetTempPath(), "jetdsl-cli-" + Guid.NewGuid().ToString("N"))
+    Directory.CreateDirectory dir |> ignore
+    dir
