@@ -255,9 +255,12 @@ let memory =
             let w = randn 40 [ 8L; 8L ]
             let x, y = randn 41 [ 4L; 8L ], randn 42 [ 4L; 8L ]
             let f (h: Tensor) = torch.tanh (h.matmul w)
+            // ReLU's derivatives vanish past order 1, which is where undefined gradients would appear.
+            let g (h: Tensor) = torch.nn.functional.relu (h.matmul w)
             let run () =
                 use v = jetValue 3 true f x y
                 use r = Jet.compute (opts 2 true) f x (Some y)
+                use z = jetValue 4 true g x y
                 ()
             let settle () =
                 GC.Collect()

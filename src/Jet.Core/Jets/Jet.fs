@@ -64,20 +64,28 @@ module Jet =
             Tensors.requireCompatible "The centre x" centre "the point y" y
         | None -> ()
 
+    /// A gradient TorchSharp returns for an input the output does not depend on (allow_unused) is an undefined
+    /// tensor: not null, but with an invalid handle.
+    let private defined (t: Tensor) = not (isNull (box t)) && not t.IsInvalid
+
     /// d/dt of a tensor g(t) that depends on the scalar leaf t, kept differentiable (double-vjp trick: the vjp
     /// u ↦ uᵀ ∂g/∂t is linear in u, so its gradient in u is ∂g/∂t).
     let private derivative (g: Tensor) (t: Tensor) =
         if not g.requires_grad then
             torch.zeros_like g
         else
+            // Anchoring g to t keeps every gradient below defined even where g no longer depends on t (for
+            // example past the second order of a ReLU network): TorchSharp counts the undefined tensors that
+            // allow_unused would return as live forever.
+            let anchored = g + t * 0.0
             use u = torch.zeros_like(g).requires_grad_(true)
-            let vjp = torch.autograd.grad([| g |], [| t |], [| u |], retain_graph = true, create_graph = true, allow_unused = true)
+            let vjp = torch.autograd.grad([| anchored |], [| t |], [| u |], retain_graph = true, create_graph = true, allow_unused = true)
             let s = vjp.[0]
-            if isNull (box s) || not s.requires_grad then
+            if not (defined s) || not s.requires_grad then
                 torch.zeros_like g
             else
                 let jvp = torch.autograd.grad([| s |], [| u |], [| torch.ones_like s |], retain_graph = true, create_graph = true, allow_unused = true)
-                if isNull (box jvp.[0]) then torch.zeros_like g else jvp.[0]
+                if defined jvp.[0] then jvp.[0] else torch.zeros_like g
 
     /// Raw coefficients c_0..c_k of f along the line x + t v at t = 0 (no validation, no scope handling).
     let internal coefficientsAlong (f: Tensor -> Tensor) (order: int) (centre: Tensor) (direction: Tensor) : Tensor list =
