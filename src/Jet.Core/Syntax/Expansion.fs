@@ -152,3 +152,6 @@ module Expansion =
     let withWeights weights (e: Expansion) = { e with Weights = weights }
     let withEngine engine (e: Expansion) = { e with Engine = engine }
     let withWeightTensor (w: Tensor) (e: Expansion) = { e with Weights = Weights.Tensor { Tensor = w } }
+
+    /// The plan's structure as F# prints it (`%A`), for every front door.
+    let print (e: Expansion) = sprintf "%A" e

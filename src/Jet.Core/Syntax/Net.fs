@@ -125,6 +125,18 @@ module Net =
             @ Option.toList spec.Unembedding.Bias
         for n in names do
             net.Parameters.[n] |> ignore
+        let expectShape (what: string) (name: string) (expected: int64[]) =
+            let actual = net.Parameters.[name].shape
+            if actual <> expected then
+                let message = sprintf "%s '%s' has shape %s but the network needs %s." what name (Tensors.shapeText actual) (Tensors.shapeText expected)
+                raise (ShapeMismatchException message)
+        let vocab, width = int64 spec.Vocab, int64 spec.Width
+        expectShape "The token embedding" spec.Encoder.TokenEmbedding [| vocab; width |]
+        expectShape "The unembedding" spec.Unembedding.Weight [| vocab; width |]
+        match spec.Encoder.Positions, spec.MaxPositions with
+        | Some p, Some n -> expectShape "The position table" p [| int64 n; width |]
+        | Some p, None -> raise (InvalidPlanException(sprintf "The network has a position table '%s' but no MaxPositions; set it to the table's length." p))
+        | None, _ -> ()
         net
 
     let create spec parameters = Net(spec, parameters) |> validate

@@ -1,0 +1,91 @@
+using Jet.Core;
+using Jet.Core.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace JetDsl;
+
+/// <summary>Which residual layer of a transformer block.</summary>
+public enum LayerPart
+{
+    /// <summary>The block's only residual layer (fails when it has several).</summary>
+    Only,
+    /// <summary>The attention layer.</summary>
+    Attention,
+    /// <summary>The MLP layer.</summary>
+    Mlp,
+}
+
+/// <summary>A network with its tokenizer: the built-in toy, a Hugging Face checkpoint, or a network built from parts.</summary>
+public sealed class JetModel
+{
+    internal Model Core { get; }
+
+    internal JetModel(Model core) => Core = core;
+
+    /// <summary>The paper's toy: vocabulary 100, width <paramref name="width"/>, two residual MLP blocks, LayerNorm,
+    /// untied unembedding, seeded weights; its tokenizer maps printable ASCII characters to ids.</summary>
+    public static JetModel Toy(int seed = 0, int width = 32, ScalarType dtype = ScalarType.Float32) =>
+        new(ModelModule.toy(seed, width, dtype));
+
+    /// <summary>Wraps a network built with <see cref="NetworkBuilder"/> and a tokenizer (the toy's character
+    /// tokenizer when none is given).</summary>
+    public static JetModel FromNetwork(Net network, ITokenizer? tokenizer = null, string family = "custom")
+    {
+        ArgumentNullException.ThrowIfNull(network);
+        return new(new Model(network, tokenizer ?? CharTokenizer.Instance, family, "memory"));
+    }
+
+    /// <summary>The network (syntax and parameters).</summary>
+    public Net Network => Core.Net;
+
+    /// <summary>The tokenizer.</summary>
+    public ITokenizer Tokenizer => Core.Tokenizer;
+
+    /// <summary>The architecture family, for example "toy" or "gpt2".</summary>
+    public string Family => Core.Family;
+
+    /// <summary>The vocabulary size V.</summary>
+    public int Vocabulary => Core.Net.Vocab;
+
+    /// <summary>The width d of the residual stream.</summary>
+    public int Width => Core.Net.Width;
+
+    /// <summary>The number L of residual layers.</summary>
+    public int Depth => Core.Net.Depth;
+
+    /// <summary>The number of transformer blocks.</summary>
+    public int Blocks => Core.Net.Spec.BlockCount;
+
+    /// <summary>The residual layer (1..L) of a block (1-based).</summary>
+    public int LayerOf(int block, LayerPart part = LayerPart.Only)
+    {
+        var layers = NetModule.layersOfBlock(block, Core.Net);
+        return part switch
+        {
+            LayerPart.Attention => NetModule.layerOfBlock(block, LayerKind.Attention, Core.Net),
+            LayerPart.Mlp => NetModule.layerOfBlock(block, LayerKind.Mlp, Core.Net),
+            _ when layers.Length == 1 => layers.Head,
+            _ => throw new IndexRangeException(
+                $"Block {block} has {layers.Length} residual layers ({string.Join(", ", layers)}); ask for LayerPart.Attention or LayerPart.Mlp."),
+        };
+    }
+
+    /// <summary>Token ids of a prompt, [1, seq] int64.</summary>
+    public Tensor Encode(string prompt) => ModelModule.encode(Core, prompt);
+
+    /// <summary>The text of some token ids.</summary>
+    public string Decode(IEnumerable<int> ids) => Core.Tokenizer.Decode(ids.ToArray());
+
+    /// <summary>A readable rendering of one token.</summary>
+    public string Piece(int id) => Core.Tokenizer.Piece(id);
+
+    /// <summary>Runs the model once on a token batch ([batch, seq] or [seq]) for expansions.</summary>
+    public Analysis Analyse(Tensor tokens) => new(Expand.session(Core.Net, tokens));
+
+    /// <summary>Runs the model once on a prompt for expansions.</summary>
+    public Analysis Analyse(string prompt) => Analyse(Encode(prompt));
+
+    /// <summary>The network's structure, one residual layer per line.</summary>
+    public override string ToString() => Core.Net.ToString();
+}
