@@ -105,7 +105,7 @@ type Net(spec: NetSpec, parameters: ParameterStore) =
     override _.ToString() =
         let layers = spec.Layers |> List.mapi (fun i l -> sprintf "  γ%d [%s, block %d]: %O" (i + 1) l.Name l.Block l.Gamma)
         String.concat "\n" (
-            [ sprintf "%s: vocab %d, width %d, %d residual layers in %d blocks" spec.Name spec.Vocab spec.Width spec.Depth spec.BlockCount ]
+            [ sprintf "%s: vocab %d, width %d, %d residual layers in %d block%s" spec.Name spec.Vocab spec.Width spec.Depth spec.BlockCount (if spec.BlockCount = 1 then "" else "s") ]
             @ layers
             @ [ sprintf "  LN_f: %O" spec.FinalNorm; sprintf "  U: %s%s" spec.Unembedding.Weight (if spec.Unembedding.Tied then " (tied)" else "") ]
         )
@@ -141,17 +141,23 @@ module Net =
 
     let create spec parameters = Net(spec, parameters) |> validate
 
-    /// The same network with every parameter converted to `dtype` (float32 or float64).
-    let toDType (dtype: torch.ScalarType) (net: Net) =
+    /// The same network with every parameter mapped by `convert`; tied parameters stay shared.
+    let private mapParameters (convert: Tensor -> Tensor) (net: Net) =
         let converted = Dictionary<nativeint, Tensor>()
-        let convert (t: Tensor) =
+        let once (t: Tensor) =
             match converted.TryGetValue t.Handle with
             | true, c -> c
             | _ ->
-                let c = t.detach().to_type(dtype)
+                let c = convert t
                 converted.[t.Handle] <- c
                 c
-        Net(net.Spec, ParameterStore.OfSeq [ for kv in net.Parameters.Tensors -> kv.Key, convert kv.Value ])
+        Net(net.Spec, ParameterStore.OfSeq [ for kv in net.Parameters.Tensors -> kv.Key, once kv.Value ])
+
+    /// The same network with every parameter converted to `dtype` (float32 or float64).
+    let toDType (dtype: torch.ScalarType) (net: Net) = mapParameters (fun t -> t.detach().to_type dtype) net
+
+    /// The same network with every parameter moved to `device` (for example `torch.CUDA` with a CUDA build of TorchSharp).
+    let toDevice (device: torch.Device) (net: Net) = mapParameters (fun t -> t.detach().``to`` device) net
 
     /// The residual layers (1-based) of a block (1-based); fails with the valid range.
     let layersOfBlock (block: int) (net: Net) =
