@@ -71,12 +71,25 @@ run_scripts() {
   done
 }
 
+# The C# guide's console example must run and exit 0.
+run_examples() {
+  echo "== docs examples"
+  if dotnet "docs/csharp-quickstart/bin/$configuration/net10.0/CSharpQuickstart.dll" > /tmp/jetdsl-example.log 2>&1; then
+    echo "passed: docs/csharp-quickstart"
+    passed=$((passed + 1))
+  else
+    echo "FAILED: docs/csharp-quickstart"
+    tail -30 /tmp/jetdsl-example.log
+    failed=$((failed + 1))
+  fi
+}
+
 run_expecto "core tests" "tests/Jet.Core.Tests/bin/$configuration/net10.0/Jet.Core.Tests.dll"
-if [ -d tests/Jet.Cli.Tests ]; then
-  run_expecto "CLI tests" "tests/Jet.Cli.Tests/bin/$configuration/net10.0/Jet.Cli.Tests.dll"
-fi
+
+run_expecto "CLI tests" "tests/Jet.Cli.Tests/bin/$configuration/net10.0/Jet.Cli.Tests.dll"
 run_xunit "C# facade tests" tests/Jet.CSharp.Tests/Jet.CSharp.Tests.csproj
 run_scripts
+run_examples
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
