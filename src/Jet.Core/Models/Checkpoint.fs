@@ -4,6 +4,7 @@ open System
 open System.Collections.Generic
 open System.IO
 open System.Text.Json
+open System.Threading.Tasks
 open Jet.Core
 
 /// The tensors of a Hugging Face checkpoint directory: one `model.safetensors`, or the shards that
@@ -30,11 +31,21 @@ type Checkpoint(directory: string, files: SafetensorsFile list, location: IReadO
         | true, (file, _) -> Path.GetFileName file.Path
         | _ -> "?"
 
-    /// A fresh CPU tensor with the stored bytes and element type of `name`.
-    member _.ReadRaw(name: string) : Tensor =
+    member private _.FileFor(name: string) =
         match location.TryGetValue name with
-        | true, (file, _) -> file.ReadRaw name
+        | true, (file, _) -> file
         | _ -> raise (CheckpointException(sprintf "The checkpoint in %s has no tensor named '%s'." directory name))
+
+    /// A fresh CPU tensor with the stored bytes and element type of `name`.
+    member c.ReadRaw(name: string) : Tensor = (c.FileFor name).ReadRaw name
+
+    /// Fresh CPU tensors with the stored bytes and element types of `names`, in order. The tensors are allocated
+    /// on the calling thread (inside its dispose scope); their bytes are copied on up to `parallelism` threads.
+    member c.ReadRawMany(names: string list, parallelism: int) : Tensor list =
+        let tensors = names |> List.map (fun n -> n, (c.FileFor n).Allocate n)
+        let jobs = tensors |> List.collect (fun (n, t) -> (c.FileFor n).CopyJobs(n, t)) |> Array.ofList
+        Parallel.ForEach(jobs, ParallelOptions(MaxDegreeOfParallelism = max 1 parallelism), fun copy -> copy ()) |> ignore
+        List.map snd tensors
 
     interface IDisposable with
         member _.Dispose() =

@@ -134,6 +134,10 @@ module Lowering =
             config.Invalid("rope_scaling", sprintf "is %s; JetDsl supports plain rotary embeddings only (rope_scaling null)." (v.GetRawText()))
         | None -> ()
 
+    // Raw bytes read before conversion, and the threads that copy them.
+    let private batchBytes = 256L * 1024L * 1024L
+    let private parallelism = min 8 Environment.ProcessorCount
+
     let private sameDevice (a: torch.Device) (b: torch.Device) = a.``type`` = b.``type`` && a.index = b.index
 
     /// Checks every request against the checkpoint before any tensor is read: present, floating, right shape.
@@ -164,20 +168,34 @@ module Lowering =
         use scope = torch.NewDisposeScope()
         let bySource = Dictionary<string, Tensor>()
         let parameters = Dictionary<string, Tensor>()
+        // Sources are read in batches of about `batchBytes`: the copies of a batch run in parallel, then each
+        // tensor is converted and moved, so a conversion never holds more than one batch of raw bytes besides
+        // the finished parameters.
+        let sources = requests |> List.map (fun r -> r.Source) |> List.distinct
+        let batches =
+            sources
+            |> List.fold
+                (fun (batches: string list list, size: int64) source ->
+                    let bytes = (checkpoint.TryEntry source).Value.ByteCount
+                    match batches with
+                    | current :: rest when size + bytes <= batchBytes -> ((source :: current) :: rest), size + bytes
+                    | _ -> ([ source ] :: batches), bytes)
+                ([], 0L)
+            |> fst
+            |> List.rev
+            |> List.map List.rev
+        for batch in batches do
+            let raws = checkpoint.ReadRawMany(batch, parallelism)
+            for source, raw in List.zip batch raws do
+                let typed = if raw.dtype = dtype then raw else (let c = raw.to_type dtype in raw.Dispose(); c)
+                let placed = if sameDevice typed.device device then typed else (let c = typed.``to`` device in typed.Dispose(); c)
+                bySource.[source] <- placed
         for r in requests do
-            let stored =
-                match bySource.TryGetValue r.Source with
-                | true, t -> t
-                | _ ->
-                    let raw = checkpoint.ReadRaw r.Source
-                    let typed = if raw.dtype = dtype then raw else (let c = raw.to_type dtype in raw.Dispose(); c)
-                    let placed = if sameDevice typed.device device then typed else (let c = typed.``to`` device in typed.Dispose(); c)
-                    bySource.[r.Source] <- placed
-                    placed
+            let stored = bySource.[r.Source]
             parameters.[r.Parameter] <-
                 match r.StoredAs with
                 | StoredAs.AsUsed -> stored
                 | StoredAs.Transposed -> stored.t ()
-        for t in parameters.Values do
+        for t in parameters.Values |> Seq.distinct do
             t.DetachFromDisposeScope() |> ignore
         ParameterStore(parameters :> IReadOnlyDictionary<_, _>)

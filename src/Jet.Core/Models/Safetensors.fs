@@ -178,49 +178,48 @@ module Safetensors =
         SafetensorsHeader(path, dataStart, dataLength, entries, metadata)
 
     // Each copy maps at most this many bytes at once, so file pages leave the process as soon as they are copied
-    // and peak memory stays near the size of the tensors themselves.
+    // and peak memory stays near the size of the tensors themselves; windows are also the unit of parallel work.
     let private windowBytes = 32L * 1024L * 1024L
 
-    /// Copies `count` bytes at `fileOffset` of a mapped file into a span of native tensor memory.
-    let private copyWindow (file: MemoryMappedFile) (fileOffset: int64) (destination: Span<byte>) =
-        use view = file.CreateViewAccessor(fileOffset, int64 destination.Length, MemoryMappedFileAccess.Read)
+    /// TorchSharp's element type of an entry, failing for the safetensors types TorchSharp has no tensor for.
+    let torchType (path: string) (entry: SafetensorsEntry) =
+        match scalarType entry.DType with
+        | Some t -> t
+        | None ->
+            let message =
+                sprintf "%s: tensor '%s' has element type %s, which TorchSharp cannot hold; JetDsl reads F64, F32, F16, BF16 and integer tensors." path entry.Name entry.DType
+            raise (CheckpointException message)
+
+    /// The address of element 0 of a contiguous CPU tensor (its storage is native memory that does not move).
+    let internal address (tensor: Tensor) : nativeint =
+        use flat = tensor.view -1L
+        use first = flat.narrow (0L, 0L, 1L)
+        let span = first.bytes
+        use pointer = fixed span
+        NativePtr.toNativeInt pointer
+
+    /// The (offset within the tensor, length) byte ranges an entry is copied in.
+    let internal windows (entry: SafetensorsEntry) =
+        let size = int64 (elementSize entry.DType)
+        let step = max size (windowBytes / size * size)
+        [ for first in 0L .. step .. entry.ByteCount - 1L -> first, min step (entry.ByteCount - first) ]
+
+    /// Copies `count` bytes at `fileOffset` of a mapped file to `destination` (native tensor memory).
+    let internal copyWindow (file: MemoryMappedFile) (fileOffset: int64) (destination: nativeint) (count: int64) =
+        use view = file.CreateViewAccessor(fileOffset, count, MemoryMappedFileAccess.Read)
         let handle = view.SafeMemoryMappedViewHandle
         let mutable start: nativeptr<byte> = NativePtr.nullPtr
         handle.AcquirePointer(&start)
         try
-            let source = ReadOnlySpan<byte>(NativePtr.toVoidPtr (NativePtr.add start (int view.PointerOffset)), destination.Length)
-            source.CopyTo destination
+            let source = NativePtr.toVoidPtr (NativePtr.add start (int view.PointerOffset))
+            Buffer.MemoryCopy(source, NativePtr.toVoidPtr (NativePtr.ofNativeInt<byte> destination), count, count)
         finally
             handle.ReleasePointer()
 
-    /// A fresh CPU tensor of the entry's own element type holding its bytes, copied from the mapped file
-    /// straight into the tensor's storage.
-    let internal readRaw (file: MemoryMappedFile) (header: SafetensorsHeader) (entry: SafetensorsEntry) : Tensor =
+    /// Fails on big-endian machines: safetensors data is little-endian and is copied byte for byte.
+    let internal requireLittleEndian () =
         if not BitConverter.IsLittleEndian then
             raise (CheckpointException "safetensors data is little-endian; this machine is big-endian, which JetDsl does not support.")
-        let dtype =
-            match scalarType entry.DType with
-            | Some t -> t
-            | None ->
-                raise (
-                    CheckpointException(
-                        sprintf "%s: tensor '%s' has element type %s, which TorchSharp cannot hold; JetDsl reads F64, F32, F16, BF16 and integer tensors." header.Path entry.Name entry.DType
-                    )
-                )
-        let tensor = torch.empty (entry.Shape, dtype = dtype)
-        if entry.ByteCount > 0L then
-            let size = int64 (elementSize entry.DType)
-            let flat = tensor.view -1L
-            let perWindow = max 1L (windowBytes / size)
-            let total = flat.shape.[0]
-            let mutable first = 0L
-            while first < total do
-                let count = min perWindow (total - first)
-                use chunk = flat.narrow (0L, first, count)
-                copyWindow file (header.DataStart + entry.Begin + first * size) chunk.bytes
-                first <- first + count
-            flat.Dispose()
-        tensor
 
 /// An open safetensors file: its validated header and a read-only memory map of its bytes.
 [<Sealed>]
@@ -233,11 +232,34 @@ type SafetensorsFile(header: SafetensorsHeader) =
     member _.Header = header
     member _.Path = header.Path
 
-    /// The tensor `name` as a fresh CPU tensor of its stored element type.
-    member _.ReadRaw(name: string) : Tensor =
+    /// The header entry of `name`; fails naming the file.
+    member _.Entry(name: string) =
         match header.Entries.TryGetValue name with
-        | true, entry -> Safetensors.readRaw map.Value header entry
+        | true, entry -> entry
         | _ -> raise (CheckpointException(sprintf "%s has no tensor named '%s'." header.Path name))
+
+    /// A fresh, still empty CPU tensor of the entry's shape and stored element type (no memory is touched yet).
+    member f.Allocate(name: string) : Tensor =
+        let entry = f.Entry name
+        torch.empty (entry.Shape, dtype = Safetensors.torchType header.Path entry)
+
+    /// The copies that fill `tensor` (allocated for `name`) from the mapped file: independent, so they may run
+    /// on several threads at once.
+    member f.CopyJobs(name: string, tensor: Tensor) : (unit -> unit) list =
+        Safetensors.requireLittleEndian ()
+        let entry = f.Entry name
+        if entry.ByteCount = 0L then []
+        else
+            let destination = Safetensors.address tensor
+            [ for first, count in Safetensors.windows entry ->
+                  fun () -> Safetensors.copyWindow map.Value (header.DataStart + entry.Begin + first) (destination + nativeint first) count ]
+
+    /// The tensor `name` as a fresh CPU tensor of its stored element type.
+    member f.ReadRaw(name: string) : Tensor =
+        let tensor = f.Allocate name
+        for copy in f.CopyJobs(name, tensor) do
+            copy ()
+        tensor
 
     /// Opens a file after validating its header.
     static member Open(path: string) = new SafetensorsFile(Safetensors.readHeader path)
