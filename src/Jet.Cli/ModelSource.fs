@@ -18,7 +18,7 @@ let dtype (name: string option) =
         raise (DTypeException(sprintf "Unknown --dtype '%s'; choose one of: %s." name valid))
 
 /// `toy` or a Hugging Face checkpoint directory, on the CPU.
-let open' (source: string) (dtypeName: string option) : Model =
+let openModel (source: string) (dtypeName: string option) : Model =
     Native.ensure ()
     Model.resolve source (dtype dtypeName) torch.CPU
 

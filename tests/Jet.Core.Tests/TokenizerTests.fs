@@ -58,6 +58,18 @@ let gpt2Tests =
             Expect.equal (t.Tokens text) tokens "bpe tokens"
             Expect.equal ((t :> ITokenizer).Decode ids) decoded "decoded text"
         }
+        test "a tokenizer.json NFC normalizer (as GPT-NeoX's) composes characters before BPE" {
+            let dir = tempDir ()
+            let original = File.ReadAllText(fixture [ "swift-transformers-gpt2-tokenizer"; "gpt2_tokenizer.json" ])
+            let node = Nodes.JsonNode.Parse original
+            node.["normalizer"] <- Nodes.JsonNode.Parse "{\"type\":\"NFC\"}"
+            File.WriteAllText(Path.Combine(dir, "tokenizer.json"), node.ToJsonString())
+            let nfc = HfTokenizer.load dir 50257 false
+            let plain = HfTokenizer.fromTokenizerJson (fixture [ "swift-transformers-gpt2-tokenizer"; "gpt2_tokenizer.json" ]) TokenizerSettings.Empty :> ITokenizer
+            let decomposed = "caf" + "e\u0301"
+            Expect.equal (nfc.Encode decomposed) (plain.Encode "café") "e + combining acute becomes é"
+            Expect.notEqual (plain.Encode decomposed) (plain.Encode "café") "without NFC they differ"
+        }
         test "a partial UTF-8 character renders as bytes" {
             let it = gpt2Fixture () :> ITokenizer
             // "Ã" is byte 0xC3 in GPT-2's byte-to-character table: the first half of a two-byte character.

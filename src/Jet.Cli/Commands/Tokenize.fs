@@ -19,7 +19,7 @@ type Args =
             | Json -> "print {\"ids\": [...], \"tokens\": [...]} instead of a table."
 
 let private execute (args: ParseResults<Args>) =
-    let model = ModelSource.open' (args.GetResult Model) None
+    let model = ModelSource.openModel (args.GetResult Model) None
     let text = args.GetResult Text
     if System.String.IsNullOrEmpty text then
         raise (MissingArgumentException "The text is empty; give some text to tokenize.")

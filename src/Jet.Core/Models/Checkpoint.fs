@@ -11,12 +11,15 @@ open Jet.Core
 /// `model.safetensors.index.json` lists. Headers are validated on opening; tensor bytes are read on request.
 [<Sealed>]
 type Checkpoint(directory: string, files: SafetensorsFile list, location: IReadOnlyDictionary<string, SafetensorsFile * SafetensorsEntry>) =
+    /// The checkpoint directory.
     member _.Directory = directory
     /// The weight files, in the order they were opened.
     member _.Files = files |> List.map (fun f -> f.Path)
     /// Every tensor name, sorted.
     member _.Names = location.Keys |> Seq.sort |> List.ofSeq
+    /// The number of tensors.
     member _.Count = location.Count
+    /// True when the checkpoint has a tensor of this name.
     member _.Contains(name: string) = location.ContainsKey name
 
     /// The header entry of a tensor, if the checkpoint has it.

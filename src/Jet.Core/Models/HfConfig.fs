@@ -15,7 +15,9 @@ type HfConfig(path: string, root: JsonElement) =
         let text = v.GetRawText()
         if text.Length > 40 then text.Substring(0, 40) + "…" else text
 
+    /// The config file, for messages.
     member _.Path = path
+    /// The parsed JSON object.
     member _.Root = root
 
     /// The value of a key, unless it is absent or null.
@@ -24,8 +26,10 @@ type HfConfig(path: string, root: JsonElement) =
         | true, v when v.ValueKind <> JsonValueKind.Null -> Some v
         | _ -> None
 
+    /// True when the key is present and not null.
     member c.Has(key: string) = (c.TryGet key).IsSome
 
+    /// An integer, if present; fails when the value is not an integer.
     member c.TryInt(key: string) : int option =
         c.TryGet key
         |> Option.map (fun v ->
@@ -40,8 +44,10 @@ type HfConfig(path: string, root: JsonElement) =
         | Some n -> fail (sprintf "'%s' is %d; it must be a positive integer." key n)
         | None -> fail (sprintf "'%s' is missing; this architecture needs it." key)
 
+    /// An integer, or the fallback when absent.
     member c.IntOr(key: string, fallback: int) = c.TryInt key |> Option.defaultValue fallback
 
+    /// A number, if present; fails when the value is not a number.
     member c.TryFloat(key: string) : float option =
         c.TryGet key
         |> Option.map (fun v ->
@@ -49,8 +55,10 @@ type HfConfig(path: string, root: JsonElement) =
             if v.ValueKind = JsonValueKind.Number && v.TryGetDouble(&x) then x
             else fail (sprintf "'%s' is %s; it must be a number." key (describe v)))
 
+    /// A number, or the fallback when absent.
     member c.FloatOr(key: string, fallback: float) = c.TryFloat key |> Option.defaultValue fallback
 
+    /// A boolean, if present; fails when the value is not true or false.
     member c.TryBool(key: string) : bool option =
         c.TryGet key
         |> Option.map (fun v ->
@@ -59,8 +67,10 @@ type HfConfig(path: string, root: JsonElement) =
             | JsonValueKind.False -> false
             | _ -> fail (sprintf "'%s' is %s; it must be true or false." key (describe v)))
 
+    /// A boolean, or the fallback when absent.
     member c.BoolOr(key: string, fallback: bool) = c.TryBool key |> Option.defaultValue fallback
 
+    /// A string, if present; fails when the value is not a string.
     member c.TryString(key: string) : string option =
         c.TryGet key
         |> Option.map (fun v ->
@@ -68,6 +78,7 @@ type HfConfig(path: string, root: JsonElement) =
             | JsonValueKind.String -> v.GetString()
             | _ -> fail (sprintf "'%s' is %s; it must be a string." key (describe v)))
 
+    /// A string, or the fallback when absent.
     member c.StringOr(key: string, fallback: string) = c.TryString key |> Option.defaultValue fallback
 
     /// The `architectures` list (empty when absent).
@@ -88,6 +99,7 @@ type HfConfig(path: string, root: JsonElement) =
 /// Reading `config.json`.
 [<RequireQualifiedAccess>]
 module HfConfig =
+    /// The config's file name in a checkpoint directory.
     [<Literal>]
     let FileName = "config.json"
 

@@ -59,7 +59,9 @@ type HfTokenizer(inner: Tokenizer, style: TokenizerStyle, tokens: string[], spec
     static let visible (text: string) =
         text.Replace(" ", "␣").Replace("\n", "\\n").Replace("\r", "\\r").Replace("\t", "\\t")
 
+    /// Byte-level or SentencePiece.
     member _.Style = style
+    /// The Microsoft.ML.Tokenizers tokenizer underneath.
     member _.Inner = inner
 
     /// The SentencePiece model (sentencepiece_model.proto bytes) converted from a tokenizer.json, if this tokenizer
@@ -109,6 +111,18 @@ type HfTokenizer(inner: Tokenizer, style: TokenizerStyle, tokens: string[], spec
                     |> visible
 
         member _.VocabSize = tokens.Length
+
+/// Unicode normalisation and lower-casing, as a tokenizer.json normalizer asks for (GPT-NeoX's tokenizer uses NFC).
+[<Sealed>]
+type TextNormalizer(form: NormalizationForm option, lowercase: bool) =
+    inherit Normalizer()
+
+    let apply (text: string) =
+        let text = match form with Some f -> text.Normalize f | None -> text
+        if lowercase then text.ToLowerInvariant() else text
+
+    override _.Normalize(text: string) = apply text
+    override _.Normalize(text: ReadOnlySpan<char>) = apply (String(text))
 
 /// Stands in for the tokenizer of a checkpoint that ships none: the network still loads; encoding fails clearly.
 [<Sealed>]
@@ -207,8 +221,9 @@ module HfTokenizer =
         table
 
     /// Byte-level BPE (GPT-2 style) from a vocabulary, merges and special tokens.
-    let byteLevel (vocab: IReadOnlyDictionary<string, int>) (merges: string seq) (specials: IReadOnlyDictionary<string, int>) (pattern: string) (unknown: string option) (bos: int option) (addPrefixSpace: bool) =
+    let byteLevel (vocab: IReadOnlyDictionary<string, int>) (merges: string seq) (specials: IReadOnlyDictionary<string, int>) (pattern: string) (unknown: string option) (bos: int option) (addPrefixSpace: bool) (normalizer: Normalizer option) =
         let options = BpeOptions(vocab)
+        normalizer |> Option.iter (fun n -> options.Normalizer <- n)
         options.Merges <- merges
         options.ByteLevel <- true
         options.SpecialTokens <- specials
@@ -247,7 +262,7 @@ module HfTokenizer =
         merges
         |> Array.iteri (fun i l -> if l.Split(' ').Length <> 2 then fail mergesPath (sprintf "line %d (%A) is not a pair of tokens separated by one space." (i + 2) l))
         let specials = specialsOf settings vocab
-        byteLevel vocab merges specials gpt2Pattern settings.UnkToken (bosId settings vocab false) (defaultArg settings.AddPrefixSpace false)
+        byteLevel vocab merges specials gpt2Pattern settings.UnkToken (bosId settings vocab false) (defaultArg settings.AddPrefixSpace false) None
 
     // ---- SentencePiece models written from tokenizer.json (Microsoft.ML.Tokenizers reads only the protobuf) ----
 
@@ -434,7 +449,21 @@ module HfTokenizer =
             for content, id, _ in added do
                 specials.[content] <- id
             let bos = if addBos then find bosToken else None
-            byteLevel vocab merges specials (defaultArg split gpt2Pattern) unknown bos prefixSpace
+            let form =
+                normalizers
+                |> List.tryPick (fun n ->
+                    match typeOf n with
+                    | "NFC" -> Some NormalizationForm.FormC
+                    | "NFD" -> Some NormalizationForm.FormD
+                    | "NFKC" -> Some NormalizationForm.FormKC
+                    | "NFKD" -> Some NormalizationForm.FormKD
+                    | _ -> None)
+            let lowercase = normalizers |> List.exists (fun n -> typeOf n = "Lowercase")
+            let unsupported = normalizers |> List.map typeOf |> List.filter (fun t -> not (List.contains t [ "Sequence"; "NFC"; "NFD"; "NFKC"; "NFKD"; "Lowercase" ]))
+            if not unsupported.IsEmpty then
+                fail path (sprintf "its normalizer uses %s; byte-level tokenizers may only use NFC, NFD, NFKC, NFKD and Lowercase." (String.concat ", " unsupported))
+            let normalizer = if form.IsSome || lowercase then Some(TextNormalizer(form, lowercase) :> Normalizer) else None
+            byteLevel vocab merges specials (defaultArg split gpt2Pattern) unknown bos prefixSpace normalizer
         elif byteFallback || replacesSpace || metaspace.IsSome then
             let dummyPrefix =
                 prepends

@@ -50,7 +50,9 @@ type Family =
 type TensorPlan(prefix: string) =
     let requests = ResizeArray<TensorRequest>()
 
+    /// The model prefix of the checkpoint's names ("transformer.", "model.", or "").
     member _.Prefix = prefix
+    /// The requests so far, in order.
     member _.Requests = List.ofSeq requests
 
     /// Requests `prefix + name` with the shape the network uses; returns the parameter name.

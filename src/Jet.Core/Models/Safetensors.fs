@@ -30,10 +30,13 @@ type SafetensorsEntry =
 /// lies inside the data section, matches its shape and overlaps no other.
 [<Sealed>]
 type SafetensorsHeader(path: string, dataStart: int64, dataLength: int64, entries: IReadOnlyDictionary<string, SafetensorsEntry>, metadata: Map<string, string>) =
+    /// The file, for messages.
     member _.Path = path
     /// The file offset of the data section (8 + the header length).
     member _.DataStart = dataStart
+    /// The size of the data section in bytes.
     member _.DataLength = dataLength
+    /// The validated entries by tensor name.
     member _.Entries = entries
     /// The `__metadata__` strings (for example format = pt).
     member _.Metadata = metadata
