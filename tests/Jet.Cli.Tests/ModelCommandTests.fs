@@ -54,6 +54,13 @@ let tests =
             Expect.equal [ for x in root.GetProperty("ids").EnumerateArray() -> x.GetInt32() ] [ 15496; 995 ] "ids"
             Expect.equal [ for x in root.GetProperty("tokens").EnumerateArray() -> x.GetString() ] [ "Hello"; "␣world" ] "pieces"
         }
+        test "tokenize with a directory that holds only tokenizer files" {
+            let root = json (run [ "tokenize"; "--model"; "/work/shared/fixtures/gpt2-tokenizer"; "--text"; "Hello world<|endoftext|>"; "--json" ])
+            Expect.equal [ for x in root.GetProperty("ids").EnumerateArray() -> x.GetInt32() ] [ 15496; 995; 50256 ] "ids"
+        }
+        test "tokenize with a directory without tokenizer files" {
+            run [ "tokenize"; "--model"; tempDir (); "--text"; "hi" ] |> failsWith [ "no tokenizer files" ]
+        }
         test "tokenize with the toy's character tokenizer" {
             let root = json (run [ "tokenize"; "--model"; "toy"; "--text"; "hi"; "--json" ])
             Expect.equal [ for x in root.GetProperty("ids").EnumerateArray() -> x.GetInt32() ] [ 72; 73 ] "'h' and 'i'"

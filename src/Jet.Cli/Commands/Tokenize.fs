@@ -14,17 +14,19 @@ type Args =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Model _ -> "toy, or a Hugging Face checkpoint directory with tokenizer files."
+            | Model _ -> "toy, or a directory with Hugging Face tokenizer files (tokenizer.json, vocab.json + merges.txt, or tokenizer.model)."
             | Text _ -> "the text to tokenize."
             | Json -> "print {\"ids\": [...], \"tokens\": [...]} instead of a table."
 
 let private execute (args: ParseResults<Args>) =
-    let model = ModelSource.openModel (args.GetResult Model) None
+    Native.ensure ()
+    // Only the tokenizer: no weights are read.
+    let tokenizer = Models.Model.tokenizer (args.GetResult Model)
     let text = args.GetResult Text
     if System.String.IsNullOrEmpty text then
         raise (MissingArgumentException "The text is empty; give some text to tokenize.")
-    let ids = model.Tokenizer.Encode text
-    let tokens = ids |> Array.map (ModelSource.piece model)
+    let ids = tokenizer.Encode text
+    let tokens = ids |> Array.map tokenizer.Piece
     if args.Contains Json then
         writeJson {| ids = ids; tokens = tokens |}
     else

@@ -29,6 +29,9 @@ module Architectures =
             let message = sprintf "%s %s, which JetDsl cannot load. Supported architectures: %s." config.Path named (String.concat ", " supported)
             raise (UnsupportedArchitectureException message)
 
+    /// True for the SentencePiece families, whose bare `tokenizer.model` starts every text with BOS.
+    let addsBosByDefault (family: Family) = List.contains family.Name [ "llama"; "mistral"; "gemma" ]
+
     /// Fails unless `dtype` is a floating type networks can compute in.
     let requireFloatingDType (dtype: torch.ScalarType) =
         if dtype <> torch.float32 && dtype <> torch.float64 && dtype <> torch.float16 && dtype <> torch.bfloat16 then

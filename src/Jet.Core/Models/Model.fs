@@ -42,9 +42,22 @@ module Model =
     /// as a network of `dtype` on `device` with its tokenizer. Families: gpt2, gpt_neo, gpt_neox, llama, mistral, gemma.
     let load (directory: string) (dtype: torch.ScalarType) (device: torch.Device) : Model =
         let net, family = Architectures.loadNet directory dtype device
-        let sentencePieceFamily = List.contains family.Name [ "llama"; "mistral"; "gemma" ]
-        let tokenizer = HfTokenizer.load directory net.Vocab sentencePieceFamily
+        let tokenizer = HfTokenizer.load directory net.Vocab (Architectures.addsBosByDefault family)
         { Net = net; Tokenizer = tokenizer; Family = family.Name; Source = System.IO.Path.GetFullPath directory }
+
+    /// Only the tokenizer of "toy" or of a checkpoint directory, without reading any weights (a directory may
+    /// hold just tokenizer files; config.json, when present, decides whether a bare tokenizer.model adds BOS).
+    let tokenizer (source: string) : ITokenizer =
+        if source = "toy" then CharTokenizer.Instance :> ITokenizer
+        else
+            Checkpoint.requireDirectory source
+            let config = System.IO.Path.Combine(source, HfConfig.FileName)
+            let addBos, vocab =
+                if System.IO.File.Exists config then
+                    let c = HfConfig.load source
+                    Architectures.addsBosByDefault (Architectures.find c), c.IntOr("vocab_size", 0)
+                else false, 0
+            HfTokenizer.load source vocab addBos
 
     /// "toy" opens the built-in toy network (seed ToySeed, width ToyWidth); anything else is a checkpoint directory.
     let resolve (source: string) (dtype: torch.ScalarType) (device: torch.Device) : Model =
