@@ -29,3 +29,90 @@ module Model =
         if ids.Length = 0 then
             raise (MissingArgumentException(sprintf "The prompt %A produced no tokens." prompt))
         torch.tensor(ids |> Array.map int64, dtype = torch.int64).unsqueeze 0
+
+    /// The width of the toy network that `resolve "toy"` opens.
+    [<Literal>]
+    let ToyWidth = 16
+
+    /// The seed of the toy network that `resolve "toy"` opens.
+    [<Literal>]
+    let ToySeed = 0
+
+    /// Loads a Hugging Face checkpoint directory (config.json, model.safetensors or its shards, tokenizer files)
+    /// as a network of `dtype` on `device` with its tokenizer. Families: gpt2, gpt_neo, gpt_neox, llama, mistral, gemma.
+    let load (directory: string) (dtype: torch.ScalarType) (device: torch.Device) : Model =
+        let net, family = Architectures.loadNet directory dtype device
+        let tokenizer = HfTokenizer.load directory net.Vocab (Architectures.addsBosByDefault family)
+        { Net = net; Tokenizer = tokenizer; Family = family.Name; Source = System.IO.Path.GetFullPath directory }
+
+    /// Only the tokenizer of "toy" or of a checkpoint directory, without reading any weights (a directory may
+    /// hold just tokenizer files; config.json, when present, decides whether a bare tokenizer.model adds BOS).
+    let tokenizer (source: string) : ITokenizer =
+        if source = "toy" then CharTokenizer.Instance :> ITokenizer
+        else
+            Checkpoint.requireDirectory source
+            let config = System.IO.Path.Combine(source, HfConfig.FileName)
+            let addBos, vocab =
+                if System.IO.File.Exists config then
+                    let c = HfConfig.load source
+                    Architectures.addsBosByDefault (Architectures.find c), c.IntOr("vocab_size", 0)
+                else false, 0
+            HfTokenizer.load source vocab addBos
+
+    /// "toy" opens the built-in toy network (seed ToySeed, width ToyWidth); anything else is a checkpoint directory.
+    let resolve (source: string) (dtype: torch.ScalarType) (device: torch.Device) : Model =
+        if source = "toy" then
+            Architectures.requireFloatingDType dtype
+            let model = toy ToySeed ToyWidth dtype
+            if device.``type`` = DeviceType.CPU then model else { model with Net = Net(model.Net.Spec, ParameterStore.OfSeq [ for kv in model.Net.Parameters.Tensors -> kv.Key, kv.Value.``to`` device ]) }
+        else load source dtype device
+
+    /// What `jet info` reports about a model.
+    type Summary =
+        {
+            Family: string
+            Source: string
+            Blocks: int
+            ResidualLayers: int
+            Width: int
+            /// Query heads of the first attention layer (0 when the network has none).
+            Heads: int
+            KvHeads: int
+            Vocab: int
+            MaxPositions: int option
+            /// Scalars in the parameters, tied tensors counted once.
+            Parameters: int64
+            DType: string
+        }
+
+    /// The first attention primitive inside a γ, if any.
+    let rec private attentionIn (f: Fn) : Attention option =
+        match f with
+        | Attention a -> Some a
+        | Sum fs
+        | Chain fs -> fs |> List.tryPick attentionIn
+        | Scale(_, inner) -> attentionIn inner
+        | Linear _
+        | Act _
+        | LayerNorm _
+        | RmsNorm _
+        | GatedMlp _
+        | Custom _ -> None
+
+    /// The family, sizes, parameter count and dtype of a model.
+    let summary (model: Model) : Summary =
+        let net = model.Net
+        let attention = net.Spec.Layers |> List.tryPick (fun l -> attentionIn l.Gamma)
+        {
+            Family = model.Family
+            Source = model.Source
+            Blocks = net.Spec.BlockCount
+            ResidualLayers = net.Depth
+            Width = net.Width
+            Heads = attention |> Option.map (fun a -> a.Heads) |> Option.defaultValue 0
+            KvHeads = attention |> Option.map (fun a -> a.KvHeads) |> Option.defaultValue 0
+            Vocab = net.Vocab
+            MaxPositions = net.Spec.MaxPositions
+            Parameters = net.Parameters.ScalarCount
+            DType = (string net.DType).ToLowerInvariant()
+        }

@@ -1,0 +1,61 @@
+/// `jet info`: what a model is — family, sizes, parameter count, dtype — and its residual layers.
+module Jet.Cli.Commands.Info
+
+open Argu
+open Jet.Core
+open Jet.Core.Models
+open Jet.Cli
+open Jet.Cli.Console
+
+type Args =
+    | [<Mandatory>] Model of source: string
+    | Dtype of name: string
+    | Json
+
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Model _ -> "toy, or a Hugging Face checkpoint directory (config.json + model.safetensors)."
+            | Dtype _ -> "float32 (default), float64, bfloat16 or float16."
+            | Json -> "print one JSON object instead of text."
+
+let private execute (args: ParseResults<Args>) =
+    let model = ModelSource.openModel (args.GetResult Model) (args.TryGetResult Dtype)
+    let s = Model.summary model
+    let layers = model.Net.Spec.Layers |> List.mapi (fun i l -> {| layer = i + 1; name = l.Name; block = l.Block; kind = (sprintf "%A" l.Kind).ToLowerInvariant() |})
+    if args.Contains Json then
+        writeJson
+            {|
+                family = s.Family
+                source = s.Source
+                blocks = s.Blocks
+                residual_layers = s.ResidualLayers
+                width = s.Width
+                heads = s.Heads
+                kv_heads = s.KvHeads
+                vocab = s.Vocab
+                max_positions = Option.toNullable s.MaxPositions
+                parameters = s.Parameters
+                dtype = s.DType
+                layers = layers
+            |}
+    else
+        printTable
+            [ "property"; "value" ]
+            [
+                [ "family"; s.Family ]
+                [ "source"; s.Source ]
+                [ "blocks"; string s.Blocks ]
+                [ "residual layers"; string s.ResidualLayers ]
+                [ "width"; string s.Width ]
+                [ "heads"; (if s.KvHeads <> s.Heads then sprintf "%d (%d KV)" s.Heads s.KvHeads else string s.Heads) ]
+                [ "vocabulary"; string s.Vocab ]
+                [ "context"; (match s.MaxPositions with Some p -> string p | None -> "unlimited") ]
+                [ "parameters"; s.Parameters.ToString("N0", System.Globalization.CultureInfo.InvariantCulture) ]
+                [ "dtype"; s.DType ]
+            ]
+        printfn ""
+        printfn "%O" model.Net
+    0
+
+let run (args: ParseResults<Args>) = guard (fun () -> execute args)

@@ -1,0 +1,36 @@
+/// `jet tokenize`: the token ids and pieces of a text under a model's tokenizer.
+module Jet.Cli.Commands.Tokenize
+
+open Argu
+open Jet.Core
+open Jet.Cli
+open Jet.Cli.Console
+
+type Args =
+    | [<Mandatory>] Model of source: string
+    | [<Mandatory>] Text of text: string
+    | Json
+
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Model _ -> "toy, or a directory with Hugging Face tokenizer files (tokenizer.json, vocab.json + merges.txt, or tokenizer.model)."
+            | Text _ -> "the text to tokenize."
+            | Json -> "print {\"ids\": [...], \"tokens\": [...]} instead of a table."
+
+let private execute (args: ParseResults<Args>) =
+    Native.ensure ()
+    // Only the tokenizer: no weights are read.
+    let tokenizer = Models.Model.tokenizer (args.GetResult Model)
+    let text = args.GetResult Text
+    if System.String.IsNullOrEmpty text then
+        raise (MissingArgumentException "The text is empty; give some text to tokenize.")
+    let ids = tokenizer.Encode text
+    let tokens = ids |> Array.map tokenizer.Piece
+    if args.Contains Json then
+        writeJson {| ids = ids; tokens = tokens |}
+    else
+        printTable [ "position"; "id"; "token" ] [ for i in 0 .. ids.Length - 1 -> [ string i; string ids.[i]; tokens.[i] ] ]
+    0
+
+let run (args: ParseResults<Args>) = guard (fun () -> execute args)
