@@ -28,6 +28,26 @@ public sealed class JetModel
     public static JetModel Toy(int seed = 0, int width = 32, ScalarType dtype = ScalarType.Float32) =>
         new(ModelModule.toy(seed, width, dtype));
 
+    /// <summary>Loads a Hugging Face checkpoint directory (config.json, model.safetensors or its shards, tokenizer
+    /// files). Families: GPT-2, GPT-Neo, GPT-NeoX (Pythia), Llama, Mistral, Gemma.</summary>
+    /// <param name="directory">The checkpoint directory.</param>
+    /// <param name="dtype">The element type to convert the weights to (float32 by default).</param>
+    /// <param name="device">Where to put the weights (the CPU by default).</param>
+    public static JetModel Load(string directory, ScalarType dtype = ScalarType.Float32, Device? device = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(directory);
+        Native.ensure();
+        return new(ModelModule.load(directory, dtype, device ?? torch.CPU));
+    }
+
+    /// <summary>"toy" for the built-in toy network, or a checkpoint directory (as the jet command's --model).</summary>
+    public static JetModel Open(string source, ScalarType dtype = ScalarType.Float32)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(source);
+        Native.ensure();
+        return new(ModelModule.resolve(source, dtype, torch.CPU));
+    }
+
     /// <summary>Wraps a network built with <see cref="NetworkBuilder"/> and a tokenizer (the toy's character
     /// tokenizer when none is given).</summary>
     public static JetModel FromNetwork(Net network, ITokenizer? tokenizer = null, string family = "custom")

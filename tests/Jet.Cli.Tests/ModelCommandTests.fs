@@ -7,7 +7,7 @@ open Expecto
 open TorchSharp
 open Jet.Cli.Tests.CliRunner
 
-let private fakeGpt2 = "/work/shared/fixtures/lm-buddy-fake-gpt2"
+let private fakeGpt2 = Jet.Tests.Fixtures.path [ "lm-buddy-fake-gpt2" ]
 
 /// Exit code 1 and exactly one line on stderr, an `error:` that mentions every fragment.
 let private failsWith (fragments: string list) (r: CliResult) =
@@ -55,7 +55,7 @@ let tests =
             Expect.equal [ for x in root.GetProperty("tokens").EnumerateArray() -> x.GetString() ] [ "Hello"; "␣world" ] "pieces"
         }
         test "tokenize with a directory that holds only tokenizer files" {
-            let root = json (run [ "tokenize"; "--model"; "/work/shared/fixtures/gpt2-tokenizer"; "--text"; "Hello world<|endoftext|>"; "--json" ])
+            let root = json (run [ "tokenize"; "--model"; (Jet.Tests.Fixtures.path [ "gpt2-tokenizer" ]); "--text"; "Hello world<|endoftext|>"; "--json" ])
             Expect.equal [ for x in root.GetProperty("ids").EnumerateArray() -> x.GetInt32() ] [ 15496; 995; 50256 ] "ids"
         }
         test "tokenize with a directory without tokenizer files" {

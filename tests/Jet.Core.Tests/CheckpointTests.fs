@@ -15,7 +15,7 @@ open Jet.Core.Tests.FamilyCheckpoints
 
 let private tokens = [| 3L; 17L; 0L; 39L; 8L; 8L; 21L; 5L; 12L |]
 let private exact = Accuracy.Of(1e-9, 1e-9)
-let private fixtures = "/work/shared/fixtures"
+let private fixtures = Jet.Tests.Fixtures.directory.Value
 
 let private families: (string * (string -> FamilyCase)) list =
     [

@@ -11,7 +11,7 @@ open Jet.Core.Models
 open Jet.Core.Tests.TestKit
 open Jet.Core.Tests.TestCheckpoints
 
-let private fixtures = "/work/shared/fixtures"
+let private fixtures = Jet.Tests.Fixtures.directory.Value
 let private fixture (parts: string list) = Path.Combine(fixtures :: parts |> Array.ofList)
 
 /// text, reference ids and reference vocabulary strings of a swift-transformers reference file.

@@ -30,7 +30,7 @@ let private promptLength = 8
 
 let private execute (args: ParseResults<Args>) =
     let seed = args.GetResult(Seed, 0)
-    let width = args.GetResult(Width, 32)
+    let width = args.GetResult(Width, Model.ToyWidth)
     let order = args.GetResult(Order, 1)
     let out = args.GetResult(Out, "quickstart.svg")
     if width < 1 then raise (IndexRangeException(sprintf "--d must be ≥ 1; got %d." width))

@@ -43,6 +43,7 @@ module PathSummary =
 
     let private floats (t: Tensor) = t.detach().cpu().to_type(torch.float64).data<float>().ToArray()
     let private longs (t: Tensor) = t.detach().cpu().data<int64>().ToArray()
+    let private scalar (t: Tensor) = t.detach().to_type(torch.float64).item<float> ()
 
     /// Summarises one path [seq, vocab] against the true logits [seq, vocab] and the model's top-1 ids [seq].
     let private summarise (name: string) (path: Tensor) (logits: Tensor) (modelTop1: Tensor) =
@@ -50,7 +51,7 @@ module PathSummary =
         let top1 = path.argmax -1L
         {
             Name = name
-            NormRatio = (path.norm() / logits.norm()).item<float32>() |> float
+            NormRatio = scalar (path.norm () / logits.norm ())
             MeanCosine = cos.mean().item<float>()
             Top1 = longs top1
             Top1Agreement = top1.eq(modelTop1).sum().item<int64>() |> int
@@ -71,6 +72,6 @@ module PathSummary =
             Remainder = summarise "remainder" (row carving.Remainder) logits modelTop1
             ModelTop1 = longs modelTop1
             ModelTop1Logit = floats (logits.gather(-1L, modelTop1.unsqueeze -1).squeeze -1L)
-            RemainderNorm = carving.Remainder.norm().item<float32>() |> float
-            ReconstructionError = (reconstructed - carving.Logits).abs().max().item<float32>() |> float
+            RemainderNorm = scalar (carving.Remainder.norm ())
+            ReconstructionError = scalar ((reconstructed - carving.Logits).abs().max ())
         }

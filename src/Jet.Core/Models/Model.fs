@@ -30,9 +30,9 @@ module Model =
             raise (MissingArgumentException(sprintf "The prompt %A produced no tokens." prompt))
         torch.tensor(ids |> Array.map int64, dtype = torch.int64).unsqueeze 0
 
-    /// The width of the toy network that `resolve "toy"` opens.
+    /// The width of the toy network that `resolve "toy"` opens (the quickstart's default width).
     [<Literal>]
-    let ToyWidth = 16
+    let ToyWidth = 32
 
     /// The seed of the toy network that `resolve "toy"` opens.
     [<Literal>]
@@ -64,7 +64,7 @@ module Model =
         if source = "toy" then
             Architectures.requireFloatingDType dtype
             let model = toy ToySeed ToyWidth dtype
-            if device.``type`` = DeviceType.CPU then model else { model with Net = Net(model.Net.Spec, ParameterStore.OfSeq [ for kv in model.Net.Parameters.Tensors -> kv.Key, kv.Value.``to`` device ]) }
+            if device.``type`` = DeviceType.CPU then model else { model with Net = Net.toDevice device model.Net }
         else load source dtype device
 
     /// What `jet info` reports about a model.

@@ -1,0 +1,35 @@
+using JetDsl;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace JetDsl.Tests;
+
+/// <summary>A real save_pretrained checkpoint through the facade only.</summary>
+public class CheckpointTests
+{
+    [Fact]
+    public void TheFakeGpt2FixtureLoadsTokenizesAndExpandsExactly()
+    {
+        var model = JetModel.Load(Fixtures.Path("lm-buddy-fake-gpt2"), ScalarType.Float64);
+        Assert.Equal("gpt2", model.Family);
+        Assert.Equal(50257, model.Vocabulary);
+        Assert.Equal(2, model.Depth);
+        Assert.Equal(2, model.LayerOf(1, LayerPart.Mlp));
+        Assert.Equal(new long[] { 15496, 995 }, model.Encode("Hello world")[0].data<long>().ToArray());
+
+        using var analysis = model.Analyse("Hello world, jets");
+        var plan = Plan.AtDecoder().Around(Centre.TermsOf(Plan.AtLayer(2).Around(Centre.Stream(1), Centre.Gamma(1)).Order(2))).Order(1).Build();
+        var carving = analysis.Carve(plan);
+        Assert.Equal(4, carving.Paths.Count);
+        Assert.True(carving.ReconstructionError < 1e-9, $"reconstruction error {carving.ReconstructionError}");
+        var gamma = (analysis.Stream(2) - analysis.Stream(1) - analysis.Gamma(2)).abs().max().item<double>();
+        Assert.True(gamma < 1e-12, "h₂ − h₁ = γ₂(h₁)");
+    }
+
+    [Fact]
+    public void AMissingDirectoryIsAClearError()
+    {
+        var error = Assert.Throws<Jet.Core.CheckpointException>(() => JetModel.Load("/nonexistent/model"));
+        Assert.Contains("/nonexistent/model", error.Message);
+    }
+}
