@@ -38,29 +38,28 @@ module Series =
         let shape = Array.append [| int64 values.Length |] (Array.create (int (x.dim ()) - 1) 1L)
         torch.tensor(values, dtype = torch.float64, device = x.device).to_type(x.dtype).reshape shape
 
-    /// The series of x′(t): [k, ...] with slice i = (i+1)·x_{i+1}. Every ODE-type recurrence below reads it.
-    let private derivative (x: Tensor) =
-        let k = order x
-        x.narrow (0L, 1L, int64 k) * perCoefficient x [| for i in 1..k -> float i |]
+    /// The coefficients of a series as a list of views (no copy).
+    let private coefficients (x: Tensor) : IReadOnlyList<Tensor> = x.unbind 0L
 
-    /// Σ_{i=lo..hi} w_i · a_i · b_{j−i}: one coefficient of a Cauchy product, where `a` is a series and `b` holds the
-    /// coefficients known so far (recurrences grow it). One stacked multiply and one sum, whatever the count.
-    let private convolveWeighted (weights: float[] option) (a: Tensor) (b: IReadOnlyList<Tensor>) (lo: int) (hi: int) (j: int) : Tensor =
-        let n = hi - lo + 1
-        if n = 1 then
-            let term = a.[int64 lo] * b.[j - lo]
-            match weights with
-            | Some w -> term * w.[0]
-            | None -> term
+    /// Σ_{i=lo..hi} w(i) · a_i · b_{j−i}: one coefficient of a (weighted) Cauchy product, where b holds the
+    /// coefficients known so far (recurrences grow it). A chain of fused multiply-adds, one kernel per term, each
+    /// over a whole coefficient. In place on the fresh accumulator only, which no backward function saves.
+    let private convolve (w: int -> float) (a: IReadOnlyList<Tensor>) (b: IReadOnlyList<Tensor>) (lo: int) (hi: int) (j: int) : Tensor =
+        let sum = a.[lo] * b.[j - lo]
+        if w lo <> 1.0 then sum.mul_ (scalar (w lo)) |> ignore
+        for i in lo + 1 .. hi do
+            sum.addcmul_ (a.[i], b.[j - i], scalar (w i)) |> ignore
+        sum
+
+    /// Σ_{i=lo..j−lo} c · y_i y_{j−i}, using the symmetry of the terms (about half the products). Needs j ≥ 2·lo.
+    let private symmetric (c: float) (y: IReadOnlyList<Tensor>) (lo: int) (j: int) : Tensor =
+        let middle () = (y.[j / 2] * y.[j / 2]).mul_ (scalar c)
+        if (j - 1) / 2 < lo || j < 1 then
+            middle ()
         else
-            let terms = a.narrow (0L, int64 lo, int64 n) * torch.stack ([| for i in lo..hi -> b.[j - i] |], 0L)
-            let terms =
-                match weights with
-                | Some w -> terms * perCoefficient terms w
-                | None -> terms
-            terms.sum (0L)
-
-    let private convolve a b lo hi j = convolveWeighted None a b lo hi j
+            let sum = convolve (fun _ -> 2.0 * c) y y lo ((j - 1) / 2) j
+            if j % 2 = 0 then sum.addcmul_ (y.[j / 2], y.[j / 2], scalar c) |> ignore
+            sum
 
     /// x + c for a constant c: only x₀ moves. Shapes: c broadcasts against one coefficient of x.
     let shift (c: Tensor) (x: Tensor) : Tensor =
@@ -78,7 +77,7 @@ module Series =
 
     /// The Cauchy product (a·b)_j = Σ_{i≤j} a_i b_{j−i} of two series with the same number of coefficients
     /// (the other axes broadcast). Term i scales every coefficient of b shifted by i at once: k+1 fused
-    /// multiply-adds over the stack, k(k+1)/2 slice products in all. Example: (1 + t)·(1 + t) = [1; 2; 1].
+    /// multiply-adds over the stack, k(k+1)/2 coefficient products in all. Example: (1 + t)·(1 + t) = [1; 2; 1].
     let mul (a: Tensor) (b: Tensor) : Tensor =
         let n = count a
         let product = a.narrow (0L, 0L, 1L) * b
@@ -90,87 +89,93 @@ module Series =
     /// The Cauchy square a·a.
     let square (a: Tensor) : Tensor = mul a a
 
-    /// The Cauchy product of matrix products: (a @ b)_j = Σ_{i≤j} a_i @ b_{j−i}, for series [k+1, ..., m, n] and
-    /// [k+1, ..., n, p] (attention scores QKᵀ, attention times values). k+1 batched matmuls over the stack.
+    /// The Cauchy product of matrix products: (a @ b)_j = Σ_{i≤j} a_{j−i} @ b_i, for series [k+1, ..., m, n] and
+    /// [k+1, ..., n, p] with the same batch axes (attention scores QKᵀ, attention times values). For each i the
+    /// coefficients a_0..a_{k−i} are stacked as rows of one matrix, so the whole product is k+1 batched matmuls
+    /// with k(k+1)/2 coefficient products in all. Returns [k+1, ..., m, p] (a view in a coefficient-inner layout).
     let matmul (a: Tensor) (b: Tensor) : Tensor =
         let n = count a
-        let product = a.narrow(0L, 0L, 1L).matmul b
+        let rank = int64 a.shape.Length
+        let m = a.shape.[int rank - 2]
+        // [..., k+1, m, n]: the first n−i coefficients are then one block of (n−i)·m rows.
+        let rows = torch.movedim(a, 0L, -3L).contiguous ()
+        let block i = rows.narrow(-3L, 0L, int64 (n - i)).flatten (-3L, -2L)
+        let bs = coefficients b
+        let product = block(0).matmul(bs.[0]).unflatten (rank - 3L, [| int64 n; m |])
         for i in 1 .. n - 1 do
-            product.narrow(0L, int64 i, int64 (n - i)).add_ (a.narrow(0L, int64 i, 1L).matmul (b.narrow (0L, 0L, int64 (n - i)))) |> ignore
-        product
+            product.narrow(-3L, int64 i, int64 (n - i)).add_ (block(i).matmul(bs.[i]).unflatten (rank - 3L, [| int64 (n - i); m |])) |> ignore
+        torch.movedim (product, -3L, 0L)
 
     /// 1/x: q₀ = 1/x₀, q_j = −(Σ_{i=1..j} x_i q_{j−i}) / x₀. Needs x₀ ≠ 0.
     let reciprocal (x: Tensor) : Tensor =
-        let inverse = x.[0L].reciprocal ()
+        let xs = coefficients x
+        let inverse = xs.[0].reciprocal ()
         let q = ResizeArray [ inverse ]
-        for j in 1 .. order x do
-            q.Add(-(convolve x q 1 j j) * inverse)
+        for j in 1 .. xs.Count - 1 do
+            q.Add((convolve (fun _ -> -1.0) xs q 1 j j).mul_ inverse)
         torch.stack (q, 0L)
 
     /// a/b: q₀ = a₀/b₀, q_j = (a_j − Σ_{i=1..j} b_i q_{j−i}) / b₀. Needs b₀ ≠ 0; the other axes broadcast.
     let div (a: Tensor) (b: Tensor) : Tensor =
-        let inverse = b.[0L].reciprocal ()
-        let q = ResizeArray [ a.[0L] * inverse ]
-        for j in 1 .. order a do
-            q.Add((a.[int64 j] - convolve b q 1 j j) * inverse)
+        let xs, bs = coefficients a, coefficients b
+        let inverse = bs.[0].reciprocal ()
+        let q = ResizeArray [ xs.[0] * inverse ]
+        for j in 1 .. xs.Count - 1 do
+            q.Add((xs.[j] - convolve (fun _ -> 1.0) bs q 1 j j).mul_ inverse)
         torch.stack (q, 0L)
 
-    /// e^x: y₀ = e^x₀, y_j = (1/j) Σ_{i=1..j} i·x_i y_{j−i} (from y′ = y·x′).
+    /// e^x: y₀ = e^x₀, y_j = Σ_{i=1..j} (i/j)·x_i y_{j−i} (from y′ = y·x′).
     let exp (x: Tensor) : Tensor =
-        let y = ResizeArray [ torch.exp x.[0L] ]
-        if order x > 0 then
-            let slope = derivative x
-            for j in 1 .. order x do
-                y.Add(convolve slope y 0 (j - 1) (j - 1) / float j)
+        let xs = coefficients x
+        let y = ResizeArray [ torch.exp xs.[0] ]
+        for j in 1 .. xs.Count - 1 do
+            y.Add(convolve (fun i -> float i / float j) xs y 1 j j)
         torch.stack (y, 0L)
 
-    /// ln x: y₀ = ln x₀, y_j = (x_j − (1/j) Σ_{i=1..j−1} (j−i)·y_{j−i} x_i) / x₀ (from x·y′ = x′). Needs x₀ > 0.
+    /// ln x: y₀ = ln x₀, y_j = (x_j − Σ_{i=1..j−1} ((j−i)/j)·x_i y_{j−i}) / x₀ (from x·y′ = x′). Needs x₀ > 0.
     let log (x: Tensor) : Tensor =
-        let inverse = x.[0L].reciprocal ()
-        let y = ResizeArray [ torch.log x.[0L] ]
-        // (j·y_j), the coefficients of t·y′(t); slot 0 is never read.
-        let scaled = ResizeArray [ y.[0] ]
-        for j in 1 .. order x do
-            let known = if j = 1 then x.[1L] else x.[int64 j] - convolve x scaled 1 (j - 1) j / float j
-            let yj = known * inverse
-            y.Add yj
-            scaled.Add(yj * float j)
+        let xs = coefficients x
+        let inverse = xs.[0].reciprocal ()
+        let y = ResizeArray [ torch.log xs.[0] ]
+        for j in 1 .. xs.Count - 1 do
+            let known = if j = 1 then xs.[1] else xs.[j] - convolve (fun i -> float (j - i) / float j) xs y 1 (j - 1) j
+            y.Add(known * inverse)
         torch.stack (y, 0L)
 
     /// √x: y₀ = √x₀, y_j = (x_j − Σ_{i=1..j−1} y_i y_{j−i}) / (2y₀). Needs x₀ > 0.
     let sqrt (x: Tensor) : Tensor =
-        let root = torch.sqrt x.[0L]
+        let xs = coefficients x
+        let root = torch.sqrt xs.[0]
         let half = 0.5 * root.reciprocal ()
         let y = ResizeArray [ root ]
-        for j in 1 .. order x do
-            let known = if j = 1 then x.[1L] else x.[int64 j] - convolve (torch.stack (y, 0L)) y 1 (j - 1) j
+        for j in 1 .. xs.Count - 1 do
+            let known = if j = 1 then xs.[1] else xs.[j] - symmetric 1.0 y 1 j
             y.Add(known * half)
         torch.stack (y, 0L)
 
-    /// x^r for a real r: y₀ = x₀^r, y_j = (1/(j·x₀)) Σ_{i=1..j} ((r+1)·i − j)·x_i y_{j−i} (from x·y′ = r·x′·y).
+    /// x^r for a real r: y₀ = x₀^r, y_j = (1/x₀) Σ_{i=1..j} (((r+1)·i − j)/j)·x_i y_{j−i} (from x·y′ = r·x′·y).
     /// Needs x₀ > 0 unless r is a whole number.
     let pow (r: float) (x: Tensor) : Tensor =
-        let inverse = x.[0L].reciprocal ()
-        let y = ResizeArray [ powf x.[0L] r ]
-        for j in 1 .. order x do
-            let weights = [| for i in 1..j -> ((r + 1.0) * float i - float j) / float j |]
-            y.Add(convolveWeighted (Some weights) x y 1 j j * inverse)
+        let xs = coefficients x
+        let inverse = xs.[0].reciprocal ()
+        let y = ResizeArray [ powf xs.[0] r ]
+        for j in 1 .. xs.Count - 1 do
+            y.Add((convolve (fun i -> ((r + 1.0) * float i - float j) / float j) xs y 1 j j).mul_ inverse)
         torch.stack (y, 0L)
 
     /// 1/√x, by the power recurrence with r = −½. Needs x₀ > 0.
     let rsqrt (x: Tensor) : Tensor = pow -0.5 x
 
-    /// tanh x: y₀ = tanh x₀, y_j = (1/j) Σ_{i=1..j} i·x_i u_{j−i} with u = 1 − y² (from y′ = (1 − y²)·x′).
+    /// tanh x: y₀ = tanh x₀, y_j = Σ_{i=1..j} (i/j)·x_i u_{j−i} with u = 1 − y·y (from y′ = (1 − y²)·x′).
     let tanh (x: Tensor) : Tensor =
-        let y0 = torch.tanh x.[0L]
+        let xs = coefficients x
+        let y0 = torch.tanh xs.[0]
         let y = ResizeArray [ y0 ]
         let u = ResizeArray [ 1.0 - y0 * y0 ]
-        if order x > 0 then
-            let slope = derivative x
-            for j in 1 .. order x do
-                y.Add(convolve slope u 0 (j - 1) (j - 1) / float j)
-                if j < order x then
-                    u.Add(-(convolve (torch.stack (y, 0L)) y 0 j j))
+        for j in 1 .. xs.Count - 1 do
+            y.Add(convolve (fun i -> float i / float j) xs u 1 j j)
+            if j < xs.Count - 1 then
+                u.Add(symmetric -1.0 y 0 j)
         torch.stack (y, 0L)
 
     /// σ(x) = ½(1 + tanh(x/2)), through the tanh recurrence.
@@ -180,12 +185,13 @@ module Series =
     /// y_j = (2/√π)/j · Σ_{i=1..j} i·x_i g_{j−i}.
     let erf (x: Tensor) : Tensor =
         let k = order x
-        let y0 = torch.special.erf(x.[0L]).unsqueeze 0
+        let y0 = torch.special.erf(x.narrow (0L, 0L, 1L))
         if k = 0 then
             y0
         else
             let g = exp (-(square x))
-            let rest = mul (derivative x) (g.narrow (0L, 0L, int64 k)) * perCoefficient x [| for j in 1..k -> 2.0 / Math.Sqrt Math.PI / float j |]
+            let slope = x.narrow (0L, 1L, int64 k) * perCoefficient x [| for i in 1..k -> float i |]
+            let rest = mul slope (g.narrow (0L, 0L, int64 k)) * perCoefficient x [| for j in 1..k -> 2.0 / Math.Sqrt Math.PI / float j |]
             torch.cat ([| y0; rest |], 0L)
 
     /// The series of a constant `fill` where `allowed` is false (x₀ ← fill, x_j ← 0), x elsewhere.

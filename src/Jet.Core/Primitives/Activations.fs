@@ -39,10 +39,11 @@ module Activations =
         let positive () = x.[0L].gt(torch.tensor (0.0, dtype = x.dtype, device = x.device))
         match activation with
         | Activation.Relu -> x * positive().to_type x.dtype
-        | Activation.Gelu -> 0.5 * (x + Series.mul x (Series.erf (x / Math.Sqrt 2.0)))
+        // The scalar steps run in place on fresh Cauchy products, which no backward function saved.
+        | Activation.Gelu -> (Series.mul x (Series.erf (x / Math.Sqrt 2.0))).add_(x).mul_ (scalar 0.5)
         | Activation.GeluTanh ->
-            let cube = Series.mul x (Series.square x)
-            0.5 * (x + Series.mul x (Series.tanh (sqrt2OverPi * (x + 0.044715 * cube))))
+            let inner = (Series.mul x (Series.square x)).mul_(scalar (0.044715 * sqrt2OverPi)).add_ (x, scalar sqrt2OverPi)
+            (Series.mul x (Series.tanh inner)).add_(x).mul_ (scalar 0.5)
         | Activation.Silu -> Series.mul x (Series.sigmoid x)
         | Activation.Elu alpha ->
             // The exponential branch is evaluated at min(x₀, 0) so that elements taking the other branch cannot
