@@ -31,9 +31,11 @@ module Activations =
     /// Smooth activations compose the series recurrences: GELU = ½(x + x·erf(x/√2)), tanh-GELU
     /// = ½(x + x·tanh(√(2/π)(x + 0.044715·x³))), SiLU = x·σ(x), with Cauchy products for every x·(…).
     /// ReLU and ELU are piecewise: each element follows the branch its x₀ selects, so away from the kink ReLU keeps
-    /// x_j (x₀ > 0) or gives 0, and ELU keeps x_j or expands α(eˣ − 1). At the kink x₀ = 0 both take the branch
-    /// the forward definition and autograd take (ReLU: 0, the subgradient autograd uses; ELU: α(eˣ − 1)), so the
-    /// series there is the one-sided expansion of that branch, exactly what nested JVPs return.
+    /// x_j (x₀ > 0) or gives 0, and ELU keeps x_j or expands α(eˣ − 1). At the kink x₀ = 0 each takes the branch
+    /// the forward definition takes there and keeps it at every order: ReLU gives the zero series (as nested JVPs
+    /// do: autograd's subgradient at 0 is 0), ELU the series of α(eˣ − 1). For ELU autograd is not consistent at
+    /// x₀ = 0 (its first derivative is α, from the exponential branch, but its second and higher are 0, from the
+    /// identity branch), so there, and only there, the nested-JVP engine returns [0; α·x₁; 0; …] instead.
     /// Example: tanh of the line x(t) = t is [0; 1; 0; −1/3; 0] (tanh t = t − t³/3 + …).
     let taylor (activation: Activation) (x: Tensor) : Tensor =
         let positive () = x.[0L].gt(torch.tensor (0.0, dtype = x.dtype, device = x.device))

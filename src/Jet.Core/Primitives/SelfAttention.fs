@@ -72,7 +72,9 @@ module SelfAttention =
             let qWidth, kvWidth = int64 (a.Heads * a.HeadDim), int64 (a.KvHeads * a.HeadDim)
             all.narrow (-1L, 0L, qWidth), all.narrow (-1L, qWidth, kvWidth), all.narrow (-1L, qWidth + kvWidth, kvWidth)
         | Projections.Fused(qkv, FusedLayout.PerHead) ->
-            let all = (affine qkv x).unflatten (-1L, [| int64 a.Heads; 3L * int64 a.HeadDim |])
+            let all = affine qkv x
+            // TorchSharp's unflatten takes no negative axis.
+            let all = all.unflatten (all.dim () - 1L, [| int64 a.Heads; 3L * int64 a.HeadDim |])
             let part i = all.narrow(-1L, int64 (i * a.HeadDim), int64 a.HeadDim).flatten (-2L, -1L)
             part 0, part 1, part 2
 
