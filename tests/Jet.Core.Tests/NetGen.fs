@@ -226,15 +226,15 @@ let rec shrinkPiece (p: Piece) : Piece seq =
         | Opaque -> ()
     }
 
-/// Simpler cases: a simpler network first, then smaller sizes and a lower order.
-let shrinkCase (c: NetCase) : NetCase seq =
+/// Simpler cases: a simpler network first, then smaller sizes and a lower order (not below `minOrder`).
+let shrinkCase (minOrder: int) (c: NetCase) : NetCase seq =
     seq {
         for p in shrinkPiece c.Piece do
             yield { c with Piece = p }
         if c.Seq > 1 then yield { c with Seq = 1 }
         if c.Batch > 1 then yield { c with Batch = 1 }
         if c.Width > 1 then yield { c with Width = max 1 (c.Width / 2) }
-        if c.Order > 0 then yield { c with Order = c.Order - 1 }
+        if c.Order > minOrder then yield { c with Order = c.Order - 1 }
     }
 
 /// Random cases with networks of up to `maxSize` leaves and orders in [minOrder, maxOrder].
@@ -250,4 +250,4 @@ let cases (maxSize: int) (minOrder: int) (maxOrder: int) : Arbitrary<NetCase> =
             let! seed = Gen.choose (0, 1_000_000)
             return { Piece = p; Width = width; Batch = batch; Seq = seq; Order = order; Seed = seed }
         }
-    Arb.fromGenShrink (generator, shrinkCase)
+    Arb.fromGenShrink (generator, shrinkCase minOrder)

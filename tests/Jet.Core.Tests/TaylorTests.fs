@@ -159,19 +159,24 @@ let private differences (f: Tensor -> Tensor) (x: Tensor) (v: Tensor) (h: float)
     let plus, minus, centre = f (x + h * v), f (x - h * v), f x
     (plus - minus) / (2.0 * h), (plus - 2.0 * centre + minus) / (2.0 * h * h)
 
-/// Compares a coefficient with its finite-difference estimate. Richardson extrapolation of the steps h and h/2
-/// gives an O(h⁴) estimate; elements where the two steps disagree are where f is not smooth within the stencil
-/// (a ReLU kink crossed, or a singularity closer than the stencil), and are left out — at most half of them.
-/// `valueScale` (the largest |f|) bounds the rounding error of the differences, about ε·|f|/h².
-let private expectMatchesDifferences (valueScale: float) (coefficient: Tensor) (coarse: Tensor) (fine: Tensor) (what: string) =
-    let scale = fine.abs().max().item<float> ()
-    let rounding = 1e-8 * valueScale
-    let smooth = (coarse - fine).abs().le (torch.tensor (1e-3 * scale + 10.0 * rounding))
-    let kept = smooth.to_type(torch.float64).mean().item<float> ()
-    Expect.isGreaterThanOrEqual kept 0.5 (sprintf "%s: f is smooth around most elements (%.0f%% are)" what (100.0 * kept))
-    let estimate = (4.0 * fine - coarse) / 3.0
-    let masked (t: Tensor) = torch.where (smooth, t, torch.zeros_like t)
-    Expect.tensorClose (Accuracy.Of(1e-6 * scale + rounding, 1e-6)) (masked coefficient) (masked estimate) what
+/// A case's network, centre x, direction v, and finite-difference references for c₁ and c₂: each an estimate, the
+/// mask of elements where it is trustworthy, and a tolerance. Richardson extrapolation of the steps h and h/2 gives
+/// an O(h⁴) estimate where f is smooth within the stencil; elsewhere (a kink of ReLU or ELU crossed, or a
+/// singularity closer than the stencil) the two steps disagree by far more than their O(h²) gap, and those elements
+/// are masked out. The tolerance allows 1e-5 of the coefficient's largest entry plus the rounding of the
+/// differences, about ε·|f|/h².
+let private differenceReferences (case: NetCase) =
+    let fn, parameters = case.Build()
+    let x, y = case.Inputs()
+    let v = 0.5 * (y - x)
+    let f = Forward.apply parameters fn
+    let d1, d2 = differences f x v 5e-4
+    let d1fine, d2fine = differences f x v 2.5e-4
+    let valueScale = max 1.0 ((f x).abs().max().item<float> ())
+    let reference (coarse: Tensor) (fine: Tensor) =
+        let tolerance = 1e-5 * fine.abs().max().item<float> () + 1e-7 * valueScale
+        (4.0 * fine - coarse) / 3.0, (coarse - fine).abs().le (torch.tensor tolerance), tolerance
+    fn, parameters, x, v, [ reference d1 d1fine; reference d2 d2fine ]
 
 let properties =
     testList "random networks" [
@@ -181,20 +186,23 @@ let properties =
             let taylor, jvp = bothEngines case
             expectAgree taylor jvp case.Display)
 
-        testPropertyWithConfig { propertyConfig with maxTest = 150 } "both engines match finite differences at orders 1 and 2 (float64)"
+        testPropertyWithConfig { propertyConfig with maxTest = 150 } "both engines match finite differences to 1e-5 at orders 1 and 2 (float64)"
         <| Prop.forAll (cases 12 2 2) (fun case ->
-            use _ = torch.NewDisposeScope()
-            let fn, parameters = case.Build()
-            let x, y = case.Inputs()
-            let v = 0.5 * (y - x)
-            let f = Forward.apply parameters fn
-            let d1, d2 = differences f x v 1e-3
-            let d1fine, d2fine = differences f x v 5e-4
-            let valueScale = (f x).abs().max().item<float> ()
-            for engine in [ Engine.Taylor; Engine.Jvp ] do
-                let c = Engines.series engine parameters fn 2 x v
-                expectMatchesDifferences valueScale c.[1L] d1 d1fine (sprintf "%A c₁ of %s" engine case.Display)
-                expectMatchesDifferences valueScale c.[2L] d2 d2fine (sprintf "%A c₂ of %s" engine case.Display))
+            // Cases where f is not smooth at the scale of the stencil around most elements have no finite-difference
+            // reference worth the name; they are discarded (and counted by FsCheck), not passed.
+            let measurable =
+                use _ = torch.NewDisposeScope()
+                let _, _, _, _, references = differenceReferences case
+                references |> List.forall (fun (_, smooth: Tensor, _) -> smooth.to_type(torch.float64).mean().item<float> () >= 0.5)
+            measurable ==> lazy (
+                use _ = torch.NewDisposeScope()
+                let fn, parameters, x, v, references = differenceReferences case
+                for engine in [ Engine.Taylor; Engine.Jvp ] do
+                    let c = Engines.series engine parameters fn 2 x v
+                    for j, (estimate, smooth, tolerance) in List.indexed references do
+                        let masked (t: Tensor) = torch.where (smooth, t, torch.zeros_like t)
+                        let what = sprintf "%A c%d of %s" engine (j + 1) case.Display
+                        Expect.tensorClose (Accuracy.Of(tolerance, 1e-5)) (masked c.[int64 (j + 1)]) (masked estimate) what))
     ]
 
 let fallback =
