@@ -16,6 +16,8 @@ open TorchSharp
 /// Every operation stays on the autograd graph, so results are differentiable with respect to anything the series
 /// depends on.
 ///
+/// Shapes: unless a function says otherwise, it takes and returns series [k+1, ...] of one order k.
+///
 /// Example: the line x(t) = 1 + t is the series [1; 1; 0]; `exp` of it is e·[1; 1; 1/2] (e^(1+t) = e·(1 + t + t²/2 + …)).
 [<RequireQualifiedAccess>]
 module Series =
