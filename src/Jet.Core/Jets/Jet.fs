@@ -94,7 +94,7 @@ module Jet =
         | start :: _ ->
             use _ = torch.enable_grad ()
             let t = torch.zeros([||], dtype = start.dtype, device = start.device).requires_grad_(true)
-            // Horner form p_0 + t(p_1 + t(p_2 + …)): only products with t, so every derivative at t = 0 is exact.
+            // Horner form p_0 + t(p_1 + t(p_2 + …)): products with t only, no powers of t to differentiate.
             let point = List.reduceBack (fun p rest -> p + t * rest) (List.truncate (order + 1) path)
             let g0 = f point
             let mutable current = g0
