@@ -24,7 +24,7 @@ let private d, hidden, heads, vocab = 768L, 3072L, 12, 50257L
 
 /// GPT-2-like random parameters in float32: weights N(0, 0.02²), norm weights near 1, small biases.
 let private parameters () =
-    let g = new torch.Generator(1234UL)
+    use g = new torch.Generator(1234UL)
     let normal (shape: int64[]) (std: float) = torch.randn (shape, generator = g) * std
     ParameterStore.OfSeq [
         "ln1.w", 1.0 + normal [| d |] 0.1
@@ -90,7 +90,7 @@ let private decoderWork (ps: ParameterStore) (positions: int64) =
 
 /// Median wall times of several functions, run interleaved (a, b, c, a, b, c, …) after `warmup` rounds, so that
 /// load from other processes on shared cores hits every one of them alike and their ratios stay meaningful.
-let private interleavedMedians (warmup: int) (repeats: int) (runs: (unit -> unit) list) : float list =
+let private interleavedMedians (warmup: int) (repeats: int) (runs: (unit -> unit) list) : float[] =
     for _ in 1..warmup do
         for run in runs do
             run ()
@@ -100,7 +100,7 @@ let private interleavedMedians (warmup: int) (repeats: int) (runs: (unit -> unit
             let clock = Diagnostics.Stopwatch.StartNew()
             run ()
             samples.Add clock.Elapsed.TotalMilliseconds
-    times |> List.map (fun samples -> samples |> Seq.sort |> Seq.item (samples.Count / 2))
+    [| for samples in times -> samples |> Seq.sort |> Seq.item (samples.Count / 2) |]
 
 let private peakOf (run: unit -> unit) =
     trimHeap ()
@@ -111,7 +111,7 @@ let private peakOf (run: unit -> unit) =
 let private measure (work: Work) =
     let timed (f: unit -> Tensor) =
         fun () ->
-            use scope = torch.NewDisposeScope()
+            use _ = torch.NewDisposeScope()
             f () |> ignore
     // Warm up for about a second first: the first runs of a process pay for lazy initialisation and thread start-up.
     let clock = Diagnostics.Stopwatch.StartNew()
@@ -125,19 +125,17 @@ let private measure (work: Work) =
         // The forward pass, the Taylor jet and the JVP jet of one order run interleaved; slow JVP orders get fewer
         // repeats, but every figure is still a median after warm-up.
         let repeats = if order >= 3 then 5 else 9
-        match interleavedMedians 1 repeats [ forward; taylor; jvp ] with
-        | [ forwardMs; taylorMs; jvpMs ] ->
-            for engine, ms, run in [ "taylor", taylorMs, taylor; "jvp", jvpMs, jvp ] do
-                Measure.emit
-                    {|
-                        work = work.Name
-                        engine = engine
-                        order = order
-                        ms = Math.Round(ms, 3)
-                        forward_ms = Math.Round(forwardMs, 3)
-                        peak_mb = Math.Round(peakOf run, 1)
-                    |}
-        | _ -> ()
+        let medians = interleavedMedians 1 repeats [ forward; taylor; jvp ]
+        for engine, ms, run in [ "taylor", medians.[1], taylor; "jvp", medians.[2], jvp ] do
+            Measure.emit
+                {|
+                    work = work.Name
+                    engine = engine
+                    order = order
+                    ms = Math.Round(ms, 3)
+                    forward_ms = Math.Round(medians.[0], 3)
+                    peak_mb = Math.Round(peakOf run, 1)
+                |}
 
 let private runWork (make: ParameterStore -> Work) () =
     torch.manual_seed 42L |> ignore
