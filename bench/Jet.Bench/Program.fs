@@ -9,6 +9,7 @@ open TorchSharp
 let suites: (string * (unit -> unit)) list =
     [
         "checkpoint-load", CheckpointBench.run
+        yield! JetEngines.suites
     ]
 
 [<EntryPoint>]

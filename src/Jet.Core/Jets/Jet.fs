@@ -64,9 +64,9 @@ module Jet =
             Tensors.requireCompatible "The centre x" centre "the point y" y
         | None -> ()
 
-    /// A gradient TorchSharp returns for an input the output does not depend on (allow_unused) is an undefined
-    /// tensor: not null, but with an invalid handle.
-    let private defined (t: Tensor) = not (isNull (box t)) && not t.IsInvalid
+    /// True for a gradient autograd did not produce: TorchSharp returns either null or a tensor with an empty
+    /// handle (an undefined libtorch tensor, for example the second derivative through ReLU's mask).
+    let private undefined (t: Tensor) = isNull (box t) || t.IsInvalid
 
     /// d/dt of a tensor g(t) that depends on the scalar leaf t, kept differentiable (double-vjp trick: the vjp
     /// u ↦ uᵀ ∂g/∂t is linear in u, so its gradient in u is ∂g/∂t).
@@ -81,20 +81,26 @@ module Jet =
             use u = torch.zeros_like(g).requires_grad_(true)
             let vjp = torch.autograd.grad([| anchored |], [| t |], [| u |], retain_graph = true, create_graph = true, allow_unused = true)
             let s = vjp.[0]
-            if not (defined s) || not s.requires_grad then
+            if undefined s || not s.requires_grad then
                 torch.zeros_like g
             else
                 let jvp = torch.autograd.grad([| s |], [| u |], [| torch.ones_like s |], retain_graph = true, create_graph = true, allow_unused = true)
-                if defined jvp.[0] then jvp.[0] else torch.zeros_like g
+                if undefined jvp.[0] then torch.zeros_like g else jvp.[0]
 
-    /// Raw coefficients c_0..c_k of f along the line x + t v at t = 0 (no validation, no scope handling).
-    let internal coefficientsAlong (f: Tensor -> Tensor) (order: int) (centre: Tensor) (direction: Tensor) : Tensor list =
-        if order = 0 then
-            [ f centre ]
-        else
+    /// Raw coefficients c_0..c_k of f(x(t)) at t = 0 along the polynomial path x(t) = Σ_j p_j t^j, given as its
+    /// normalised coefficients [p_0; p_1; …] (terms beyond t^k cannot reach c_0..c_k and are ignored).
+    /// Nested JVPs, no validation, no scope handling. The Taylor engine falls back to this for opaque functions.
+    /// Shapes: every p_j has the shape f expects; each c_j has the shape f returns.
+    let coefficientsAlongPath (f: Tensor -> Tensor) (order: int) (path: Tensor list) : Tensor list =
+        match path with
+        | [] -> raise (MissingArgumentException "The path has no coefficients; give at least the point p_0 where t = 0.")
+        | start :: _ when order = 0 -> [ f start ]
+        | start :: _ ->
             use _ = torch.enable_grad ()
-            let t = torch.zeros([||], dtype = centre.dtype, device = centre.device).requires_grad_(true)
-            let g0 = f (centre + t * direction)
+            let t = torch.zeros([||], dtype = start.dtype, device = start.device).requires_grad_(true)
+            // Horner form p_0 + t(p_1 + t(p_2 + …)): products with t only, no powers of t to differentiate.
+            let point = List.reduceBack (fun p rest -> p + t * rest) (List.truncate (order + 1) path)
+            let g0 = f point
             let mutable current = g0
             let mutable factorial = 1.0
             let coefficients = ResizeArray [ g0 ]
@@ -103,6 +109,10 @@ module Jet =
                 factorial <- factorial * float j
                 coefficients.Add(current / factorial)
             List.ofSeq coefficients
+
+    /// Raw coefficients c_0..c_k of f along the line x + t v at t = 0 (no validation, no scope handling).
+    let internal coefficientsAlong (f: Tensor -> Tensor) (order: int) (centre: Tensor) (direction: Tensor) : Tensor list =
+        coefficientsAlongPath f order [ centre; direction ]
 
     /// The full jet: value, coefficients and partial sums. `point` may be None only for order 0.
     /// Shapes: centre and point share any shape; f may change the trailing shape.

@@ -62,21 +62,24 @@ module SelfAttention =
     let splitHeads (heads: int) (x: Tensor) =
         x.unflatten(2L, [| int64 heads; -1L |]).transpose (1L, 2L)
 
-    /// Queries, keys and values, each [batch, seq, heads·head_dim] (keys and values with the KV heads).
-    let project (parameters: ParameterStore) (a: Attention) (x: Tensor) =
+    /// Queries, keys and values from `affine` (the forward map, or its Taylor rule), each [..., heads·head_dim]
+    /// (keys and values with the KV heads). The splits act on the last axis only, so any leading axes pass through.
+    let projectWith (affine: Linear -> Tensor -> Tensor) (a: Attention) (x: Tensor) =
         match a.Projections with
-        | Projections.Separate(q, k, v) ->
-            Affine.apply parameters q x, Affine.apply parameters k x, Affine.apply parameters v x
+        | Projections.Separate(q, k, v) -> affine q x, affine k x, affine v x
         | Projections.Fused(qkv, FusedLayout.Blocked) ->
-            let all = Affine.apply parameters qkv x
+            let all = affine qkv x
             let qWidth, kvWidth = int64 (a.Heads * a.HeadDim), int64 (a.KvHeads * a.HeadDim)
             all.narrow (-1L, 0L, qWidth), all.narrow (-1L, qWidth, kvWidth), all.narrow (-1L, qWidth + kvWidth, kvWidth)
         | Projections.Fused(qkv, FusedLayout.PerHead) ->
-            let fused = Affine.apply parameters qkv x
-            // TorchSharp's unflatten rejects negative dims: name the last one explicitly.
-            let all = fused.unflatten (fused.dim () - 1L, [| int64 a.Heads; 3L * int64 a.HeadDim |])
+            let all = affine qkv x
+            // TorchSharp's unflatten takes no negative axis.
+            let all = all.unflatten (all.dim () - 1L, [| int64 a.Heads; 3L * int64 a.HeadDim |])
             let part i = all.narrow(-1L, int64 (i * a.HeadDim), int64 a.HeadDim).flatten (-2L, -1L)
             part 0, part 1, part 2
+
+    /// Queries, keys and values, each [batch, seq, heads·head_dim] (keys and values with the KV heads).
+    let project (parameters: ParameterStore) (a: Attention) (x: Tensor) = projectWith (Affine.apply parameters) a x
 
     /// Repeats each KV head for the query heads that share it: [b, kv, s, dh] → [b, heads, s, dh].
     let repeatKv (a: Attention) (x: Tensor) =
@@ -101,3 +104,31 @@ module SelfAttention =
         let scores = scores.masked_fill ((allowed a.Window seq x.device).logical_not (), Double.NegativeInfinity)
         let mixed = scores.softmax(-1L).matmul v
         Affine.apply parameters a.Output (mergeHeads mixed)
+
+    /// Taylor rule of `apply` on a series x [k+1, batch, seq, d] (see `Series`). The projections, head splits,
+    /// rotary embedding and output projection are linear, so each maps the whole stack at once (the head helpers
+    /// act per batch item, so the coefficient axis rides in the batch axis); the scores QKᵀ and the mix
+    /// probabilities·V are Cauchy products of matmuls; scaling is linear; masked scores become the constant −∞
+    /// (x₀ = −∞, x_j = 0); softmax goes through exp and division, shifted by the row maximum of x₀.
+    /// Example: with one position the softmax is the constant 1, so the series is the output projection of the
+    /// value series V(x(t)).
+    let taylor (parameters: ParameterStore) (a: Attention) (x: Tensor) : Tensor =
+        if x.dim () <> 4L then
+            let shape = Tensors.shapeText (Array.tail x.shape)
+            raise (ShapeMismatchException(sprintf "Attention expects a stream [batch, seq, d]; got a stream of shape %s." shape))
+        let count, batch, seq = x.shape.[0], x.shape.[1], x.shape.[2]
+        let q, k, v = projectWith (Affine.taylor parameters) a x
+        let heads n (t: Tensor) = splitHeads n (t.flatten (0L, 1L))
+        let q, k, v = heads a.Heads q, heads a.KvHeads k, heads a.KvHeads v
+        let q, k =
+            match a.Rotary with
+            | Some r ->
+                let angles = rotaryAngles r a.HeadDim seq x
+                rotate r angles q, rotate r angles k
+            | None -> q, k
+        let k, v = repeatKv a k, repeatKv a v
+        let series (t: Tensor) = t.unflatten (0L, [| count; batch |])
+        let scores = Series.matmul (series q) (series(k).transpose (-2L, -1L)) * scale a
+        let scores = Series.maskFill (allowed a.Window seq x.device) Double.NegativeInfinity scores
+        let mixed = Series.matmul (Series.softmax scores) (series v)
+        Affine.taylor parameters a.Output (series (mergeHeads (mixed.flatten (0L, 1L))))
