@@ -136,11 +136,21 @@ type Fn =
                 | Some r -> sprintf ", rotary %g%% %A" (100.0 * r.Fraction) r.Style
                 | None -> ""
             let window = a.Window |> Option.map (sprintf ", window %d") |> Option.defaultValue ""
-            sprintf "Attention(%d heads%s × %d%s%s, out %s)" a.Heads (if a.KvHeads <> a.Heads then sprintf "/%d kv" a.KvHeads else "") a.HeadDim rotary window (linear a.Output)
+            let projections =
+                match a.Projections with
+                | Projections.Separate(q, k, v) -> sprintf "q %s, k %s, v %s" (linear q) (linear k) (linear v)
+                | Projections.Fused(qkv, layout) -> sprintf "qkv %s %A" (linear qkv) layout
+            let scaling =
+                match a.Scaling with
+                | ScoreScaling.InverseSqrtHeadDim -> ""
+                | ScoreScaling.Unscaled -> ", unscaled"
+                | ScoreScaling.By c -> sprintf ", scale %g" c
+            sprintf "Attention(%d heads%s × %d%s%s%s, %s, out %s)" a.Heads (if a.KvHeads <> a.Heads then sprintf "/%d kv" a.KvHeads else "") a.HeadDim rotary window scaling projections (linear a.Output)
         | GatedMlp g -> sprintf "GatedMlp(%s ⊙ %s → %s)" (act g.Activation) (linear g.Up) (linear g.Down)
         | Sum branches -> "(" + (branches |> List.map string |> String.concat " + ") + ")"
         | Chain [] -> "id"
         | Chain steps -> steps |> List.map string |> String.concat " ▸ "
+        | Scale(c, (Chain(_ :: _ :: _) as f)) -> sprintf "%g·(%O)" c f
         | Scale(c, f) -> sprintf "%g·%O" c f
         | Custom f -> f.Name
 
