@@ -7,11 +7,19 @@ open Jet.Cli.Commands
 
 type Command =
     | [<CliPrefix(CliPrefix.None)>] Series of ParseResults<Series.Args>
+    | [<CliPrefix(CliPrefix.None)>] Lens of ParseResults<LensCommand.Args>
+    | [<CliPrefix(CliPrefix.None)>] Joint_Lens of ParseResults<JointLensCommand.Args>
+    | [<CliPrefix(CliPrefix.None)>] Bigrams of ParseResults<BigramsCommand.Args>
+    | [<CliPrefix(CliPrefix.None)>] Mass of ParseResults<MassCommand.Args>
 
     interface IArgParserTemplate with
         member c.Usage =
             match c with
             | Series _ -> "the jet of a built-in scalar function, order by order, against the exact value."
+            | Lens _ -> "the iterative jet lens of a prompt: the output read from each layer."
+            | Joint_Lens _ -> "the joint jet lens of a prompt: layer contributions with fitted weights."
+            | Bigrams _ -> "jet bigrams of a path over the whole vocabulary."
+            | Mass _ -> "the n-gram mass of a token set under a bigram path, for one or two models."
 
 [<EntryPoint>]
 let main argv =
@@ -19,3 +27,7 @@ let main argv =
     let results = parser.ParseCommandLine(argv)
     match results.GetSubCommand() with
     | Series args -> Series.run args
+    | Lens args -> LensCommand.run args
+    | Joint_Lens args -> JointLensCommand.run args
+    | Bigrams args -> BigramsCommand.run args
+    | Mass args -> MassCommand.run args
