@@ -142,6 +142,12 @@ module Bigrams =
             | ScoreSpace.Logit -> logits
         result.MoveToOuterDisposeScope()
 
+    let private sizeText (bytes: int64) =
+        let b = float bytes
+        if b >= 1e9 then sprintf "%.1f GB" (b / 1e9)
+        elif b >= 1e6 then sprintf "%.1f MB" (b / 1e6)
+        else sprintf "%.1f kB" (b / 1e3)
+
     /// The whole [vocab, vocab] table (row z₁, column z₂). Only when asked: fails with the size when it would
     /// exceed `options.MaxFullBytes`.
     let full (net: Net) (path: BigramPath) (options: SweepOptions) : Tensor =
@@ -153,7 +159,7 @@ module Bigrams =
         if bytes > options.MaxFullBytes then
             raise (
                 InvalidPlanException(
-                    sprintf "The full %d × %d bigram table needs %.2f GB (%O), more than the limit of %.2f GB; use row or global top-k instead, or raise MaxFullBytes." v v (float bytes / 1e9) net.DType (float options.MaxFullBytes / 1e9)
+                    sprintf "The full %d × %d bigram table needs %s (%O), more than the limit of %s; use row or global top-k instead, or raise MaxFullBytes." v v (sizeText bytes) net.DType (sizeText options.MaxFullBytes)
                 )
             )
         use _ = torch.no_grad ()

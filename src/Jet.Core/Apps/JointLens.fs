@@ -117,6 +117,8 @@ module JointLens =
                 adam.step () |> ignore
             adam.Dispose()
         let weights = parameter.detach().softmax 0L
+        // A Parameter does not join the dispose scope; free it here.
+        parameter.Dispose()
         losses.Add((lossOf weights).ToDouble())
         let perCentre = [ for i in 0 .. centres.Length - 1 -> Trace.unembed net (weights.[int64 i].unsqueeze -1L * terms.[int64 i]) ]
         let combined =
