@@ -6,7 +6,10 @@ open System
 open TorchSharp
 
 /// Each suite: a name and a function that prints its records.
-let suites: (string * (unit -> unit)) list = []
+let suites: (string * (unit -> unit)) list =
+    [
+        "bigram-sweep", BigramSweepSuite.run
+    ]
 
 [<EntryPoint>]
 let main argv =

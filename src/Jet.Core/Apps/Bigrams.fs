@@ -177,15 +177,16 @@ module Bigrams =
             table.Dispose()
             reraise ()
 
-    /// Top-k logits of each row [B, k] turned into the chosen space (probabilities from the row's log-sum-exp,
-    /// so no second [B, vocab] tensor is built).
+    /// Top-k scores of each row [B, k] in the chosen space, with their column ids. Probabilities come from a
+    /// log-softmax (libtorch's fused kernel is several times faster than logsumexp on CPU).
     let private rowBest (space: ScoreSpace) (k: int) (logits: Tensor) =
-        let struct (best, indices) = logits.topk (k, dim = 1)
-        let values =
-            match space with
-            | ScoreSpace.Probability -> (best - logits.logsumexp(1L, keepdim = true)).exp ()
-            | ScoreSpace.Logit -> best
-        values, indices
+        match space with
+        | ScoreSpace.Probability ->
+            let struct (best, indices) = logits.log_softmax(1L).topk (k, dim = 1)
+            best.exp_ (), indices
+        | ScoreSpace.Logit ->
+            let struct (best, indices) = logits.topk (k, dim = 1)
+            best, indices
 
     let private checkK (net: Net) (options: SweepOptions) (k: int) (limit: int64) =
         let limit = min limit (int64 Int32.MaxValue)
@@ -264,7 +265,7 @@ module Bigrams =
         let total = torch.zeros ([| 1L |], dtype = torch.float64, device = net.Device)
         Vocabulary.sweep net.Vocab options.BatchSize options.Progress options.Cancellation (fun start count ->
             let logits = rowLogits net fn options.DropDiagonal (ids net start count)
-            let inSet = (logits.index_select (1L, columns) - logits.logsumexp(1L, keepdim = true)).exp ()
+            let inSet = logits.log_softmax(1L).index_select(1L, columns).exp ()
             total.add_ (inSet.sum().to_type torch.float64) |> ignore)
         total.item<float> () / float net.Vocab
 

@@ -1,0 +1,104 @@
+/// Full-vocabulary jet bigram sweeps (embedding → decoder and embedding → MLP₁ → decoder, global top-100) on a
+/// randomly initialised GPT-2-small-shaped network, against this machine's TorchSharp matmul peak.
+module Jet.Bench.BigramSweepSuite
+
+open System
+open System.Diagnostics
+open System.Runtime.InteropServices
+open TorchSharp
+open Jet.Core
+open Jet.Core.Apps
+open Jet.Core.Tests
+open Jet.Bench.Measure
+
+let private vocab, width = 50257, 768
+
+// glibc keeps freed heap pages; returning them first makes "resident before" mean live data only.
+[<DllImport("libc", EntryPoint = "malloc_trim")>]
+extern int private mallocTrim(unativeint pad)
+
+let private trim () =
+    GC.Collect()
+    GC.WaitForPendingFinalizers()
+    try mallocTrim 0un |> ignore with _ -> ()
+
+/// GFLOP/s of x [m, k] · Wᵀ with W [n, k], the sweep's own matmul shape, median over runs.
+let private matmulGflops (m: int64) (k: int64) (n: int64) (repeats: int) =
+    use scope = torch.NewDisposeScope()
+    let x = torch.randn ([| m; k |])
+    let w = torch.randn ([| n; k |])
+    let ms = medianMs 1 repeats (fun () -> (use _ = torch.nn.functional.linear (x, w) in ()))
+    2.0 * float m * float k * float n / (ms / 1000.0) / 1e9
+
+/// Sweeps once, timing every batch through the progress callback; returns wall seconds and per-batch seconds.
+let private timedSweep (run: SweepOptions -> unit) (batch: int) =
+    let stamps = Collections.Generic.List<float>()
+    let clock = Stopwatch.StartNew()
+    let progress = { new IProgress<int64> with member _.Report _ = stamps.Add clock.Elapsed.TotalSeconds }
+    run { SweepOptions.Default with BatchSize = batch; Progress = Some progress }
+    let wall = clock.Elapsed.TotalSeconds
+    let perBatch = Array.init stamps.Count (fun i -> stamps.[i] - (if i = 0 then 0.0 else stamps.[i - 1]))
+    wall, perBatch
+
+let private median (xs: float[]) =
+    let sorted = Array.sort xs
+    sorted.[sorted.Length / 2]
+
+let run () =
+    Native.ensure ()
+    use _ = torch.no_grad ()
+    let built = Stopwatch.StartNew()
+    let net =
+        SyntheticNets.gpt2Like 2024
+            { Vocab = vocab; Width = width; Heads = 12; Blocks = 12; MaxPositions = 1024; Tied = true; UnembedBias = false }
+            torch.float32
+    let weightsMb = float (net.Parameters.ScalarCount * 4L) / 1048576.0
+    emit {| suite = "bigram-sweep"; record = "model"; vocab = vocab; width = width; blocks = 12; parameters = net.Parameters.ScalarCount; weights_mb = weightsMb; build_s = built.Elapsed.TotalSeconds; threads = torch.get_num_threads () |}
+    // The peak: the best of the sweep's matmul shape at several batch sizes and a large square product.
+    let shapes = [ 512L, int64 width, int64 vocab; 2048L, int64 width, int64 vocab; 2048L, 2048L, 2048L ]
+    let peaks = [ for m, k, n in shapes -> (m, k, n), matmulGflops m k n 5 ]
+    for (m, k, n), g in peaks do
+        emit {| suite = "bigram-sweep"; record = "matmul"; m = m; k = k; n = n; gflops = g |}
+    let peak = peaks |> List.map snd |> List.max
+    let d = float width
+    let v = float vocab
+    // Multiply-adds of a whole sweep: the unembedding V·d·V, plus the MLP's two d×4d products per token.
+    let flopsOf (path: BigramPath) =
+        let unembed = 2.0 * v * d * v
+        match path with
+        | BigramPath.Embedding -> unembed
+        | BigramPath.Mlp _ -> unembed + 2.0 * v * (2.0 * d * 4.0 * d)
+    let sweep (path: BigramPath) (batch: int) =
+        trim ()
+        let before = currentMb ()
+        resetPeak ()
+        let wall, perBatch = timedSweep (fun o -> Bigrams.globalTopK net path 100 o |> ignore) batch
+        let peakMb = peakMb ()
+        // Full batches only: the last one is short.
+        let full = if perBatch.Length > 1 then perBatch.[.. perBatch.Length - 2] else perBatch
+        let batchFlops = (flopsOf path) * float batch / v
+        let medianGflops = batchFlops / median full / 1e9
+        let overallGflops = flopsOf path / wall / 1e9
+        emit
+            {|
+                suite = "bigram-sweep"
+                record = "sweep"
+                path = string path
+                top = 100
+                batch = batch
+                wall_s = wall
+                median_batch_s = median full
+                gflops_overall = overallGflops
+                gflops_median_batch = medianGflops
+                peak_matmul_gflops = peak
+                fraction_of_peak = medianGflops / peak
+                rss_before_mb = before
+                peak_rss_mb = peakMb
+                growth_mb = peakMb - before
+                weights_mb = weightsMb
+                batch_buffer_mb = float batch * v * 4.0 / 1048576.0
+            |}
+        medianGflops
+    let batches = [ 512; 2048 ]
+    let best = batches |> List.maxBy (fun b -> sweep BigramPath.Embedding b)
+    sweep (BigramPath.Mlp 1) best |> ignore
