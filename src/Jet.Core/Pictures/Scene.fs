@@ -15,12 +15,19 @@ type Colour =
 /// Colours and colour scales.
 [<RequireQualifiedAccess>]
 module Colour =
+    /// A colour from 0..255 components.
     let rgb r g b = { R = byte r; G = byte g; B = byte b }
+    /// Backgrounds and cell borders.
     let white = rgb 255 255 255
+    /// Pure black.
     let black = rgb 0 0 0
+    /// Body text.
     let ink = rgb 33 33 33
+    /// Secondary text and axes.
     let grey = rgb 120 120 120
+    /// Grid lines.
     let lightGrey = rgb 225 225 225
+    /// Header cells and alternate rows.
     let faint = rgb 245 245 245
 
     /// Colours for lines in plots, distinguishable in print and for the common colour-vision deficiencies.
