@@ -30,15 +30,23 @@ let private matmulGflops (m: int64) (k: int64) (n: int64) (repeats: int) =
     let ms = medianMs 1 repeats (fun () -> (use _ = torch.nn.functional.linear (x, w) in ()))
     2.0 * float m * float k * float n / (ms / 1000.0) / 1e9
 
-/// Sweeps once, timing every batch through the progress callback; returns wall seconds and per-batch seconds.
-let private timedSweep (run: SweepOptions -> unit) (batch: int) =
-    let stamps = Collections.Generic.List<float>()
+/// Sweeps once. After every batch (in the progress callback) it times one bare matmul of that batch's unembedding
+/// shape, so each batch is paired with a peak measured at the same moment: on a shared machine the load changes
+/// from minute to minute, and paired ratios are robust to it. Returns per-batch seconds and per-reference seconds
+/// (the reference time is not counted in the batches).
+let private pairedSweep (run: SweepOptions -> unit) (reference: unit -> unit) (batch: int) =
+    let batches, references = Collections.Generic.List<float>(), Collections.Generic.List<float>()
     let clock = Stopwatch.StartNew()
-    let progress = { new IProgress<int64> with member _.Report _ = stamps.Add clock.Elapsed.TotalSeconds }
+    let progress =
+        { new IProgress<int64> with
+            member _.Report _ =
+                batches.Add clock.Elapsed.TotalSeconds
+                clock.Restart()
+                reference ()
+                references.Add clock.Elapsed.TotalSeconds
+                clock.Restart() }
     run { SweepOptions.Default with BatchSize = batch; Progress = Some progress }
-    let wall = clock.Elapsed.TotalSeconds
-    let perBatch = Array.init stamps.Count (fun i -> stamps.[i] - (if i = 0 then 0.0 else stamps.[i - 1]))
-    wall, perBatch
+    batches.ToArray(), references.ToArray()
 
 let private median (xs: float[]) =
     let sorted = Array.sort xs
@@ -79,13 +87,19 @@ let run () =
         trim ()
         let before = currentMb ()
         resetPeak ()
-        let wall, perBatch = timedSweep (fun o -> Bigrams.globalTopK net path 100 o |> ignore) batch
+        use scope = torch.NewDisposeScope()
+        let x = torch.randn ([| int64 batch; int64 width |])
+        let u = net.Parameters.[net.Spec.Unembedding.Weight]
+        let reference () = (use _ = torch.nn.functional.linear (x, u) in ())
+        let perBatch, perReference = pairedSweep (fun o -> Bigrams.globalTopK net path 100 o |> ignore) reference batch
         let peakMb = peakMb ()
         // Full batches only: the last one is short.
-        let full = if perBatch.Length > 1 then perBatch.[.. perBatch.Length - 2] else perBatch
+        let full = perBatch.Length - 1
         let batchFlops = (flopsOf path) * float batch / v
-        let medianGflops = batchFlops / median full / 1e9
-        let overallGflops = flopsOf path / wall / 1e9
+        let referenceFlops = 2.0 * float batch * d * v
+        let ratios = Array.init full (fun i -> (batchFlops / perBatch.[i]) / (referenceFlops / perReference.[i]))
+        let wall = Array.sum perBatch
+        let medianGflops = batchFlops / median perBatch.[.. full - 1] / 1e9
         emit
             {|
                 suite = "bigram-sweep"
@@ -94,21 +108,21 @@ let run () =
                 top = 100
                 batch = batch
                 wall_s = wall
-                median_batch_s = median full
-                gflops_overall = overallGflops
+                median_batch_s = median perBatch.[.. full - 1]
+                gflops_overall = flopsOf path / wall / 1e9
                 gflops_median_batch = medianGflops
-                peak_matmul_gflops = peakNow
+                paired_matmul_gflops_median = referenceFlops / median perReference.[.. full - 1] / 1e9
+                fraction_of_paired_peak_median = median ratios
+                fraction_of_paired_peak_p25 = (Array.sort ratios).[ratios.Length / 4]
+                peak_matmul_gflops_before = peakNow
                 best_peak_matmul_gflops = peak.Value
-                fraction_of_peak = medianGflops / peakNow
-                fraction_of_peak_overall = overallGflops / peakNow
-                fraction_of_best_peak = medianGflops / peak.Value
                 rss_before_mb = before
                 peak_rss_mb = peakMb
                 growth_mb = peakMb - before
                 weights_mb = weightsMb
                 batch_buffer_mb = float batch * v * 4.0 / 1048576.0
             |}
-        medianGflops
+        median ratios
     let batches = [ 512; 2048 ]
     let best = batches |> List.maxBy (fun b -> sweep BigramPath.Embedding b)
     sweep (BigramPath.Mlp 1) best |> ignore

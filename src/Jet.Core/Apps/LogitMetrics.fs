@@ -66,7 +66,8 @@ module LogitMetrics =
     /// The readable piece of a token id, or "<id N>" for ids the tokenizer does not know (padded vocabularies).
     let piece (tokenizer: ITokenizer) (id: int) =
         if id >= 0 && id < tokenizer.VocabSize then
-            try tokenizer.Piece id with :? JetException -> sprintf "<id %d>" id
+            // A table must render whatever a tokenizer does with an id it cannot print.
+            try tokenizer.Piece id with _ -> sprintf "<id %d>" id
         else
             sprintf "<id %d>" id
 
