@@ -22,13 +22,15 @@ let private trim () =
     GC.WaitForPendingFinalizers()
     try mallocTrim 0un |> ignore with _ -> ()
 
-/// GFLOP/s of x [m, k] · Wᵀ with W [n, k], the sweep's own matmul shape, median over runs.
+/// GFLOP/s of the product of x [m, k] and W [n, k] in the faster of the layouts x·Wᵀ and W·xᵀ (the sweep's
+/// own matmul shape), median over runs.
 let private matmulGflops (m: int64) (k: int64) (n: int64) (repeats: int) =
     use scope = torch.NewDisposeScope()
     let x = torch.randn ([| m; k |])
     let w = torch.randn ([| n; k |])
-    let ms = medianMs 1 repeats (fun () -> (use _ = torch.nn.functional.linear (x, w) in ()))
-    2.0 * float m * float k * float n / (ms / 1000.0) / 1e9
+    let rowMajor = medianMs 1 repeats (fun () -> (use _ = torch.nn.functional.linear (x, w) in ()))
+    let columnMajor = medianMs 1 repeats (fun () -> (use _ = w.matmul (x.t ()) in ()))
+    2.0 * float m * float k * float n / (min rowMajor columnMajor / 1000.0) / 1e9
 
 /// Sweeps once. After every batch (in the progress callback) it times one bare matmul of that batch's unembedding
 /// shape, so each batch is paired with a peak measured at the same moment: on a shared machine the load changes
@@ -90,7 +92,8 @@ let run () =
         use scope = torch.NewDisposeScope()
         let x = torch.randn ([| int64 batch; int64 width |])
         let u = net.Parameters.[net.Spec.Unembedding.Weight]
-        let reference () = (use _ = torch.nn.functional.linear (x, u) in ())
+        // The same product in the faster of the two layouts (U·xᵀ, the one the sweep uses).
+        let reference () = (use _ = u.matmul (x.t ()) in ())
         let perBatch, perReference = pairedSweep (fun o -> Bigrams.globalTopK net path 100 o |> ignore) reference batch
         let peakMb = peakMb ()
         // Full batches only: the last one is short.

@@ -43,6 +43,15 @@ let identities =
                     Expect.tensorClose Accuracy.Float64 layer.Logits (IterativeLens.logitLens net z layer.Stream) (sprintf "logitLens at stream %d" layer.Stream)
             }
 
+            test (sprintf "%s: in float32, order 0 is bitwise the direct logit lens" name) {
+                let net = Net.toDType torch.float32 (make ())
+                let z = tokens [ 1L; 5L; 7L; 9L ]
+                use result = IterativeLens.run net z LensOptions.Default
+                for layer in result.Layers do
+                    let direct = IterativeLens.logitLens net z layer.Stream
+                    Expect.isTrue (layer.Logits.eq(direct).all().item<bool> ()) (sprintf "stream %d: equal bit for bit" layer.Stream)
+            }
+
             test (sprintf "%s: the lens at h_L equals the model's logits at orders 0, 1, 2" name) {
                 let net = make ()
                 let z = tokens [ 8L; 2L; 30L ]

@@ -109,7 +109,10 @@ module Bigrams =
         let u = net.Parameters.[net.Spec.Unembedding.Weight]
         // U·xᵀ ([V, d]·[d, B]) runs markedly closer to the matmul peak on CPU than x·Uᵀ ([B, d]·[d, V]), and
         // the transposing copy costs far less than the difference.
-        let logits = u.matmul(normed.squeeze(1L).t ()).t().contiguous ()
+        let product = u.matmul (normed.squeeze(1L).t ())
+        let logits = product.t().contiguous ()
+        // Freed at once rather than at the end of the batch, so a batch never holds three [B, V] buffers.
+        product.Dispose()
         match net.Spec.Unembedding.Bias with
         | Some b -> logits.add_ net.Parameters.[b] |> ignore
         | None -> ()
@@ -183,7 +186,9 @@ module Bigrams =
     let private rowBest (space: ScoreSpace) (k: int) (logits: Tensor) =
         match space with
         | ScoreSpace.Probability ->
-            let struct (best, indices) = logits.log_softmax(1L).topk (k, dim = 1)
+            let logProbabilities = logits.log_softmax 1L
+            logits.Dispose()
+            let struct (best, indices) = logProbabilities.topk (k, dim = 1)
             best.exp_ (), indices
         | ScoreSpace.Logit ->
             let struct (best, indices) = logits.topk (k, dim = 1)
@@ -233,7 +238,10 @@ module Bigrams =
             let logits = rowLogits net fn options.DropDiagonal first
             let ranked =
                 match options.Space with
-                | ScoreSpace.Probability -> logits.log_softmax 1L
+                | ScoreSpace.Probability ->
+                    let logProbabilities = logits.log_softmax 1L
+                    logits.Dispose()
+                    logProbabilities
                 | ScoreSpace.Logit -> logits
             let bestScores, bestFlat = best.Value
             let rows =
@@ -289,7 +297,9 @@ module Bigrams =
         let total = torch.zeros ([| 1L |], dtype = torch.float64, device = net.Device)
         Vocabulary.sweep net.Vocab options.BatchSize options.Progress options.Cancellation (fun start count ->
             let logits = rowLogits net fn options.DropDiagonal (ids net start count)
-            let inSet = logits.log_softmax(1L).index_select(1L, columns).exp ()
+            let logProbabilities = logits.log_softmax 1L
+            logits.Dispose()
+            let inSet = logProbabilities.index_select(1L, columns).exp ()
             total.add_ (inSet.sum().to_type torch.float64) |> ignore)
         total.item<float> () / float net.Vocab
 
