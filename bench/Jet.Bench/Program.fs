@@ -10,6 +10,7 @@ let suites: (string * (unit -> unit)) list =
     [
         "checkpoint-load", CheckpointBench.run
         yield! JetEngines.suites
+        "bigram-sweep", BigramSweepSuite.run
     ]
 
 [<EntryPoint>]

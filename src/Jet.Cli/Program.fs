@@ -11,6 +11,10 @@ type Command =
     | [<CliPrefix(CliPrefix.None)>] Info of ParseResults<Info.Args>
     | [<CliPrefix(CliPrefix.None)>] Tokenize of ParseResults<Tokenize.Args>
     | [<CliPrefix(CliPrefix.None)>] Run of ParseResults<Run.Args>
+    | [<CliPrefix(CliPrefix.None)>] Lens of ParseResults<LensCommand.Args>
+    | [<CliPrefix(CliPrefix.None)>] Joint_Lens of ParseResults<JointLensCommand.Args>
+    | [<CliPrefix(CliPrefix.None)>] Bigrams of ParseResults<BigramsCommand.Args>
+    | [<CliPrefix(CliPrefix.None)>] Mass of ParseResults<MassCommand.Args>
 
     interface IArgParserTemplate with
         member c.Usage =
@@ -20,6 +24,10 @@ type Command =
             | Info _ -> "a model's family, sizes, parameter count and dtype (--model toy|DIR)."
             | Tokenize _ -> "the token ids and pieces of a text under a model's tokenizer."
             | Run _ -> "one forward pass over a prompt: the top-K next tokens and logits at every position."
+            | Lens _ -> "the iterative jet lens of a prompt: the output read from each layer."
+            | Joint_Lens _ -> "the joint jet lens of a prompt: layer contributions with fitted weights."
+            | Bigrams _ -> "jet bigrams of a path over the whole vocabulary."
+            | Mass _ -> "the n-gram mass of a token set under a bigram path, for one or two models."
 
 [<EntryPoint>]
 let main argv =
@@ -31,3 +39,7 @@ let main argv =
     | Info args -> Info.run args
     | Tokenize args -> Tokenize.run args
     | Run args -> Run.run args
+    | Lens args -> LensCommand.run args
+    | Joint_Lens args -> JointLensCommand.run args
+    | Bigrams args -> BigramsCommand.run args
+    | Mass args -> MassCommand.run args

@@ -1,0 +1,316 @@
+namespace Jet.Core.Apps
+
+open System
+open System.Threading
+open TorchSharp
+open Jet.Core
+open Jet.Core.Models
+
+/// A jet bigram path: an order-0 chain of expansions from the token embedding to the logits, read as a
+/// next-token table over the whole vocabulary (row z₁ = the path's logits for the one-token input z₁).
+[<RequireQualifiedAccess>]
+type BigramPath =
+    /// U·LN_f(Emb(z₁)): embedding → decoder.
+    | Embedding
+    /// U·LN_f(MLP_b(Emb(z₁))): embedding → the MLP of block b (1-based, pre-norm included) → decoder.
+    | Mlp of block: int
+
+    /// "embed" or "mlp:B", the syntax `BigramPath.parse` reads.
+    override p.ToString() =
+        match p with
+        | Embedding -> "embed"
+        | Mlp b -> sprintf "mlp:%d" b
+
+/// Whether bigram scores are next-token probabilities (row softmax) or raw logits.
+[<RequireQualifiedAccess>]
+type ScoreSpace =
+    | Probability
+    | Logit
+
+/// How to sweep the vocabulary.
+type SweepOptions =
+    {
+        Space: ScoreSpace
+        /// Leaves out z₂ = z₁ (tied embeddings make embedding → decoder predict the input token). In probability
+        /// space the row is renormalised over z₂ ≠ z₁; in logit space the diagonal becomes −∞.
+        DropDiagonal: bool
+        /// First tokens per batch; memory grows with BatchSize × vocab, never vocab².
+        BatchSize: int
+        /// Receives the number of first tokens done after each batch.
+        Progress: IProgress<int64> option
+        Cancellation: CancellationToken
+        /// The largest full table `Bigrams.full` may build, in bytes.
+        MaxFullBytes: int64
+    }
+
+    /// Probabilities, diagonal kept, batches of 512, no progress, not cancellable, full tables up to 1 GiB.
+    static member Default =
+        {
+            Space = ScoreSpace.Probability
+            DropDiagonal = false
+            BatchSize = 512
+            Progress = None
+            Cancellation = CancellationToken.None
+            MaxFullBytes = 1L <<< 30
+        }
+
+/// One scored bigram (z₁, z₂).
+type ScoredPair = { From: int; To: int; Score: float }
+
+/// A scored bigram with readable tokens.
+type BigramRow = { From: int; To: int; FromToken: string; ToToken: string; Score: float }
+
+/// The k best next tokens of every first token: `Ids` and `Scores` are [vocab, k], best first in each row.
+type RowTopK =
+    {
+        Ids: Tensor
+        Scores: Tensor
+    }
+
+    interface IDisposable with
+        member r.Dispose() =
+            r.Ids.Dispose()
+            r.Scores.Dispose()
+
+/// Jet bigrams: next-token tables of order-0 paths, evaluated over the whole vocabulary in streamed batches.
+[<RequireQualifiedAccess>]
+module Bigrams =
+
+    /// Reads "embed" or "mlp:B" (B a 1-based block index).
+    let parsePath (text: string) : BigramPath =
+        let fail () =
+            raise (InvalidPlanException(sprintf "Unknown bigram path %A; write embed or mlp:B with B a block number (1-based), for example mlp:1." text))
+        match (if isNull text then "" else text.Trim().ToLowerInvariant()) with
+        | "embed"
+        | "embedding" -> BigramPath.Embedding
+        | s when s.StartsWith "mlp:" ->
+            match Int32.TryParse(s.Substring 4) with
+            | true, b -> BigramPath.Mlp b
+            | _ -> fail ()
+        | _ -> fail ()
+
+    /// The function between the embedding and the decoder: identity, or the MLP of a block (validated).
+    let pathFunction (net: Net) (path: BigramPath) : Fn =
+        match path with
+        | BigramPath.Embedding -> Fn.identity
+        | BigramPath.Mlp block -> NetParts.mlpOfBlock net block
+
+    let private checkOptions (net: Net) (options: SweepOptions) =
+        if options.BatchSize < 1 then
+            raise (InvalidPlanException(sprintf "The batch size must be ≥ 1; got %d." options.BatchSize))
+        if options.DropDiagonal && net.Vocab < 2 then
+            raise (InvalidPlanException "Dropping the diagonal leaves nothing in a vocabulary of one token.")
+
+    /// Logits of the path for first tokens `first` [B] (int64 ids), [B, vocab], bias included, the diagonal
+    /// set to −∞ when dropped. Shapes: the embedding rows go through the path as [B, 1, d].
+    let private rowLogits (net: Net) (fn: Fn) (dropDiagonal: bool) (first: Tensor) =
+        let embedded = Trace.embed net (first.unsqueeze 1L)
+        let normed = Forward.apply net.Parameters net.Spec.FinalNorm (Forward.apply net.Parameters fn embedded)
+        let u = net.Parameters.[net.Spec.Unembedding.Weight]
+        // U·xᵀ ([V, d]·[d, B]) runs markedly closer to the matmul peak on CPU than x·Uᵀ ([B, d]·[d, V]), and
+        // the transposing copy costs far less than the difference.
+        let product = u.matmul (normed.squeeze(1L).t ())
+        let logits = product.t().contiguous ()
+        // Freed at once rather than at the end of the batch, so a batch never holds three [B, V] buffers.
+        product.Dispose()
+        match net.Spec.Unembedding.Bias with
+        | Some b -> logits.add_ net.Parameters.[b] |> ignore
+        | None -> ()
+        if dropDiagonal then
+            let column = first.unsqueeze 1L
+            let minusInfinity = torch.full (column.shape, scalar Double.NegativeInfinity, dtype = logits.dtype, device = logits.device)
+            logits.scatter_ (1L, column, minusInfinity) |> ignore
+        logits
+
+    let private ids (net: Net) (start: int64) (count: int64) =
+        torch.arange (start, start + count, dtype = torch.int64, device = net.Device)
+
+    /// Scores of the path for the first tokens `first` [B] (int64 ids in 0..vocab−1): [B, vocab].
+    let scores (net: Net) (path: BigramPath) (options: SweepOptions) (first: Tensor) : Tensor =
+        checkOptions net options
+        if isNull (box first) || first.dim () <> 1L || (first.dtype <> torch.int64 && first.dtype <> torch.int32) then
+            let got = if isNull (box first) then "null" else Tensors.describe first
+            raise (ShapeMismatchException(sprintf "The first tokens must be a [B] integer tensor of ids; got %s." got))
+        let fn = pathFunction net path
+        use _ = torch.no_grad ()
+        use scope = torch.NewDisposeScope()
+        let first = first.to_type(torch.int64).``to`` net.Device
+        if first.numel () > 0L then
+            let lo, hi = first.min().item<int64> (), first.max().item<int64> ()
+            if lo < 0L || hi >= int64 net.Vocab then
+                raise (IndexRangeException(sprintf "Token id %d is outside the vocabulary; valid ids are 0..%d." (if lo < 0L then lo else hi) (net.Vocab - 1)))
+        let logits = rowLogits net fn options.DropDiagonal first
+        let result =
+            match options.Space with
+            | ScoreSpace.Probability -> logits.softmax 1L
+            | ScoreSpace.Logit -> logits
+        result.MoveToOuterDisposeScope()
+
+    let private sizeText (bytes: int64) =
+        let b = float bytes
+        if b >= 1e9 then sprintf "%.1f GB" (b / 1e9)
+        elif b >= 1e6 then sprintf "%.1f MB" (b / 1e6)
+        else sprintf "%.1f kB" (b / 1e3)
+
+    /// The whole [vocab, vocab] table (row z₁, column z₂). Only when asked: fails with the size when it would
+    /// exceed `options.MaxFullBytes`.
+    let full (net: Net) (path: BigramPath) (options: SweepOptions) : Tensor =
+        checkOptions net options
+        let fn = pathFunction net path
+        let v = int64 net.Vocab
+        let elementBytes = int64 (torch.empty([| 0L |], dtype = net.DType).ElementSize)
+        let bytes = v * v * elementBytes
+        if bytes > options.MaxFullBytes then
+            raise (
+                InvalidPlanException(
+                    sprintf "The full %d × %d bigram table needs %s (%O), more than the limit of %s; use row or global top-k instead, or raise MaxFullBytes." v v (sizeText bytes) net.DType (sizeText options.MaxFullBytes)
+                )
+            )
+        use _ = torch.no_grad ()
+        let table = torch.empty ([| v; v |], dtype = net.DType, device = net.Device)
+        try
+            Vocabulary.sweep net.Vocab options.BatchSize options.Progress options.Cancellation (fun start count ->
+                let logits = rowLogits net fn options.DropDiagonal (ids net start count)
+                let rows =
+                    match options.Space with
+                    | ScoreSpace.Probability -> logits.softmax 1L
+                    | ScoreSpace.Logit -> logits
+                table.narrow(0L, start, count).copy_ rows |> ignore)
+            table
+        with _ ->
+            table.Dispose()
+            reraise ()
+
+    /// Top-k scores of each row [B, k] in the chosen space, with their column ids. Probabilities come from a
+    /// log-softmax (libtorch's fused kernel is several times faster than logsumexp on CPU).
+    let private rowBest (space: ScoreSpace) (k: int) (logits: Tensor) =
+        match space with
+        | ScoreSpace.Probability ->
+            let logProbabilities = logits.log_softmax 1L
+            logits.Dispose()
+            let struct (best, indices) = logProbabilities.topk (k, dim = 1)
+            best.exp_ (), indices
+        | ScoreSpace.Logit ->
+            let struct (best, indices) = logits.topk (k, dim = 1)
+            best, indices
+
+    let private checkK (net: Net) (options: SweepOptions) (k: int) (limit: int64) =
+        let limit = min limit (int64 Int32.MaxValue)
+        if k < 1 || int64 k > limit then
+            let extra = if options.DropDiagonal then " with the diagonal dropped" else ""
+            raise (IndexRangeException(sprintf "k must be 1..%d for this vocabulary of %d tokens%s; got %d." limit net.Vocab extra k))
+
+    /// The k best next tokens for every first token: ids and scores [vocab, k], best first.
+    let rowTopK (net: Net) (path: BigramPath) (k: int) (options: SweepOptions) : RowTopK =
+        checkOptions net options
+        checkK net options k (int64 net.Vocab - (if options.DropDiagonal then 1L else 0L))
+        let fn = pathFunction net path
+        use _ = torch.no_grad ()
+        let v = int64 net.Vocab
+        let bestIds = torch.empty ([| v; int64 k |], dtype = torch.int64, device = net.Device)
+        let bestScores = torch.empty ([| v; int64 k |], dtype = net.DType, device = net.Device)
+        try
+            Vocabulary.sweep net.Vocab options.BatchSize options.Progress options.Cancellation (fun start count ->
+                let values, indices = rowBest options.Space k (rowLogits net fn options.DropDiagonal (ids net start count))
+                bestScores.narrow(0L, start, count).copy_ values |> ignore
+                bestIds.narrow(0L, start, count).copy_ indices |> ignore)
+            { Ids = bestIds; Scores = bestScores }
+        with _ ->
+            bestIds.Dispose()
+            bestScores.Dispose()
+            reraise ()
+
+    /// The k best (z₁, z₂) pairs over the whole table, best first. Each batch keeps only its rows' top k, merged
+    /// with the running best, so memory is a few [batch, vocab] tensors; once k pairs are held, only rows whose
+    /// best score beats the k-th best are ranked at all.
+    let globalTopK (net: Net) (path: BigramPath) (k: int) (options: SweepOptions) : ScoredPair[] =
+        checkOptions net options
+        let v = int64 net.Vocab
+        checkK net options k (v * (if options.DropDiagonal then v - 1L else v))
+        let fn = pathFunction net path
+        use _ = torch.no_grad ()
+        use scope = torch.NewDisposeScope()
+        // The running best, ranked in log-probability or logit space: scores and flat pair indices z₁·V + z₂.
+        let best = ref (torch.empty ([| 0L |], dtype = net.DType, device = net.Device), torch.empty ([| 0L |], dtype = torch.int64, device = net.Device))
+        let perRow = min k (int net.Vocab - (if options.DropDiagonal then 1 else 0))
+        Vocabulary.sweep net.Vocab options.BatchSize options.Progress options.Cancellation (fun start count ->
+            let first = ids net start count
+            let logits = rowLogits net fn options.DropDiagonal first
+            let ranked =
+                match options.Space with
+                | ScoreSpace.Probability ->
+                    let logProbabilities = logits.log_softmax 1L
+                    logits.Dispose()
+                    logProbabilities
+                | ScoreSpace.Logit -> logits
+            let bestScores, bestFlat = best.Value
+            let rows =
+                if bestScores.shape.[0] < int64 k then
+                    None
+                else
+                    let struct (rowMax, _) = ranked.max 1L
+                    Some(rowMax.gt(bestScores.[int64 (k - 1)]).nonzero().squeeze 1L)
+            match rows with
+            | Some r when r.shape.[0] = 0L -> ()
+            | _ ->
+                let candidates, firsts =
+                    match rows with
+                    | Some r -> ranked.index_select (0L, r), first.index_select (0L, r)
+                    | None -> ranked, first
+                let struct (values, indices) = candidates.topk (perRow, dim = 1)
+                let allScores = torch.cat ([| bestScores; values.flatten () |], 0L)
+                let allFlat = torch.cat ([| bestFlat; (firsts.unsqueeze 1L * v + indices).flatten () |], 0L)
+                let struct (mergedScores, mergedAt) = allScores.topk (int (min (int64 k) allScores.shape.[0]))
+                let next = mergedScores.MoveToOuterDisposeScope(), allFlat.index_select(0L, mergedAt).MoveToOuterDisposeScope()
+                bestScores.Dispose()
+                bestFlat.Dispose()
+                best.Value <- next)
+        let bestScores, bestFlat = best.Value
+        let bestScores =
+            match options.Space with
+            | ScoreSpace.Probability -> bestScores.exp ()
+            | ScoreSpace.Logit -> bestScores
+        let scores = bestScores.to_type(torch.float64).cpu().data<float>().ToArray()
+        let flat = bestFlat.cpu().data<int64>().ToArray()
+        Array.init scores.Length (fun i -> { From = int (flat.[i] / v); To = int (flat.[i] % v); Score = scores.[i] })
+
+    /// The rows of a `RowTopK` as pairs, grouped by first token ascending, best first within a group.
+    let pairsOf (best: RowTopK) : ScoredPair[] =
+        let k = int best.Ids.shape.[1]
+        let ids = best.Ids.cpu().data<int64>().ToArray()
+        let scores = best.Scores.to_type(torch.float64).cpu().data<float>().ToArray()
+        Array.init ids.Length (fun i -> { From = i / k; To = int ids.[i]; Score = scores.[i] })
+
+    /// N-gram mass of a token set S under the path: mean over z₁ of Σ_{z₂∈S} P(z₂ | z₁) (always probabilities;
+    /// `DropDiagonal` renormalises each row over z₂ ≠ z₁).
+    let mass (net: Net) (path: BigramPath) (tokenSet: int[]) (options: SweepOptions) : float =
+        checkOptions net options
+        if isNull tokenSet || tokenSet.Length = 0 then
+            raise (MissingArgumentException "The token set is empty; give at least one token id.")
+        for id in tokenSet do
+            if id < 0 || id >= net.Vocab then
+                raise (IndexRangeException(sprintf "Token id %d is outside the vocabulary; valid ids are 0..%d." id (net.Vocab - 1)))
+        let fn = pathFunction net path
+        use _ = torch.no_grad ()
+        use scope = torch.NewDisposeScope()
+        let columns = torch.tensor (tokenSet |> Array.distinct |> Array.map int64, dtype = torch.int64, device = net.Device)
+        let total = torch.zeros ([| 1L |], dtype = torch.float64, device = net.Device)
+        Vocabulary.sweep net.Vocab options.BatchSize options.Progress options.Cancellation (fun start count ->
+            let logits = rowLogits net fn options.DropDiagonal (ids net start count)
+            let logProbabilities = logits.log_softmax 1L
+            logits.Dispose()
+            let inSet = logProbabilities.index_select(1L, columns).exp ()
+            total.add_ (inSet.sum().to_type torch.float64) |> ignore)
+        total.item<float> () / float net.Vocab
+
+    /// The n-gram mass of the token set written in `lines` (see `Vocabulary.tokenSet`) for each model, each set
+    /// resolved with that model's tokenizer: for example a base model beside its fine-tune.
+    let massOfModels (path: BigramPath) (source: string) (lines: string list) (options: SweepOptions) (models: Model list) : (Model * float) list =
+        models
+        |> List.map (fun m ->
+            let set = Vocabulary.tokenSet m.Tokenizer m.Net.Vocab source lines
+            m, mass m.Net path set options)
+
+    /// Pairs with readable tokens.
+    let decode (tokenizer: ITokenizer) (pairs: ScoredPair seq) : BigramRow list =
+        [ for p in pairs -> { From = p.From; To = p.To; FromToken = LogitMetrics.piece tokenizer p.From; ToToken = LogitMetrics.piece tokenizer p.To; Score = p.Score } ]

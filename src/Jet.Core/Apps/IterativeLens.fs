@@ -1,0 +1,113 @@
+namespace Jet.Core.Apps
+
+open System
+open TorchSharp
+open Jet.Core
+
+/// What to read with the iterative jet lens.
+type LensOptions =
+    {
+        /// Stream indices l of h_l (0 = encoder output … L); empty means every stream.
+        Streams: int list
+        /// The jet order k; 0 is the logit lens.
+        Order: int
+        /// The k of the top-k overlap metric.
+        TopK: int
+    }
+
+    /// Every stream, order 0 (the logit lens), top-5 overlap.
+    static member Default = { Streams = []; Order = 0; TopK = 5 }
+
+/// The lens read at one stream h_l.
+type LensLayer =
+    {
+        /// The stream index l.
+        Stream: int
+        /// The term's provenance, for example `U·J¹LN(h₃)`.
+        Path: Path
+        /// U J^k LN_f(h_l)(h_L) (+ the unembedding bias), [batch, seq, vocab].
+        Logits: Tensor
+        /// Against the model's logits.
+        Agreement: LogitAgreement
+    }
+
+/// The iterative jet lens of one token batch. Owns its tensors: dispose it to free them.
+type LensResult =
+    {
+        Order: int
+        /// The validated token batch [batch, seq].
+        Tokens: Tensor
+        /// The model's logits [batch, seq, vocab].
+        Logits: Tensor
+        /// One entry per requested stream, in the requested order.
+        Layers: LensLayer list
+    }
+
+    interface IDisposable with
+        member r.Dispose() =
+            for l in r.Layers do
+                l.Logits.Dispose()
+                l.Agreement.Dispose()
+            r.Tokens.Dispose()
+            r.Logits.Dispose()
+
+/// The iterative jet lens U J^k LN_f(h_l)(h_L): one decoder expansion per stream, each centred at h_l and
+/// evaluated at h_L, so each reads the model's output from layer l alone (order 0 is the logit lens).
+[<RequireQualifiedAccess>]
+module IterativeLens =
+
+    /// The streams to read: the requested ones, validated, or 0..L when none are given.
+    let streams (net: Net) (requested: int list) =
+        match requested with
+        | [] -> [ 0 .. net.Depth ]
+        | given ->
+            for l in given do
+                Net.checkStream l net
+            if List.distinct given <> given then
+                let text = given |> List.map string |> String.concat ", "
+                raise (InvalidPlanException(sprintf "The streams %s repeat an index; give each stream once." text))
+            given
+
+    /// Reads the lens on tokens [batch, seq] (or [seq]). One forward pass serves every stream: all centres
+    /// h_l go through one decoder expansion with weight 1 each, and U is applied to every term.
+    let run (net: Net) (tokens: Tensor) (options: LensOptions) : LensResult =
+        if options.Order < 0 then
+            raise (InvalidOrderException(sprintf "The lens order must be an integer ≥ 0; got %d." options.Order))
+        let streams = streams net options.Streams
+        Native.ensure ()
+        use _ = torch.no_grad ()
+        use session = Expand.session net tokens
+        let plan =
+            Expansion.atDecoder [ for l in streams -> Centre.Stream l ]
+            |> Expansion.withOrder options.Order
+            |> Expansion.withWeights (Weights.Fixed(List.replicate streams.Length 1.0))
+        let paths = session.Unembed(session.Expand plan)
+        use scope = torch.NewDisposeScope()
+        let keep (t: Tensor) = t.detach().MoveToOuterDisposeScope()
+        let truth = keep paths.Logits
+        let layers =
+            List.zip streams paths.Paths
+            |> List.map (fun (l, term) ->
+                let logits =
+                    match paths.Bias with
+                    | Some b -> term.Value + b
+                    | None -> term.Value.alias ()
+                let logits = keep logits
+                { Stream = l; Path = term.Path; Logits = logits; Agreement = (LogitMetrics.compare options.TopK logits truth).MoveToOuterDisposeScope() })
+        { Order = options.Order; Tokens = keep session.Trace.Tokens; Logits = truth; Layers = layers }
+
+    /// The logit lens U LN_f(h_l) (+ bias), computed directly from one forward pass: the order-0 lens without
+    /// the expansion machinery, for comparisons. Shapes: tokens [batch, seq] → [batch, seq, vocab].
+    let logitLens (net: Net) (tokens: Tensor) (stream: int) : Tensor =
+        Net.checkStream stream net
+        Native.ensure ()
+        use _ = torch.no_grad ()
+        use trace = Trace.run net tokens
+        use scope = torch.NewDisposeScope()
+        let normed = Forward.apply net.Parameters net.Spec.FinalNorm (trace.Stream stream)
+        let raw = Trace.unembed net normed
+        let logits =
+            match net.Spec.Unembedding.Bias with
+            | Some b -> raw + net.Parameters.[b]
+            | None -> raw
+        logits.MoveToOuterDisposeScope()

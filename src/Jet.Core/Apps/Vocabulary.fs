@@ -1,0 +1,64 @@
+namespace Jet.Core.Apps
+
+open System
+open System.Collections.Generic
+open System.Threading
+open TorchSharp
+open Jet.Core
+open Jet.Core.Models
+
+/// A token text that the tokenizer does not know as a single token.
+type UnknownTokenException(message: string) =
+    inherit JetException(message)
+
+/// Streaming over the whole vocabulary in batches, and naming sets of tokens.
+[<RequireQualifiedAccess>]
+module Vocabulary =
+
+    /// Calls `body start count` for consecutive batches covering ids 0..total−1. Each call runs in its own
+    /// dispose scope (tensors it does not move out are freed before the next batch), progress is reported in
+    /// ids done, and cancellation is checked before every batch.
+    let sweep (total: int) (batchSize: int) (progress: IProgress<int64> option) (cancellation: CancellationToken) (body: int64 -> int64 -> unit) =
+        if batchSize < 1 then
+            raise (InvalidPlanException(sprintf "The batch size must be ≥ 1; got %d." batchSize))
+        Native.ensure ()
+        let total = int64 total
+        let mutable start = 0L
+        while start < total do
+            cancellation.ThrowIfCancellationRequested()
+            let count = min (int64 batchSize) (total - start)
+            do
+                use _ = torch.NewDisposeScope()
+                body start count
+            start <- start + count
+            progress |> Option.iter (fun p -> p.Report start)
+
+    /// The token ids named by lines of text, one token per line as tables print it (`LogitMetrics.piece`, for
+    /// example "␣" for the toy's space), or as text that encodes to exactly that one token and decodes back.
+    /// Empty lines are skipped; duplicates count once. `source` names the lines' origin in error messages.
+    let tokenSet (tokenizer: ITokenizer) (vocab: int) (source: string) (lines: string seq) : int[] =
+        let pieces = Dictionary<string, int>()
+        for id in 0 .. vocab - 1 do
+            let p = LogitMetrics.piece tokenizer id
+            if not (pieces.ContainsKey p) then pieces.[p] <- id
+        let resolve (number: int) (line: string) =
+            match pieces.TryGetValue line with
+            | true, id -> id
+            | _ ->
+                let encoded = try tokenizer.Encode line with :? JetException -> [||]
+                match encoded with
+                | [| id |] when id >= 0 && id < vocab && (try tokenizer.Decode [| id |] = line with :? JetException -> false) -> id
+                | _ ->
+                    let message =
+                        sprintf "Line %d of %s, %A, is not a token of this vocabulary (it is not a token's printed form, nor text that encodes to one token and decodes back); write one token per line as the tables print it, for example %A." number source line (LogitMetrics.piece tokenizer 0)
+                    raise (UnknownTokenException message)
+        let ids =
+            lines
+            |> Seq.mapi (fun i line -> i + 1, line.TrimEnd('\r'))
+            |> Seq.filter (fun (_, line) -> line <> "")
+            |> Seq.map (fun (n, line) -> resolve n line)
+            |> Seq.distinct
+            |> Array.ofSeq
+        if ids.Length = 0 then
+            raise (MissingArgumentException(sprintf "%s names no tokens; write one token per line." source))
+        ids
