@@ -10,9 +10,9 @@ type CliResult = { ExitCode: int; Stdout: string; Stderr: string }
 
 let private jetDll = Path.Combine(AppContext.BaseDirectory, "jet.dll")
 
-/// `jet args…`; fails the test if it runs longer than `timeoutSeconds`.
-let runWithTimeout (timeoutSeconds: int) (args: string list) : CliResult =
-    let info = ProcessStartInfo("dotnet", RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false)
+/// `jet args…` in `workingDirectory`; fails the test if it runs longer than `timeoutSeconds`.
+let runFrom (workingDirectory: string) (timeoutSeconds: int) (args: string list) : CliResult =
+    let info = ProcessStartInfo("dotnet", RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = workingDirectory)
     info.ArgumentList.Add jetDll
     for a in args do
         info.ArgumentList.Add a
@@ -24,7 +24,11 @@ let runWithTimeout (timeoutSeconds: int) (args: string list) : CliResult =
         failwithf "jet %s did not finish within %d s" (String.Join(" ", args)) timeoutSeconds
     { ExitCode = p.ExitCode; Stdout = stdout.Result; Stderr = stderr.Result }
 
-let run (args: string list) = runWithTimeout 300 args
+/// `jet args…` in the test's working directory, within five minutes.
+let run (args: string list) = runFrom Environment.CurrentDirectory 300 args
+
+/// `jet args…` with `dir` as the working directory.
+let runIn (dir: string) (args: string list) = runFrom dir 300 args
 
 /// Parses the single JSON line a `--json` command prints.
 let json (r: CliResult) =

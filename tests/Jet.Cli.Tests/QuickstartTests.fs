@@ -16,9 +16,16 @@ let tests =
             for name in [ "U·J¹LN(J¹γ₂(Enc))"; "U·J¹LN(J¹γ₂(γ₁(Enc)))"; "U·J¹LN(J¹id(Enc))"; "U·J¹LN(J¹id(γ₁(Enc)))"; "remainder"; "‖remainder‖"; "reconstruction error" ] do
                 Expect.stringContains r.Stdout name (sprintf "mentions %s" name)
             let svg = File.ReadAllText out
-            Expect.stringStarts svg "<svg" "an SVG document"
+            Expect.stringContains svg "<svg" "an SVG document"
             for name in [ "U·J¹LN(J¹γ₂(Enc))"; "remainder" ] do
                 Expect.stringContains svg name "the legend names the paths"
+        }
+        test "the default picture is a PNG in the current folder" {
+            let dir = tempDir ()
+            let r = runIn dir [ "quickstart" ]
+            Expect.equal r.ExitCode 0 (sprintf "exit code; stderr: %s" r.Stderr)
+            let bytes = File.ReadAllBytes(Path.Combine(dir, "quickstart.png"))
+            Expect.equal bytes.[0..7] [| 137uy; 80uy; 78uy; 71uy; 13uy; 10uy; 26uy; 10uy |] "PNG signature"
         }
         test "--json follows the schema and the paths reconstruct the logits" {
             let dir = tempDir ()

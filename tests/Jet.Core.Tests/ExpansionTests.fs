@@ -78,7 +78,8 @@ let properties =
             let l = 1 + (pick - 1) % net.Depth
             use session = Expand.session net (tokensOf case net.Vocab)
             let r = session.Expand(Expansion.atLayer l [ Centre.Stream(l - 1) ] |> Expansion.withOrder 0)
-            Expect.equal (r.Terms |> List.map (fun t -> string t.Path)) [ sprintf "γ%s(%s)" (string l |> String.map (fun c -> "₀₁₂₃₄₅₆₇₈₉".[int c - 48])) (if l = 1 then "Enc" else sprintf "h%c" "₀₁₂₃₄₅₆₇₈₉".[l - 1]); (if l = 1 then "Enc" else sprintf "h%c" "₀₁₂₃₄₅₆₇₈₉".[l - 1]) ] "term names"
+            let stream = if l = 1 then "Enc" else "h" + Notation.subscript (l - 1)
+            Expect.equal (r.Terms |> List.map (fun t -> string t.Path)) [ sprintf "γ%s(%s)" (Notation.subscript l) stream; stream ] "term names"
             Expect.tensorClose Accuracy.Float64 r.Terms.[0].Value (session.Trace.Gamma l) "the first term is γ_l(h_{l−1})"
             Expect.tensorClose Accuracy.Float64 r.Terms.[1].Value (session.Trace.Stream(l - 1)) "the second term is h_{l−1}"
             Expect.tensorClose (Accuracy.Of(1e-12, 0.0)) r.Remainder (torch.zeros_like r.Remainder) "the remainder is zero")

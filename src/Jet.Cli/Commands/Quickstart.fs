@@ -8,6 +8,7 @@ open TorchSharp
 open Jet.Core
 open Jet.Core.Apps
 open Jet.Core.Models
+open Jet.Core.Pictures
 open Jet.Cli.Console
 
 type Args =
@@ -23,7 +24,7 @@ type Args =
             | Seed _ -> "seed of the toy's weights and of the random prompt (default: 0)."
             | Width _ -> "width d of the toy network (default: 32)."
             | Order _ -> "order of both expansions (default: 1)."
-            | Out _ -> "where to write the SVG picture (default: quickstart.svg)."
+            | Out _ -> "where to write the picture, PNG or SVG by the extension (default: quickstart.png)."
             | Json -> "print one JSON object (paths, remainder, logits, reconstruction_error) instead of a table."
 
 let private promptLength = 8
@@ -32,7 +33,7 @@ let private execute (args: ParseResults<Args>) =
     let seed = args.GetResult(Seed, 0)
     let width = args.GetResult(Width, Model.ToyWidth)
     let order = args.GetResult(Order, 1)
-    let out = args.GetResult(Out, "quickstart.svg")
+    let out = args.GetResult(Out, "quickstart.png")
     if width < 1 then raise (IndexRangeException(sprintf "--d must be ≥ 1; got %d." width))
     if order < 0 then raise (InvalidOrderException(sprintf "--order must be an integer ≥ 0; got %d." order))
     let model = Model.toy seed width torch.float32
@@ -43,17 +44,14 @@ let private execute (args: ParseResults<Args>) =
     let summary = PathSummary.ofLogitPaths carving
     let piece (id: int64) = model.Tokenizer.Piece(int id)
     let inputIds = tokens.[0L].data<int64>().ToArray()
-    let svg =
-        CarvingChart.svg
+    let picture =
+        CarvingFigure.scene
             (sprintf "Toy network (d = %d): four paths at order %d" width order)
             summary
             (inputIds |> Array.map piece)
             (summary.ModelTop1 |> Array.map piece)
     let fullOut = Path.GetFullPath out
-    match Path.GetDirectoryName fullOut with
-    | null -> ()
-    | dir -> Directory.CreateDirectory dir |> ignore
-    File.WriteAllText(fullOut, svg)
+    Pictures.save fullOut picture
     if args.Contains Json then
         writeJson
             {|

@@ -35,9 +35,9 @@ module Figures =
     let private rowHeight = 24.0
     let private maxCellWidth = 150.0
 
-    let private subscript (n: int) = string n |> String.map (fun c -> "₀₁₂₃₄₅₆₇₈₉".[int c - int '0'])
+    let private subscript = Notation.subscript
 
-    let private superscript (n: int) = string n |> String.map (fun c -> "⁰¹²³⁴⁵⁶⁷⁸⁹".[int c - int '0'])
+    let private superscript = Notation.superscript
 
     /// "h₃" for stream 3, "h₀ (Enc)" for the encoder output.
     let streamLabel (l: int) = if l = 0 then "h₀ (Enc)" else "h" + subscript l

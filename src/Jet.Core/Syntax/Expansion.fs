@@ -95,12 +95,6 @@ type Path =
     /// A readable path name, for example `J¹γ₂(γ₁(Enc))`.
     override p.ToString() = Path.Render p
 
-    static member private Subscript(n: int) =
-        string n |> String.map (fun c -> "₀₁₂₃₄₅₆₇₈₉".[int c - int '0'])
-
-    static member private Superscript(n: int) =
-        string n |> String.map (fun c -> "⁰¹²³⁴⁵⁶⁷⁸⁹".[int c - int '0'])
-
     static member DescribeExpansion(e: Expansion) =
         let site =
             match e.Site with
@@ -112,9 +106,9 @@ type Path =
         match c with
         | Centre.Stream 0
         | Centre.Encoder -> "Enc"
-        | Centre.Stream l -> "h" + Path.Subscript l
+        | Centre.Stream l -> "h" + Notation.subscript l
         | Centre.Gamma 1 -> "γ₁(Enc)"
-        | Centre.Gamma l -> sprintf "γ%s(h%s)" (Path.Subscript l) (Path.Subscript(l - 1))
+        | Centre.Gamma l -> sprintf "γ%s(h%s)" (Notation.subscript l) (Notation.subscript(l - 1))
         | Centre.Embedding -> "Emb"
         | Centre.Difference(a, b) -> sprintf "(%s − %s)" (Path.RenderCentre a) (Path.RenderCentre b)
         | Centre.Term(e, i) -> sprintf "term %d of %s" i (Path.DescribeExpansion e)
@@ -129,14 +123,14 @@ type Path =
             let inner = Path.Render around
             let name =
                 match target with
-                | JetTarget.Gamma l -> "γ" + Path.Subscript l
+                | JetTarget.Gamma l -> "γ" + Notation.subscript l
                 | JetTarget.Identity -> "id"
                 | JetTarget.FinalNorm -> "LN"
                 | JetTarget.Named n -> n
             match target, order with
             | JetTarget.Identity, 0 -> inner
             | _, 0 -> sprintf "%s(%s)" name inner
-            | _ -> sprintf "J%s%s(%s)" (Path.Superscript order) name inner
+            | _ -> sprintf "J%s%s(%s)" (Notation.superscript order) name inner
 
 
 /// Building expansion plans.
