@@ -70,7 +70,7 @@ let private execute (args: ParseResults<Args>) =
                     |}
             |}
     else
-        let columns = tokenObjects model result.Tokens |> Array.map (fun t -> t.text) |> List.ofArray
+        let columns = tokenPieces model result.Tokens
         printfn "Joint jet lens of order %d on %s: loss %.6g → %.6g after %d Adam steps" result.Order model.Source result.Losses.[0] (Array.last result.Losses) (result.Losses.Length - 1)
         printTable
             ([ "centre"; "mean w" ] @ columns)

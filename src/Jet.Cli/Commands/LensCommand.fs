@@ -68,7 +68,7 @@ let private execute (args: ParseResults<Args>) =
                            |} |]
             |}
     else
-        let columns = (tokenObjects model result.Tokens |> Array.map (fun t -> t.text)) |> List.ofArray
+        let columns = tokenPieces model result.Tokens
         printfn "%s on %s: top-1 token per stream and position" (if result.Order = 0 then "Logit lens" else sprintf "Jet lens of order %d" result.Order) model.Source
         let mean (xs: float[]) = Array.average xs
         printTable

@@ -34,7 +34,11 @@ let savePicture (path: string option) (scene: unit -> Scene) =
         eprintfn "wrote %s" p
     | None -> ()
 
-/// The pieces of a [1, seq] token batch as JSON objects.
+/// Readable pieces of a [1, seq] token batch, for table headers ("␣" for a space).
+let tokenPieces (model: Model) (tokens: Tensor) =
+    tokens.[0L].cpu().data<int64>().ToArray() |> Array.map (fun id -> Jet.Cli.ModelSource.piece model (int id)) |> List.ofArray
+
+/// The tokens of a [1, seq] batch as JSON objects: id and the text it adds to the prompt.
 let tokenObjects (model: Model) (tokens: Tensor) =
     let ids = tokens.[0L].cpu().data<int64>().ToArray() |> Array.map int
     Array.map2 (fun id text -> {| id = id; text = text |}) ids (Jet.Cli.ModelSource.tokenTexts model ids)
