@@ -22,7 +22,10 @@ run_expecto() {
   echo "== $name"
   local log
   log=$(mktemp)
-  dotnet "$dll" --summary --no-spinner --colours 0 2>&1 | strip | tee "$log" | grep -E "EXPECTO|ERR|FAIL|Failed|Errored|Ignored" | grep -v "^\s*$" | head -200
+  dotnet "$dll" --summary --no-spinner --colours 0 2>&1 | strip > "$log"
+  grep -E "EXPECTO!" "$log"
+  # Every failure with its message and the first lines of its stack.
+  grep -E -A14 "\[[0-9:]+ ERR\]" "$log" | head -400
   local line
   line=$(grep -E "tests? run in" "$log" | tail -1)
   if [[ "$line" =~ ([0-9]+)\ passed,\ ([0-9]+)\ ignored,\ ([0-9]+)\ failed,\ ([0-9]+)\ errored ]]; then

@@ -318,17 +318,7 @@ let memoryTests =
     <| testList "checkpoint memory" [
         test "loading and disposing a model leaves no tensors behind" {
             let case = gpt2 91 "BF16" gpt2Defaults
-            let settle () =
-                GC.Collect()
-                GC.WaitForPendingFinalizers()
-                GC.Collect()
-            disposeParameters (load case.Dir torch.float32)
-            settle ()
-            let before = Tensors.liveCount ()
-            for _ in 1..5 do
-                disposeParameters (load case.Dir torch.float32)
-            settle ()
-            Expect.isLessThanOrEqual (Tensors.liveCount ()) before "no tensors leak from loading"
+            Expect.noTensorGrowth 0L 5 (fun () -> disposeParameters (load case.Dir torch.float32)) "loading and disposing a model"
         }
     ]
 

@@ -237,15 +237,7 @@ let caching =
             let once () =
                 use session = Expand.session net (Carving.randomPrompt 1 net.Vocab 5)
                 session.Unembed(session.Expand(Carving.twoStep 2 Engine.Taylor)) |> ignore
-            let settle () =
-                GC.Collect()
-                GC.WaitForPendingFinalizers()
-                Tensors.liveCount ()
-            once ()
-            let before = settle ()
-            for _ in 1..200 do
-                once ()
-            Expect.isLessThanOrEqual (settle ()) before "live tensors after 200 sessions"
+            Expect.noTensorGrowth 0L 200 once "200 sessions"
         }
     ]
 

@@ -262,15 +262,7 @@ let memory =
                 use r = Jet.compute (opts 2 true) f x (Some y)
                 use z = jetValue 4 true g x y
                 ()
-            let settle () =
-                GC.Collect()
-                GC.WaitForPendingFinalizers()
-                Tensors.liveCount ()
-            run ()
-            let before = settle ()
-            for _ in 1..1000 do
-                run ()
-            Expect.isLessThanOrEqual (settle ()) before "live tensors after 1000 jets"
+            Expect.noTensorGrowth 0L 1000 run "a thousand jets"
         }
     ]
 

@@ -185,10 +185,7 @@ let memory =
         test "repeated lenses and joint lenses free their tensors" {
             let net = Toy.create 1 8 torch.float32
             let z = tokens [ 1L; 2L; 3L ]
-            let settle () =
-                GC.Collect()
-                GC.WaitForPendingFinalizers()
-                Tensors.liveCount ()
+            let settle = liveTensorsSettled
             let lens () = (use r = IterativeLens.run net z { LensOptions.Default with Order = 1 } in ())
             let joint () = (use j = JointLens.fit net z { JointLensOptions.Default with Iterations = 5 } in ())
             lens ()

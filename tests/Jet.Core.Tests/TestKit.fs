@@ -26,7 +26,25 @@ let maxAbsGap (a: Tensor) (b: Tensor) =
     use d = (a.to_type(torch.float64) - b.to_type(torch.float64)).abs()
     if d.numel() = 0L then 0.0 else d.max().item<float>()
 
+/// The live tensor count once the garbage collector has run the finalizers of tensors dropped without Dispose.
+let liveTensorsSettled () =
+    GC.Collect()
+    GC.WaitForPendingFinalizers()
+    GC.Collect()
+    Tensors.liveCount ()
+
 module Expect =
+    /// Runs `body` once to warm up, then `repeats` times; fails when the live tensor count grew by more than
+    /// `slack` (use in `testSequenced` lists: the count is global).
+    let noTensorGrowth (slack: int64) (repeats: int) (body: unit -> unit) (message: string) =
+        body ()
+        let before = liveTensorsSettled ()
+        for _ in 1..repeats do
+            body ()
+        let after = liveTensorsSettled ()
+        if after > before + slack then
+            failtestf "%s: %d live tensors before, %d after %d runs" message before after repeats
+
     /// Passes when every element is within the accuracy; otherwise reports the worst element, where it is,
     /// both values and the largest relative gap.
     let tensorClose (accuracy: Accuracy) (actual: Tensor) (expected: Tensor) (message: string) =

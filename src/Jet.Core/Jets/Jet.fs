@@ -114,38 +114,32 @@ module Jet =
     let internal coefficientsAlong (f: Tensor -> Tensor) (order: int) (centre: Tensor) (direction: Tensor) : Tensor list =
         coefficientsAlongPath f order [ centre; direction ]
 
-    /// The full jet: value, coefficients and partial sums. `point` may be None only for order 0.
-    /// Shapes: centre and point share any shape; f may change the trailing shape.
-    let compute (options: JetOptions) (f: Tensor -> Tensor) (centre: Tensor) (point: Tensor option) : JetResult =
+    /// The coefficients the options ask for: validated, with v = y − x (recentred) or v = y.
+    let private coefficientsFor (options: JetOptions) (f: Tensor -> Tensor) (centre: Tensor) (point: Tensor option) =
         validate options.Order centre point
         Native.ensure ()
-        use scope = torch.NewDisposeScope()
         let direction =
             match point with
             | Some y when options.Order >= 1 -> if options.Recentre then y - centre else y
             | _ -> centre
-        let coefficients = coefficientsAlong f options.Order centre direction
-        let partialSums = coefficients |> List.scan (fun acc c -> match acc with None -> Some c | Some s -> Some(s + c)) None |> List.choose id
-        let finish (t: Tensor) =
-            let t = if options.Differentiable then t else t.detach ()
-            t.MoveToOuterDisposeScope()
-        let coefficients = coefficients |> List.map finish
-        let partialSums = partialSums |> List.mapi (fun j s -> if j = 0 then coefficients.[0].alias () |> fun a -> a.MoveToOuterDisposeScope() else finish s)
+        coefficientsAlong f options.Order centre direction
+
+    /// The full jet: value, coefficients and partial sums. `point` may be None only for order 0.
+    /// Shapes: centre and point share any shape; f may change the trailing shape.
+    let compute (options: JetOptions) (f: Tensor -> Tensor) (centre: Tensor) (point: Tensor option) : JetResult =
+        use scope = torch.NewDisposeScope()
+        let finish (t: Tensor) = (if options.Differentiable then t else t.detach ()).MoveToOuterDisposeScope()
+        let coefficients = coefficientsFor options f centre point |> List.map finish
+        // Each result gets its own handle, so disposing one never invalidates another.
+        let partialSums = coefficients.Head.alias().MoveToOuterDisposeScope() :: (coefficients |> List.scan (+) (torch.zeros_like coefficients.Head) |> List.skip 2 |> List.map finish)
         let value = (List.last partialSums).alias().MoveToOuterDisposeScope()
         { Value = value; Coefficients = Array.ofList coefficients; PartialSums = Array.ofList partialSums }
 
     /// J^k f(x)(y) only. `point` may be None only for order 0.
     let value (options: JetOptions) (f: Tensor -> Tensor) (centre: Tensor) (point: Tensor option) : Tensor =
-        validate options.Order centre point
-        Native.ensure ()
         use scope = torch.NewDisposeScope()
-        let direction =
-            match point with
-            | Some y when options.Order >= 1 -> if options.Recentre then y - centre else y
-            | _ -> centre
-        let total = coefficientsAlong f options.Order centre direction |> List.reduce (+)
-        let total = if options.Differentiable then total else total.detach ()
-        total.MoveToOuterDisposeScope()
+        let total = coefficientsFor options f centre point |> List.reduce (+)
+        (if options.Differentiable then total else total.detach ()).MoveToOuterDisposeScope()
 
     /// J^k f(x)(y), recentred and differentiable: the everyday entry point.
     let jet (order: int) (f: Tensor -> Tensor) (centre: Tensor) (point: Tensor) : Tensor =

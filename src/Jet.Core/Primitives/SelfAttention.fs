@@ -88,18 +88,23 @@ module SelfAttention =
     /// Merges [batch, heads, seq, head_dim] back into [batch, seq, heads·head_dim].
     let mergeHeads (x: Tensor) = x.transpose(1L, 2L).flatten (2L, 3L)
 
-    /// Causal self-attention followed by the output projection.
-    let apply (parameters: ParameterStore) (a: Attention) (x: Tensor) : Tensor =
-        let seq = x.shape.[1]
-        let q, k, v = project parameters a x
+    /// Projected queries, keys and values [batch, seq, ·] as heads [batch, heads, seq, head_dim]: rotated where the
+    /// layer has rotary positions, and keys and values repeated for the query heads that share them. Linear, so the
+    /// Taylor rule runs it on the coefficient stack folded into the batch axis.
+    let heads (a: Attention) (seq: int64) (q: Tensor, k: Tensor, v: Tensor) =
         let q, k, v = splitHeads a.Heads q, splitHeads a.KvHeads k, splitHeads a.KvHeads v
         let q, k =
             match a.Rotary with
             | Some r ->
-                let angles = rotaryAngles r a.HeadDim seq x
+                let angles = rotaryAngles r a.HeadDim seq q
                 rotate r angles q, rotate r angles k
             | None -> q, k
-        let k, v = repeatKv a k, repeatKv a v
+        q, repeatKv a k, repeatKv a v
+
+    /// Causal self-attention followed by the output projection.
+    let apply (parameters: ParameterStore) (a: Attention) (x: Tensor) : Tensor =
+        let seq = x.shape.[1]
+        let q, k, v = heads a seq (project parameters a x)
         let scores = q.matmul (k.transpose (-2L, -1L)) * scale a
         let scores = scores.masked_fill ((allowed a.Window seq x.device).logical_not (), Double.NegativeInfinity)
         let mixed = scores.softmax(-1L).matmul v
@@ -118,15 +123,7 @@ module SelfAttention =
             raise (ShapeMismatchException(sprintf "Attention expects a stream [batch, seq, d]; got a stream of shape %s." shape))
         let count, batch, seq = x.shape.[0], x.shape.[1], x.shape.[2]
         let q, k, v = projectWith (Affine.taylor parameters) a x
-        let heads n (t: Tensor) = splitHeads n (t.flatten (0L, 1L))
-        let q, k, v = heads a.Heads q, heads a.KvHeads k, heads a.KvHeads v
-        let q, k =
-            match a.Rotary with
-            | Some r ->
-                let angles = rotaryAngles r a.HeadDim seq x
-                rotate r angles q, rotate r angles k
-            | None -> q, k
-        let k, v = repeatKv a k, repeatKv a v
+        let q, k, v = heads a seq (q.flatten (0L, 1L), k.flatten (0L, 1L), v.flatten (0L, 1L))
         let series (t: Tensor) = t.unflatten (0L, [| count; batch |])
         let scores = Series.matmul (series q) (series(k).transpose (-2L, -1L)) * scale a
         let scores = Series.maskFill (allowed a.Window seq x.device) Double.NegativeInfinity scores
