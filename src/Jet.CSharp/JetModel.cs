@@ -65,6 +65,9 @@ public sealed class JetModel
     /// <summary>The architecture family, for example "toy" or "gpt2".</summary>
     public string Family => Core.Family;
 
+    /// <summary>Where the model came from: "toy", "memory", or the checkpoint directory's full path.</summary>
+    public string Source => Core.Source;
+
     /// <summary>The vocabulary size V.</summary>
     public int Vocabulary => Core.Net.Vocab;
 
@@ -92,7 +95,12 @@ public sealed class JetModel
     }
 
     /// <summary>Token ids of a prompt, [1, seq] int64.</summary>
-    public Tensor Encode(string prompt) => ModelModule.encode(Core, prompt);
+    public Tensor Encode(string prompt)
+    {
+        // The encoder's intermediate tensors are freed here rather than left to the finalizers.
+        using var scope = torch.NewDisposeScope();
+        return ModelModule.encode(Core, prompt).MoveToOuterDisposeScope();
+    }
 
     /// <summary>The text of some token ids.</summary>
     public string Decode(IEnumerable<int> ids) => Core.Tokenizer.Decode(ids.ToArray());
@@ -105,6 +113,22 @@ public sealed class JetModel
 
     /// <summary>Runs the model once on a prompt for expansions.</summary>
     public Analysis Analyse(string prompt) => Analyse(Encode(prompt));
+
+    /// <summary>The iterative jet lens U J^k LN_f(h_l)(h_L) (order 0 is the logit lens): set streams, order and top-N,
+    /// then <see cref="LensBuilder.Run(string)"/>.</summary>
+    public LensBuilder Lens() => new(this);
+
+    /// <summary>The joint jet lens (per-token weights over {h_{l₁}, h_{l₂} − h_{l₁}, …} fitted by Adam): set streams,
+    /// order, iterations and learning rate, then <see cref="JointLensBuilder.Fit(string)"/>.</summary>
+    public JointLensBuilder JointLens() => new(this);
+
+    /// <summary>A jet bigram sweep of <paramref name="path"/> over the whole vocabulary: set the options, then ask for row
+    /// or global top-k, the full table or the n-gram mass of a token set.</summary>
+    public BigramSweep Bigrams(BigramPath path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        return new(this, path);
+    }
 
     /// <summary>The network's structure, one residual layer per line.</summary>
     public override string ToString() => Core.Net.ToString();

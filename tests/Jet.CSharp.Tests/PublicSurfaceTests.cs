@@ -61,6 +61,24 @@ public class PublicSurfaceTests
     }
 
     [Fact]
+    public void TheCheckCoversTheLensBigramAndMassTypes()
+    {
+        var exported = typeof(JetModel).Assembly.GetExportedTypes();
+        var expected = new[]
+        {
+            typeof(LensBuilder), typeof(LensReading), typeof(LensLayer), typeof(LensPosition), typeof(Agreement), typeof(TokenScore), typeof(PositionTop),
+            typeof(JointLensBuilder), typeof(JointLensReading), typeof(JointLensCentre), typeof(WeightedPosition),
+            typeof(BigramPath), typeof(BigramSweep), typeof(BigramTable), typeof(Bigram), typeof(ModelMass), typeof(ScoreSpace),
+        };
+        Assert.All(expected, t => Assert.Contains(t, exported));
+        // Readings that own tensors are disposable; the records of plain numbers are not.
+        Assert.True(typeof(IDisposable).IsAssignableFrom(typeof(LensReading)) && typeof(IDisposable).IsAssignableFrom(typeof(JointLensReading)));
+        Assert.False(typeof(IDisposable).IsAssignableFrom(typeof(BigramTable)));
+        Assert.Contains(typeof(BigramSweep).GetMethods(), m => m.Name == nameof(BigramSweep.RowTopK)
+            && m.GetParameters().Select(p => p.ParameterType).SequenceEqual(new[] { typeof(int), typeof(IProgress<long>), typeof(CancellationToken) }));
+    }
+
+    [Fact]
     public void TheCheckItselfCatchesFSharpTypes()
     {
         Assert.True(IsFSharpOnly(typeof(Microsoft.FSharp.Collections.FSharpList<int>)));

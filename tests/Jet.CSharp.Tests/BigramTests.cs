@@ -1,0 +1,210 @@
+using JetDsl;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace JetDsl.Tests;
+
+/// <summary>Jet bigrams and n-gram mass through the facade: tables against hand computations from the parameters,
+/// streamed top-k against the full table and a brute-force sort, mass against a brute-force sum, progress,
+/// cancellation and bad input.</summary>
+public class BigramTests
+{
+    private static JetModel Toy(int seed = 13) => JetModel.Toy(seed: seed, width: 12, dtype: ScalarType.Float64);
+
+    // U·LN_f(x) for x = E (embedding path) or γ_b(E) (the toy's MLP blocks), by hand, in the asked space.
+    private static Tensor HandTable(JetModel model, BigramPath path, ScoreSpace space, bool dropDiagonal)
+    {
+        var p = model.Network.Parameters;
+        var x = Reference.Embedding(model);
+        if (path.Block is { } b)
+        {
+            string Name(string part) => $"block{b}.{part}";
+            x = torch.nn.functional.linear(torch.nn.functional.relu(torch.nn.functional.linear(x, p[Name("fc1.weight")], p[Name("fc1.bias")])), p[Name("fc2.weight")], p[Name("fc2.bias")]);
+        }
+        var logits = Reference.Decoder(model, x);
+        if (dropDiagonal)
+            logits = logits.masked_fill(torch.eye(model.Vocabulary, dtype: ScalarType.Bool), double.NegativeInfinity);
+        return space == ScoreSpace.Probability ? logits.softmax(1) : logits;
+    }
+
+    public static TheoryData<ScoreSpace, bool> Combinations => new()
+    {
+        { ScoreSpace.Probability, false }, { ScoreSpace.Probability, true }, { ScoreSpace.Logit, false }, { ScoreSpace.Logit, true },
+    };
+
+    [Theory]
+    [MemberData(nameof(Combinations))]
+    public void TheFullTableIsTheHandComputedPathTable(ScoreSpace space, bool drop)
+    {
+        var model = Toy();
+        foreach (var path in new[] { BigramPath.Embedding, BigramPath.Mlp(2) })
+        {
+            using var table = model.Bigrams(path).Space(space).DropDiagonal(drop).BatchSize(17).FullTable();
+            Reference.Close(table, HandTable(model, path, space, drop), 1e-10, $"{path}, {space}, drop {drop}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Combinations))]
+    public void RowTopKIsTheTopKOfTheFullTable(ScoreSpace space, bool drop)
+    {
+        var model = Toy();
+        const int k = 6;
+        var sweep = model.Bigrams(BigramPath.Mlp(1)).Space(space).DropDiagonal(drop).BatchSize(7);
+        var best = sweep.RowTopK(k);
+        using var table = sweep.FullTable();
+        var (values, ids) = table.topk(k, dim: 1);
+
+        Assert.False(best.Global);
+        Assert.Equal((k, drop, space), (best.K, best.DiagonalDropped, best.Space));
+        Assert.Equal(model.Vocabulary * k, best.Rows.Count);
+        for (var i = 0; i < best.Rows.Count; i++)
+        {
+            var row = best.Rows[i];
+            Assert.Equal(i / k, row.From);
+            Assert.Equal(ids[i / k, i % k].item<long>(), row.To);
+            Assert.Equal(values[i / k, i % k].item<double>(), row.Score, 12);
+            Assert.Equal(model.Piece(row.From), row.FromToken);
+            Assert.Equal(model.Piece(row.To), row.ToToken);
+            if (drop) Assert.NotEqual(row.From, row.To);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Combinations))]
+    public void GlobalTopKIsABruteForceSortOfAllPairs(ScoreSpace space, bool drop)
+    {
+        var model = Toy();
+        const int k = 25;
+        var best = model.Bigrams(BigramPath.Embedding).Space(space).DropDiagonal(drop).BatchSize(13).GlobalTopK(k);
+        var v = model.Vocabulary;
+        var table = HandTable(model, BigramPath.Embedding, space, drop).data<double>().ToArray();
+        var expected = table.Select((score, i) => (From: i / v, To: i % v, Score: score))
+            .Where(pair => !(drop && pair.From == pair.To))
+            .OrderByDescending(pair => pair.Score)
+            .Take(k)
+            .ToList();
+
+        Assert.True(best.Global);
+        Assert.Equal(expected.Select(e => (e.From, e.To)), best.Rows.Select(r => (r.From, r.To)));
+        foreach (var (row, e) in best.Rows.Zip(expected))
+            Assert.True(Math.Abs(row.Score - e.Score) <= 1e-12 * Math.Max(1, Math.Abs(e.Score)), $"score {row.Score} vs {e.Score}");
+    }
+
+    [Fact]
+    public void MassIsTheBruteForceSumOverTheTokenSet()
+    {
+        var model = Toy();
+        int[] set = { 4, 17, 33, 4 };
+        foreach (var (path, drop) in new[] { (BigramPath.Embedding, false), (BigramPath.Mlp(2), false), (BigramPath.Embedding, true) })
+        {
+            var table = HandTable(model, path, ScoreSpace.Probability, drop);
+            var expected = table.index_select(1, torch.tensor(new long[] { 4, 17, 33 })).sum(1).mean().item<double>();
+            var sweep = model.Bigrams(path).DropDiagonal(drop).BatchSize(9);
+            Assert.Equal(expected, sweep.Mass(set), 12);
+            // The same set written as the tables print it; the score space does not matter to the mass.
+            Assert.Equal(expected, sweep.Space(ScoreSpace.Logit).Mass(set.Select(model.Piece)), 12);
+        }
+    }
+
+    [Fact]
+    public void MassOfTwoModelsSideBySideIsEachModelsMass()
+    {
+        var first = Toy(13);
+        var second = Toy(14);
+        var tokens = new[] { "a", "e", "␣", "" };
+        var reports = new List<long>();
+        var masses = first.Bigrams(BigramPath.Embedding).BatchSize(40).CompareMass(second, tokens, new Reporter(reports.Add));
+
+        Assert.Equal(2, masses.Count);
+        Assert.Equal(("toy", 3), (masses[0].Model, masses[0].Tokens));
+        Assert.Equal(first.Bigrams(BigramPath.Embedding).Mass(tokens), masses[0].Mass, 14);
+        Assert.Equal(second.Bigrams(BigramPath.Embedding).Mass(tokens), masses[1].Mass, 14);
+        Assert.NotEqual(masses[0].Mass, masses[1].Mass);
+        Assert.Equal(new long[] { 40, 80, 100, 140, 180, 200 }, reports);
+    }
+
+    [Fact]
+    public void ProgressIsReportedAfterEveryBatchAndCancellationStopsTheSweep()
+    {
+        var model = Toy();
+        var sweep = model.Bigrams(BigramPath.Embedding).BatchSize(30);
+        var reports = new List<long>();
+        sweep.GlobalTopK(3, new Reporter(reports.Add));
+        Assert.Equal(new long[] { 30, 60, 90, 100 }, reports);
+
+        var operations = new Action<IProgress<long>, CancellationToken>[]
+        {
+            (p, c) => sweep.RowTopK(3, p, c), (p, c) => sweep.GlobalTopK(3, p, c), (p, c) => sweep.FullTable(p, c).Dispose(), (p, c) => sweep.Mass(new[] { 1 }, p, c),
+        };
+        foreach (var operation in operations)
+        {
+            using var cts = new CancellationTokenSource();
+            var seen = new List<long>();
+            Assert.ThrowsAny<OperationCanceledException>(() => operation(new Reporter(v => { seen.Add(v); if (v >= 30) cts.Cancel(); }), cts.Token));
+            Assert.Equal(new long[] { 30 }, seen);
+        }
+        using var cancelled = new CancellationTokenSource();
+        cancelled.Cancel();
+        Assert.ThrowsAny<OperationCanceledException>(() => sweep.RowTopK(3, cancellation: cancelled.Token));
+    }
+
+    [Fact]
+    public void ACheckpointsMlpPathSweepsLikeItsFullTable()
+    {
+        var model = JetModel.Load(Fixtures.Path("lm-buddy-tiny-gpt2-toyvocab"), ScalarType.Float64);
+        Assert.Equal(21, model.Vocabulary);
+        var sweep = model.Bigrams(BigramPath.Parse("mlp:1")).Space(ScoreSpace.Logit).BatchSize(4);
+        using var table = sweep.FullTable();
+        using var rows = sweep.Scores(torch.arange(21, dtype: ScalarType.Int64));
+        Reference.Close(rows, table, 1e-12, "Scores of every first token = the full table");
+        var (values, ids) = table.topk(3, dim: 1);
+        var best = sweep.RowTopK(3);
+        Assert.Equal(ids.data<long>().ToArray().Select(i => (int)i), best.Rows.Select(r => r.To));
+        Assert.Equal(values.data<double>().ToArray(), best.Rows.Select(r => r.Score));
+
+        using var embedding = model.Bigrams(BigramPath.Embedding).Space(ScoreSpace.Logit).FullTable();
+        Reference.Close(embedding, Reference.Decoder(model, Reference.Embedding(model)), 1e-10, "U·LN_f(E), tied");
+        var mass = model.Bigrams(BigramPath.Embedding).Mass(new[] { "l", "o", "w" });
+        using var probabilities = model.Bigrams(BigramPath.Embedding).FullTable();
+        var ids3 = torch.tensor(new long[] { 0, 1, 2 });
+        Assert.Equal(probabilities.index_select(1, ids3).sum(1).mean().item<double>(), mass, 12);
+    }
+
+    [Fact]
+    public void BadInputGivesTheCoresClearErrors()
+    {
+        var model = Toy();
+        Assert.Contains("Block 3", Assert.Throws<Jet.Core.IndexRangeException>(() => model.Bigrams(BigramPath.Mlp(3)).RowTopK(2)).Message);
+        Assert.Contains("embed or mlp:B", Assert.Throws<Jet.Core.InvalidPlanException>(() => BigramPath.Parse("attn:1")).Message);
+        Assert.Contains("1..99", Assert.Throws<Jet.Core.IndexRangeException>(() => model.Bigrams(BigramPath.Embedding).DropDiagonal().RowTopK(100)).Message);
+        Assert.Contains("got 0", Assert.Throws<Jet.Core.IndexRangeException>(() => model.Bigrams(BigramPath.Embedding).GlobalTopK(0)).Message);
+        Assert.Contains("batch size", Assert.Throws<Jet.Core.InvalidPlanException>(() => model.Bigrams(BigramPath.Embedding).BatchSize(0).RowTopK(2)).Message);
+        var tooBig = Assert.Throws<Jet.Core.InvalidPlanException>(() => model.Bigrams(BigramPath.Embedding).MaxFullBytes(1000).FullTable());
+        Assert.Contains("100 × 100", tooBig.Message);
+        Assert.Contains("top-k", tooBig.Message);
+        Assert.Contains("0..99", Assert.Throws<Jet.Core.IndexRangeException>(() => model.Bigrams(BigramPath.Embedding).Mass(new[] { 100 })).Message);
+        Assert.Throws<Jet.Core.MissingArgumentException>(() => model.Bigrams(BigramPath.Embedding).Mass(Array.Empty<int>()));
+        var unknown = Assert.Throws<Jet.Core.Apps.UnknownTokenException>(() => model.Bigrams(BigramPath.Embedding).Mass(new[] { "a", "not a token" }));
+        Assert.Contains("Line 2 of the token list", unknown.Message);
+        Assert.Contains("0..99", Assert.Throws<Jet.Core.IndexRangeException>(() => model.Bigrams(BigramPath.Embedding).Scores(torch.tensor(new long[] { 100 }))).Message);
+        Assert.Throws<ArgumentNullException>(() => model.Bigrams(null!));
+    }
+
+    [Fact]
+    public void PathsParseAndCompareByValue()
+    {
+        Assert.Equal(BigramPath.Mlp(3), BigramPath.Parse(" MLP:3 "));
+        Assert.Equal(BigramPath.Embedding, BigramPath.Parse("embed"));
+        Assert.Equal("mlp:3", BigramPath.Mlp(3).ToString());
+        Assert.Equal(3, BigramPath.Mlp(3).Block);
+        Assert.Null(BigramPath.Embedding.Block);
+        Assert.Equal("embedding → MLP of block 3 → decoder", BigramPath.Mlp(3).Description);
+    }
+
+    /// <summary>A synchronous IProgress (System.Progress posts to a thread pool, so its reports arrive late).</summary>
+    private sealed class Reporter(Action<long> onReport) : IProgress<long>
+    {
+        public void Report(long value) => onReport(value);
+    }
+}
