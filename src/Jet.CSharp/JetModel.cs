@@ -112,14 +112,19 @@ public sealed class JetModel
     public Analysis Analyse(Tensor tokens) => new(Expand.session(Core.Net, tokens));
 
     /// <summary>Runs the model once on a prompt for expansions.</summary>
-    public Analysis Analyse(string prompt) => Analyse(Encode(prompt));
+    public Analysis Analyse(string prompt)
+    {
+        // The analysis keeps its own handle on the tokens.
+        using var tokens = Encode(prompt);
+        return Analyse(tokens);
+    }
 
     /// <summary>The iterative jet lens U J^k LN_f(h_l)(h_L) (order 0 is the logit lens): set streams, order and top-N,
     /// then <see cref="LensBuilder.Run(string)"/>.</summary>
     public LensBuilder Lens() => new(this);
 
     /// <summary>The joint jet lens (per-token weights over {h_{l₁}, h_{l₂} − h_{l₁}, …} fitted by Adam): set streams,
-    /// order, iterations and learning rate, then <see cref="JointLensBuilder.Fit(string)"/>.</summary>
+    /// order, iterations and learning rate, then <see cref="JointLensBuilder.Fit(string, IProgress{long}, CancellationToken)"/>.</summary>
     public JointLensBuilder JointLens() => new(this);
 
     /// <summary>A jet bigram sweep of <paramref name="path"/> over the whole vocabulary: set the options, then ask for row

@@ -2,6 +2,7 @@ using Jet.Core.Apps;
 using Jet.Core.Models;
 using Jet.Core.Pictures;
 using Microsoft.FSharp.Collections;
+using Microsoft.FSharp.Core;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -9,7 +10,7 @@ namespace JetDsl;
 
 /// <summary>The joint jet lens of a model: one decoder expansion around {h_{l₁}, h_{l₂} − h_{l₁}, …} whose per-token
 /// softmax weights Adam fits against the logit-space error. Choose the streams, order, iterations and learning rate,
-/// then <see cref="Fit(string)"/>. Every call returns a new builder.</summary>
+/// then <see cref="Fit(string, IProgress{long}, CancellationToken)"/>. Every call returns a new builder.</summary>
 public sealed class JointLensBuilder
 {
     private readonly JetModel model;
@@ -54,18 +55,25 @@ public sealed class JointLensBuilder
     public JointLensBuilder Top(int n) => new(model, streams, order, iterations, learningRate, n);
 
     /// <summary>Fits the joint lens on a prompt.</summary>
-    public JointLensReading Fit(string prompt)
+    /// <param name="prompt">The text.</param>
+    /// <param name="progress">Receives the number of Adam steps done.</param>
+    /// <param name="cancellation">Checked before every Adam step.</param>
+    public JointLensReading Fit(string prompt, IProgress<long>? progress = null, CancellationToken cancellation = default)
     {
         ArgumentNullException.ThrowIfNull(prompt);
         using var tokens = model.Encode(prompt);
-        return Fit(tokens);
+        return Fit(tokens, progress, cancellation);
     }
 
     /// <summary>Fits the joint lens on a token batch [batch, seq] (or [seq]) of int64 ids.</summary>
-    public JointLensReading Fit(Tensor tokens)
+    /// <param name="tokens">The token ids.</param>
+    /// <param name="progress">Receives the number of Adam steps done.</param>
+    /// <param name="cancellation">Checked before every Adam step.</param>
+    public JointLensReading Fit(Tensor tokens, IProgress<long>? progress = null, CancellationToken cancellation = default)
     {
         ArgumentNullException.ThrowIfNull(tokens);
-        var options = new JointLensOptions(ListModule.OfSeq(streams), order, iterations, learningRate, top);
+        var options = new JointLensOptions(ListModule.OfSeq(streams), order, iterations, learningRate, top,
+            progress is null ? FSharpOption<IProgress<long>>.None : FSharpOption<IProgress<long>>.Some(progress), cancellation);
         return new JointLensReading(model.Core, JointLens.fit(model.Core.Net, tokens, options), top);
     }
 }

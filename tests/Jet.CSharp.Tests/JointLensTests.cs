@@ -56,6 +56,24 @@ public class JointLensTests
     }
 
     [Fact]
+    public void FittingReportsEveryStepAndCanBeCancelled()
+    {
+        var model = JetModel.Toy(seed: 2, width: 8);
+        var steps = new List<long>();
+        using (var joint = model.JointLens().Iterations(7).Fit("abc", new SynchronousProgress(steps.Add)))
+            Assert.Equal(Enumerable.Range(1, 7).Select(i => (long)i), steps);
+        using var cancellation = new CancellationTokenSource();
+        var afterThree = new SynchronousProgress(step => { if (step == 3) cancellation.Cancel(); });
+        Assert.ThrowsAny<OperationCanceledException>(() => model.JointLens().Iterations(50).Fit("abc", afterThree, cancellation.Token));
+    }
+
+    /// <summary>Reports on the calling thread (Progress&lt;T&gt; posts to the thread pool).</summary>
+    private sealed class SynchronousProgress(Action<long> report) : IProgress<long>
+    {
+        public void Report(long value) => report(value);
+    }
+
+    [Fact]
     public void BadInputGivesTheCoresClearErrors()
     {
         var model = JetModel.Toy();

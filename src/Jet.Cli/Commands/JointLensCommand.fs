@@ -43,6 +43,7 @@ let private execute (args: ParseResults<Args>) =
                 Iterations = args.GetResult(Iters, defaults.Iterations)
                 LearningRate = args.GetResult(Lr, defaults.LearningRate)
         }
+    let options = { options with Progress = Some(ProgressBar("fitting", int64 options.Iterations) :> System.IProgress<int64>) }
     use result = JointLens.fit model.Net tokens options
     savePicture (args.TryGetResult Out) (fun () -> Figures.jointLens model.Tokenizer result 0)
     let weights (i: int) = result.Weights.[int64 i, 0L].to_type(TorchSharp.torch.float64).cpu().data<float>().ToArray()

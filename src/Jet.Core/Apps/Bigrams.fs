@@ -158,7 +158,7 @@ module Bigrams =
         checkOptions net options
         let fn = pathFunction net path
         let v = int64 net.Vocab
-        let elementBytes = int64 (torch.empty([| 0L |], dtype = net.DType).ElementSize)
+        let elementBytes = int64 (TensorExtensionMethods.ElementSize net.DType)
         let bytes = v * v * elementBytes
         if bytes > options.MaxFullBytes then
             raise (
@@ -276,6 +276,7 @@ module Bigrams =
 
     /// The rows of a `RowTopK` as pairs, grouped by first token ascending, best first within a group.
     let pairsOf (best: RowTopK) : ScoredPair[] =
+        use scope = torch.NewDisposeScope()
         let k = int best.Ids.shape.[1]
         let ids = best.Ids.cpu().data<int64>().ToArray()
         let scores = best.Scores.to_type(torch.float64).cpu().data<float>().ToArray()

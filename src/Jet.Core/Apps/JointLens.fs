@@ -1,6 +1,7 @@
 namespace Jet.Core.Apps
 
 open System
+open System.Threading
 open TorchSharp
 open Jet.Core
 
@@ -17,10 +18,15 @@ type JointLensOptions =
         LearningRate: float
         /// The k of the top-k overlap metric.
         TopK: int
+        /// Receives the number of Adam steps done.
+        Progress: IProgress<int64> option
+        /// Checked before every Adam step.
+        Cancellation: CancellationToken
     }
 
-    /// Every stream, order 0, 200 Adam steps at learning rate 0.05, top-5 overlap.
-    static member Default = { Streams = []; Order = 0; Iterations = 200; LearningRate = 0.05; TopK = 5 }
+    /// Every stream, order 0, 200 Adam steps at learning rate 0.05, top-5 overlap, no progress, not cancellable.
+    static member Default =
+        { Streams = []; Order = 0; Iterations = 200; LearningRate = 0.05; TopK = 5; Progress = None; Cancellation = CancellationToken.None }
 
 /// The fitted joint lens of one token batch. Owns its tensors: dispose it to free them.
 type JointLensResult =
@@ -107,7 +113,8 @@ module JointLens =
         do
             use _ = torch.enable_grad ()
             let adam = torch.optim.Adam([ parameter ], lr = options.LearningRate)
-            for _ in 1 .. options.Iterations do
+            for step in 1 .. options.Iterations do
+                options.Cancellation.ThrowIfCancellationRequested()
                 do
                     use _ = torch.NewDisposeScope()
                     adam.zero_grad ()
@@ -115,6 +122,7 @@ module JointLens =
                     loss.backward ()
                     losses.Add(loss.ToDouble())
                 adam.step () |> ignore
+                options.Progress |> Option.iter (fun p -> p.Report(int64 step))
             adam.Dispose()
         let weights = parameter.detach().softmax 0L
         // A Parameter does not join the dispose scope; free it here.

@@ -89,4 +89,5 @@ module LogitMetrics =
 
     /// The values of a [batch, seq] metric at batch row `row`, as floats.
     let row (metric: Tensor) (row: int) : float[] =
+        use scope = torch.NewDisposeScope()
         metric.[int64 row].detach().to_type(torch.float64).cpu().data<float>().ToArray()

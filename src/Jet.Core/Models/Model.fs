@@ -28,7 +28,8 @@ module Model =
         let ids = model.Tokenizer.Encode prompt
         if ids.Length = 0 then
             raise (MissingArgumentException(sprintf "The prompt %A produced no tokens." prompt))
-        torch.tensor(ids |> Array.map int64, dtype = torch.int64).unsqueeze 0
+        use flat = torch.tensor (ids |> Array.map int64, dtype = torch.int64)
+        flat.unsqueeze 0
 
     /// The width of the toy network that `resolve "toy"` opens (the quickstart's default width).
     [<Literal>]
