@@ -86,16 +86,18 @@ let run () =
     let sweep (path: BigramPath) (batch: int) =
         let peakNow = measurePeak ()
         peak.Value <- max peak.Value peakNow
+        // Memory first, from a sweep of its own: the paired run below adds its reference products to the peak.
         trim ()
         let before = currentMb ()
         resetPeak ()
+        Bigrams.globalTopK net path 100 { SweepOptions.Default with BatchSize = batch } |> ignore
+        let peakMb = peakMb ()
         use scope = torch.NewDisposeScope()
         let x = torch.randn ([| int64 batch; int64 width |])
         let u = net.Parameters.[net.Spec.Unembedding.Weight]
         // The same product in the faster of the two layouts (U·xᵀ, the one the sweep uses).
         let reference () = (use _ = u.matmul (x.t ()) in ())
         let perBatch, perReference = pairedSweep (fun o -> Bigrams.globalTopK net path 100 o |> ignore) reference batch
-        let peakMb = peakMb ()
         // Full batches only: the last one is short.
         let full = perBatch.Length - 1
         let batchFlops = (flopsOf path) * float batch / v
