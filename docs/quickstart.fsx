@@ -17,7 +17,7 @@ let block2 = Expansion.atLayer 2 [ Centre.Stream 0; Centre.Gamma 1 ] |> Expansio
 let decoder = Expansion.atDecoder [ Centre.Terms block2 ] |> Expansion.withOrder 1
 printfn "%A" decoder
 
-let tokens = Carving.randomPrompt 0 model.Net.Vocab 8
+let tokens = Model.encode model "Hello, jets!"
 let session = Expand.session model.Net tokens
 let carving = session.Unembed(session.Expand decoder)
 
