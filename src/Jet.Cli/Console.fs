@@ -37,7 +37,8 @@ let printTable (headers: string list) (rows: string list list) =
     for r in rows do
         printfn "%s" (line r)
 
-/// A progress bar on standard error (silent when stderr is redirected and `quiet` is set).
+/// A progress bar on standard error. When standard error is redirected (a log file) it writes one line at the end
+/// instead of redrawing the bar.
 type ProgressBar(label: string, total: int64) =
     let started = Diagnostics.Stopwatch.StartNew()
     let mutable last = -1
@@ -45,9 +46,13 @@ type ProgressBar(label: string, total: int64) =
         let percent = if total <= 0L then 100 else int (100L * done' / total)
         if percent <> last then
             last <- percent
-            let filled = percent * 30 / 100
-            eprintf "\r%s [%s%s] %3d%% %5.1fs" label (String('#', filled)) (String('.', 30 - filled)) percent started.Elapsed.TotalSeconds
-            if done' >= total then eprintfn ""
+            let elapsed = started.Elapsed.TotalSeconds
+            if not Console.IsErrorRedirected then
+                let filled = percent * 30 / 100
+                eprintf "\r%s [%s%s] %3d%% %5.1fs" label (String('#', filled)) (String('.', 30 - filled)) percent elapsed
+                if done' >= total then eprintfn ""
+            elif done' >= total then
+                eprintfn "%s: 100%% in %.1fs" label elapsed
     interface IProgress<int64> with
         member p.Report(v) = p.Report v
 

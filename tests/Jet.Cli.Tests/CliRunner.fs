@@ -35,8 +35,16 @@ let json (r: CliResult) =
     if r.ExitCode <> 0 then failwithf "exit code %d, stderr: %s" r.ExitCode r.Stderr
     JsonDocument.Parse(r.Stdout.Trim()).RootElement
 
-/// A fresh temporary directory for output files.
+let private created = Collections.Concurrent.ConcurrentBag<string>()
+
+// Temporary folders go when the test process ends.
+AppDomain.CurrentDomain.ProcessExit.Add(fun _ ->
+    for dir in created do
+        try Directory.Delete(dir, true) with _ -> ())
+
+/// A fresh temporary directory for output files, deleted when the test process exits.
 let tempDir () =
     let dir = Path.Combine(Path.GetTempPath(), "jetdsl-cli-" + Guid.NewGuid().ToString("N"))
     Directory.CreateDirectory dir |> ignore
+    created.Add dir
     dir

@@ -76,6 +76,14 @@ let fileTests =
             let dir = withFile (headerJson [ f32 "a" [| 4L |] 0L 16L; f32 "b" [| 4L |] 8L 24L ]) (Array.zeroCreate 24) None
             rejects<CheckpointException> [ "'a' [0, 16]"; "'b' [8, 24]"; "overlap" ] (fun () -> load dir) "overlap"
         }
+        test "holes in the data section" {
+            let between = withFile (headerJson [ f32 "a" [| 2L |] 0L 8L; f32 "b" [| 2L |] 12L 20L ]) (Array.zeroCreate 20) None
+            rejects<CheckpointException> [ "bytes [8, 12]"; "'a'"; "'b'"; "no holes" ] (fun () -> load between) "a hole between tensors"
+            let before = withFile (headerJson [ f32 "a" [| 2L |] 4L 12L ]) (Array.zeroCreate 12) None
+            rejects<CheckpointException> [ "bytes [0, 4]"; "'a'"; "no holes" ] (fun () -> load before) "a hole before the first tensor"
+            let after = withFile (headerJson [ f32 "a" [| 2L |] 0L 8L ]) (Array.zeroCreate 12) None
+            rejects<CheckpointException> [ "12 bytes"; "end at byte 8"; "4 bytes after them" ] (fun () -> load after) "trailing bytes"
+        }
         test "offsets that do not match shape × dtype" {
             let dir = withFile (headerJson [ f32 "x" [| 3L |] 0L 8L ]) (Array.zeroCreate 8) None
             rejects<CheckpointException> [ "'x'"; "F32 [3] = 12 bytes"; "span 8 bytes" ] (fun () -> load dir) "size mismatch"

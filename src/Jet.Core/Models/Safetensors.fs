@@ -27,7 +27,7 @@ type SafetensorsEntry =
     member e.ByteCount = e.End - e.Begin
 
 /// The validated header of one safetensors file: every entry has a known element type and a byte range that
-/// lies inside the data section, matches its shape and overlaps no other.
+/// lies inside the data section, matches its shape and overlaps no other, and together they cover the data exactly.
 [<Sealed>]
 type SafetensorsHeader(path: string, dataStart: int64, dataLength: int64, entries: IReadOnlyDictionary<string, SafetensorsEntry>, metadata: Map<string, string>) =
     /// The file, for messages.
@@ -195,12 +195,20 @@ module Safetensors =
                 if entries.ContainsKey property.Name then
                     fail path (sprintf "the header names tensor '%s' twice." property.Name)
                 entries.[property.Name] <- parseEntry path property.Name property.Value dataLength
-        // Sorted by start, each range must end before the next begins (empty tensors take no bytes).
+        // Sorted by start, the ranges must tile the data section exactly: no overlap, and (as the format requires)
+        // no hole between tensors or after the last one. Empty tensors take no bytes.
         let sorted = entries.Values |> Seq.filter (fun e -> e.ByteCount > 0L) |> Seq.sortBy (fun e -> e.Begin, e.End) |> Array.ofSeq
         for i in 1 .. sorted.Length - 1 do
             let a, b = sorted.[i - 1], sorted.[i]
             if b.Begin < a.End then
                 fail path (sprintf "tensors '%s' [%d, %d] and '%s' [%d, %d] overlap." a.Name a.Begin a.End b.Name b.Begin b.End)
+            if b.Begin > a.End then
+                fail path (sprintf "bytes [%d, %d] of the data section, between tensors '%s' and '%s', belong to no tensor; the format allows no holes." a.End b.Begin a.Name b.Name)
+        let covered = if sorted.Length = 0 then 0L else (Array.last sorted).End
+        if sorted.Length > 0 && sorted.[0].Begin > 0L then
+            fail path (sprintf "bytes [0, %d] of the data section, before tensor '%s', belong to no tensor; the format allows no holes." sorted.[0].Begin sorted.[0].Name)
+        if covered < dataLength then
+            fail path (sprintf "the data section has %d bytes but its tensors end at byte %d; the %d bytes after them belong to no tensor." dataLength covered (dataLength - covered))
         SafetensorsHeader(path, dataStart, dataLength, entries, metadata)
 
     // Each copy maps at most this many bytes at once, so file pages leave the process as soon as they are copied

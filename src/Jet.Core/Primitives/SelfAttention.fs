@@ -9,9 +9,9 @@ open Jet.Core
 [<RequireQualifiedAccess>]
 module SelfAttention =
 
-    /// The number of rotated coordinates per head (even, at most head_dim).
+    /// The number of rotated coordinates per head: ⌊fraction · head_dim⌋ as Hugging Face computes it, made even.
     let rotaryDims (rotary: Rotary) (headDim: int) =
-        let r = int (Math.Round(rotary.Fraction * float headDim))
+        let r = int (Math.Floor(rotary.Fraction * float headDim + 1e-9))
         r - (r % 2)
 
     /// cos and sin of the rotary angles, each [seq, r/2]: angle(p, i) = p · base^(−2i/r).
