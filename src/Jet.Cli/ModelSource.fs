@@ -23,8 +23,7 @@ let openModel (source: string) (dtypeName: string option) : Model =
     Model.resolve source (dtype dtypeName) torch.CPU
 
 /// A readable piece for any id the network can emit (networks may have more rows than the tokenizer has ids).
-let piece (model: Model) (id: int) =
-    if id >= 0 && id < model.Tokenizer.VocabSize then model.Tokenizer.Piece id else sprintf "<id %d>" id
+let piece (model: Model) (id: int) = Jet.Core.Apps.LogitMetrics.piece model.Tokenizer id
 
 /// The text each token adds to the decoded prompt, so the texts concatenate to the decoded whole (SentencePiece
 /// drops a token's leading space when it is decoded alone, so single-token decoding would lose it).

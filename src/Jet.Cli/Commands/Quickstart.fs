@@ -42,7 +42,7 @@ let private execute (args: ParseResults<Args>) =
     use session = Expand.session model.Net tokens
     let carving = session.Unembed(session.Expand plan)
     let summary = PathSummary.ofLogitPaths carving
-    let piece (id: int64) = model.Tokenizer.Piece(int id)
+    let piece (id: int64) = LogitMetrics.piece model.Tokenizer (int id)
     let inputIds = tokens.[0L].data<int64>().ToArray()
     let picture =
         CarvingFigure.scene
