@@ -6,19 +6,14 @@ open Jet.Core
 [<RequireQualifiedAccess>]
 module NetParts =
 
-    /// True when `f` contains self-attention anywhere (the only primitive that mixes positions).
+    /// True when `f` contains a primitive that mixes positions (self-attention) anywhere.
     let rec mixesPositions (f: Fn) : bool =
-        match f with
-        | Attention _ -> true
-        | Sum fs
-        | Chain fs -> List.exists mixesPositions fs
-        | Scale(_, inner) -> mixesPositions inner
-        | Linear _
-        | Act _
-        | LayerNorm _
-        | RmsNorm _
-        | GatedMlp _
-        | Custom _ -> false
+        match Fn.node f with
+        | FnNode.Primitive rule -> rule.MixesPositions
+        | FnNode.Sum fs
+        | FnNode.Chain fs -> List.exists mixesPositions fs
+        | FnNode.Scale(_, inner) -> mixesPositions inner
+        | FnNode.Custom _ -> false
 
     /// The MLP part of one residual layer, pre-norm included, if it has one: an MLP layer's whole γ; the
     /// attention-free branches of a parallel layer's γ = attn(LN₁ h) + mlp(LN₂ h); a whole-block layer whose

@@ -1,11 +1,11 @@
 namespace Jet.Core
 
 open TorchSharp
-open Jet.Core.Primitives
 
 /// Taylor-mode jets of the syntax: all k+1 normalised Taylor coefficients (c_j = D^j f(x)[v]^j / j!, see
 /// `Series`) propagate through each `Fn` node in one pass, stacked as one tensor [k+1, batch, seq, d].
-/// Each primitive's rule sits beside its forward definition (Primitives/*.fs); this is the one match per node.
+/// Each primitive's rule sits beside its forward definition (`PrimitiveRule.Taylor`, Primitives/*.fs); this matches
+/// the combinators.
 ///
 /// A `Custom` function has no rule: its coefficients come from nested JVPs along the polynomial path
 /// x(t) = Σ_j x_j t^j of its input series (`Jet.coefficientsAlongPath`). That gives the same numbers as the
@@ -29,20 +29,13 @@ module Taylor =
 
     /// The series of fn(x(t)) from the series x [k+1, batch, seq, d_in]; returns [k+1, batch, seq, d_out].
     let rec series (parameters: ParameterStore) (fn: Fn) (x: Tensor) : Tensor =
-        match fn with
-        | Linear l -> Affine.taylor parameters l x
-        | Act a -> Activations.taylor a x
-        | LayerNorm spec -> Norms.layerNormTaylor parameters spec x
-        | RmsNorm spec -> Norms.rmsNormTaylor parameters spec x
-        | Attention a -> SelfAttention.taylor parameters a x
-        | GatedMlp g ->
-            let gate = Activations.taylor g.Activation (Affine.taylor parameters g.Gate x)
-            Affine.taylor parameters g.Down (Series.mul gate (Affine.taylor parameters g.Up x))
-        | Sum [] -> raise (InvalidPlanException "Sum [] has no branches; give at least one function to add.")
-        | Sum branches -> branches |> List.map (fun b -> series parameters b x) |> List.reduce (+)
-        | Chain steps -> steps |> List.fold (fun h step -> series parameters step h) x
-        | Scale(c, inner) -> c * series parameters inner x
-        | Custom named -> fallback named x
+        match Fn.node fn with
+        | FnNode.Primitive rule -> rule.Taylor parameters x
+        | FnNode.Sum [] -> raise (InvalidPlanException "Sum [] has no branches; give at least one function to add.")
+        | FnNode.Sum branches -> branches |> List.map (fun b -> series parameters b x) |> List.reduce (+)
+        | FnNode.Chain steps -> steps |> List.fold (fun h step -> series parameters step h) x
+        | FnNode.Scale(c, inner) -> c * series parameters inner x
+        | FnNode.Custom named -> fallback named x
 
     /// The coefficients c_0..c_k of fn along centre + t·direction at t = 0, stacked as [k+1, batch, seq, d_out].
     /// Shapes: centre and direction [batch, seq, d_in], same dtype and device.

@@ -87,18 +87,10 @@ module Model =
         }
 
     /// The first attention primitive inside a γ, if any.
-    let rec private attentionIn (f: Fn) : Attention option =
-        match f with
-        | Attention a -> Some a
-        | Sum fs
-        | Chain fs -> fs |> List.tryPick attentionIn
-        | Scale(_, inner) -> attentionIn inner
-        | Linear _
-        | Act _
-        | LayerNorm _
-        | RmsNorm _
-        | GatedMlp _
-        | Custom _ -> None
+    let private attentionIn (f: Fn) : Attention option =
+        f |> Fn.tryPick (function
+            | Attention a -> Some a
+            | _ -> None)
 
     /// The family, sizes, parameter count and dtype of a model.
     let summary (model: Model) : Summary =

@@ -1,10 +1,25 @@
+namespace Jet.Core
+
+/// Pointwise activations.
+[<RequireQualifiedAccess>]
+type Activation =
+    | Relu
+    /// GELU with the exact erf.
+    | Gelu
+    /// GELU with the tanh approximation (GPT-2's `gelu_new`, Gemma's `gelu_pytorch_tanh`).
+    | GeluTanh
+    | Silu
+    | Elu of alpha: float
+    | Tanh
+    | Sigmoid
+
 namespace Jet.Core.Primitives
 
 open System
 open TorchSharp
 open Jet.Core
 
-/// Forward definitions of the pointwise activations.
+/// The pointwise activations `Act a`: forward definitions, Taylor rules, printing.
 [<RequireQualifiedAccess>]
 module Activations =
     let private sqrt2OverPi = Math.Sqrt(2.0 / Math.PI)
@@ -54,3 +69,25 @@ module Activations =
             torch.where (positive (), x, negative)
         | Activation.Tanh -> Series.tanh x
         | Activation.Sigmoid -> Series.sigmoid x
+
+    /// The printed name: "ReLU", "GELU", "GELUtanh", "SiLU", "ELU(α)", "tanh", "sigmoid".
+    let print (activation: Activation) =
+        match activation with
+        | Activation.Relu -> "ReLU"
+        | Activation.Gelu -> "GELU"
+        | Activation.GeluTanh -> "GELUtanh"
+        | Activation.Silu -> "SiLU"
+        | Activation.Elu alpha -> sprintf "ELU(%g)" alpha
+        | Activation.Tanh -> "tanh"
+        | Activation.Sigmoid -> "sigmoid"
+
+    /// The primitive `Act a`: elementwise, so it has no parameters and keeps positions apart.
+    /// Example: `rule Activation.Tanh` prints "tanh", maps x to tanh x, and the line x(t) = t to [0; 1; 0; −1/3; …].
+    let rule (activation: Activation) : PrimitiveRule =
+        {
+            Print = fun () -> print activation
+            Parameters = []
+            MixesPositions = false
+            Forward = fun _ x -> apply activation x
+            Taylor = fun _ x -> taylor activation x
+        }

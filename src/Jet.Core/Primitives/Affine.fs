@@ -1,9 +1,14 @@
+namespace Jet.Core
+
+/// An affine map x ↦ x Wᵀ + b. `Weight` names a parameter of shape [out, in]; `Bias` one of shape [out].
+type Linear = { Weight: string; Bias: string option }
+
 namespace Jet.Core.Primitives
 
 open TorchSharp
 open Jet.Core
 
-/// Forward definition of affine maps.
+/// The affine map `Linear`: forward definition, Taylor rule, printing and parameters.
 [<RequireQualifiedAccess>]
 module Affine =
     /// x Wᵀ + b over the last dimension. Shapes: x [..., in], W [out, in], b [out] → [..., out].
@@ -24,3 +29,24 @@ module Affine =
             y.narrow(0L, 0L, 1L).add_ parameters.[b] |> ignore
             y
         | None -> y
+
+    /// "Linear(w)" or "Linear(w, b)".
+    let print (l: Linear) =
+        match l.Bias with
+        | Some b -> sprintf "Linear(%s, %s)" l.Weight b
+        | None -> sprintf "Linear(%s)" l.Weight
+
+    /// The weight, then the bias if any.
+    let parameterNames (l: Linear) = l.Weight :: Option.toList l.Bias
+
+    /// The primitive `Linear l`.
+    /// Example: `rule { Weight = "w"; Bias = Some "b" }` prints "Linear(w, b)", reads ["w"; "b"], keeps positions
+    /// apart, and maps x [batch, seq, in] to x wᵀ + b [batch, seq, out].
+    let rule (l: Linear) : PrimitiveRule =
+        {
+            Print = fun () -> print l
+            Parameters = parameterNames l
+            MixesPositions = false
+            Forward = fun parameters x -> apply parameters l x
+            Taylor = fun parameters x -> taylor parameters l x
+        }

@@ -1,9 +1,18 @@
+namespace Jet.Core
+
+/// LayerNorm over the last dimension: (x − mean) / √(var + eps) · w + b.
+type LayerNormSpec = { Weight: string option; Bias: string option; Eps: float }
+
+/// RMSNorm over the last dimension: x / √(mean(x²) + eps) · w, or · (1 + w) when `PlusOne` (Gemma).
+type RmsNormSpec = { Weight: string option; Eps: float; PlusOne: bool }
+
 namespace Jet.Core.Primitives
 
 open TorchSharp
 open Jet.Core
 
-/// Forward definitions of LayerNorm and RMSNorm over the last dimension.
+/// LayerNorm and RMSNorm over the last dimension (`LayerNorm spec`, `RmsNorm spec`): forward definitions, Taylor
+/// rules, printing and parameters. They share their maths (a mean, a power −½ and a weight), so they share a file.
 [<RequireQualifiedAccess>]
 module Norms =
     /// (x − mean) / √(var + eps) · w + b, with the biased variance (as torch.nn.LayerNorm).
@@ -43,3 +52,27 @@ module Norms =
         | Some w when spec.PlusOne -> normed * (1.0 + parameters.[w])
         | Some w -> normed * parameters.[w]
         | None -> normed
+
+    /// The primitive `LayerNorm spec`: normalises each position on its own, so it keeps positions apart.
+    /// Example: `layerNormRule { Weight = Some "g"; Bias = Some "b"; Eps = 1e-5 }` prints "LayerNorm(g)", reads
+    /// ["g"; "b"], and maps the row (3, 1) (mean 2, variance 1) to (1, −1) ⊙ g + b, up to eps.
+    let layerNormRule (spec: LayerNormSpec) : PrimitiveRule =
+        {
+            Print = fun () -> sprintf "LayerNorm(%s)" (defaultArg spec.Weight "—")
+            Parameters = Option.toList spec.Weight @ Option.toList spec.Bias
+            MixesPositions = false
+            Forward = fun parameters x -> layerNorm parameters spec x
+            Taylor = fun parameters x -> layerNormTaylor parameters spec x
+        }
+
+    /// The primitive `RmsNorm spec`: normalises each position on its own, so it keeps positions apart.
+    /// Example: `rmsNormRule { Weight = Some "g"; Eps = 1e-6; PlusOne = true }` prints "RMSNorm(g, 1+w)", reads
+    /// ["g"], and maps the row (3, 4) (root mean square √12.5) to (3, 4) / √12.5 · (1 + g).
+    let rmsNormRule (spec: RmsNormSpec) : PrimitiveRule =
+        {
+            Print = fun () -> sprintf "RMSNorm(%s%s)" (defaultArg spec.Weight "—") (if spec.PlusOne then ", 1+w" else "")
+            Parameters = Option.toList spec.Weight
+            MixesPositions = false
+            Forward = fun parameters x -> rmsNorm parameters spec x
+            Taylor = fun parameters x -> rmsNormTaylor parameters spec x
+        }

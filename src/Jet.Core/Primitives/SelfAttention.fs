@@ -1,10 +1,63 @@
+namespace Jet.Core
+
+/// How rotary position embedding pairs the coordinates it rotates.
+[<RequireQualifiedAccess>]
+type RotaryStyle =
+    /// Pairs coordinate i with i + r/2 (GPT-NeoX, Llama in Hugging Face layout).
+    | RotateHalf
+    /// Pairs coordinate 2i with 2i + 1 (GPT-J, the original RoFormer).
+    | Interleaved
+
+/// Rotary position embedding applied to queries and keys: the first `Fraction` of each head's
+/// coordinates are rotated by angles position · Base^(−2i/r).
+type Rotary = { Fraction: float; Base: float; Style: RotaryStyle }
+
+/// How fused query/key/value rows are laid out in one projection.
+[<RequireQualifiedAccess>]
+type FusedLayout =
+    /// [all query heads; all key heads; all value heads] (GPT-2's c_attn after transposing).
+    | Blocked
+    /// For each head h: [query_h; key_h; value_h] (GPT-NeoX's query_key_value).
+    | PerHead
+
+/// The query, key and value projections of an attention layer.
+[<RequireQualifiedAccess>]
+type Projections =
+    | Separate of query: Linear * key: Linear * value: Linear
+    | Fused of qkv: Linear * layout: FusedLayout
+
+/// How attention scores q·k are scaled before the softmax.
+[<RequireQualifiedAccess>]
+type ScoreScaling =
+    /// 1/√head_dim (almost every model).
+    | InverseSqrtHeadDim
+    /// No scaling (GPT-Neo).
+    | Unscaled
+    /// A fixed factor.
+    | By of float
+
+/// Causal multi-head self-attention over [batch, seq, d]. `KvHeads` < `Heads` is grouped-query attention.
+type Attention =
+    {
+        Heads: int
+        KvHeads: int
+        HeadDim: int
+        Projections: Projections
+        Output: Linear
+        Rotary: Rotary option
+        Scaling: ScoreScaling
+        /// Each position attends to at most this many positions, itself included (local / sliding-window attention).
+        Window: int option
+    }
+
 namespace Jet.Core.Primitives
 
 open System
 open TorchSharp
 open Jet.Core
 
-/// Forward definition of causal multi-head self-attention and its pieces (projections, rotary, masks).
+/// Causal multi-head self-attention `Attention a` and its pieces (projections, rotary, masks): forward definition,
+/// Taylor rule, printing and parameters.
 /// Shapes: input [batch, seq, d]; heads are laid out [batch, heads, seq, head_dim].
 [<RequireQualifiedAccess>]
 module SelfAttention =
@@ -129,3 +182,43 @@ module SelfAttention =
         let scores = Series.maskFill (allowed a.Window seq x.device) Double.NegativeInfinity scores
         let mixed = Series.matmul (Series.softmax scores) (series v)
         Affine.taylor parameters a.Output (series (mergeHeads (mixed.flatten (0L, 1L))))
+
+    /// "Attention(2 heads × 3, q Linear(q), k Linear(k), v Linear(v), out Linear(o))", with the KV heads, rotary
+    /// embedding, window and scaling shown where they differ from plain multi-head attention.
+    let print (a: Attention) =
+        let rotary =
+            match a.Rotary with
+            | Some r -> sprintf ", rotary %g%% %A" (100.0 * r.Fraction) r.Style
+            | None -> ""
+        let window = a.Window |> Option.map (sprintf ", window %d") |> Option.defaultValue ""
+        let projections =
+            match a.Projections with
+            | Projections.Separate(q, k, v) -> sprintf "q %s, k %s, v %s" (Affine.print q) (Affine.print k) (Affine.print v)
+            | Projections.Fused(qkv, layout) -> sprintf "qkv %s %A" (Affine.print qkv) layout
+        let scaling =
+            match a.Scaling with
+            | ScoreScaling.InverseSqrtHeadDim -> ""
+            | ScoreScaling.Unscaled -> ", unscaled"
+            | ScoreScaling.By c -> sprintf ", scale %g" c
+        let kv = if a.KvHeads <> a.Heads then sprintf "/%d kv" a.KvHeads else ""
+        sprintf "Attention(%d heads%s × %d%s%s%s, %s, out %s)" a.Heads kv a.HeadDim rotary window scaling projections (Affine.print a.Output)
+
+    /// The projections' parameters (query, key, value or the fused one), then the output projection's.
+    let parameterNames (a: Attention) =
+        let projections =
+            match a.Projections with
+            | Projections.Separate(q, k, v) -> Affine.parameterNames q @ Affine.parameterNames k @ Affine.parameterNames v
+            | Projections.Fused(qkv, _) -> Affine.parameterNames qkv
+        projections @ Affine.parameterNames a.Output
+
+    /// The primitive `Attention a`, the only one that mixes positions.
+    /// Example: with one position every softmax row is the constant 1, so for any heads and projections
+    /// `(rule a).Forward parameters x` is the output projection of the values, V(x) W_oᵀ (+ b_o), for x [batch, 1, d].
+    let rule (a: Attention) : PrimitiveRule =
+        {
+            Print = fun () -> print a
+            Parameters = parameterNames a
+            MixesPositions = true
+            Forward = fun parameters x -> apply parameters a x
+            Taylor = fun parameters x -> taylor parameters a x
+        }
