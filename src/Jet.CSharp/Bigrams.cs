@@ -1,4 +1,3 @@
-using Microsoft.FSharp.Collections;
 using Microsoft.FSharp.Core;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -22,13 +21,13 @@ public sealed class BigramPath : IEquatable<BigramPath>
     public static BigramPath Mlp(int block) => new(Apps.BigramPath.NewMlp(block));
 
     /// <summary>Reads "embed" or "mlp:B" (B a 1-based block number), the syntax of the jet command's --path.</summary>
-    public static BigramPath Parse(string text) => new(Apps.Bigrams.parsePath(text));
+    public static BigramPath Parse(string text) => new(Apps.Bigrams.ParsePath(text));
 
     /// <summary>The MLP's block, or null for the embedding path.</summary>
     public int? Block => Core is Apps.BigramPath.Mlp m ? m.block : null;
 
     /// <summary>The path in words, for example "embedding → MLP of block 1 → decoder".</summary>
-    public string Description => Block is { } b ? $"embedding → MLP of block {b} → decoder" : "embedding → decoder";
+    public string Description => Apps.Readings.DescribePath(Core);
 
     /// <inheritdoc/>
     public bool Equals(BigramPath? other) => other is not null && Core.Equals(other.Core);
@@ -74,10 +73,8 @@ public sealed record BigramTable(BigramPath Path, ScoreSpace Space, bool Global,
     /// many were left out) as PNG or SVG by the file's extension.</summary>
     public void SaveTable(string file, int maxRows = 40)
     {
-        var space = Space == ScoreSpace.Logit ? Apps.ScoreSpace.Logit : Apps.ScoreSpace.Probability;
-        var rows = ListModule.OfSeq(Rows.Select(r => new Apps.BigramRow(r.From, r.To, r.FromToken, r.ToToken, r.Score)));
-        var subtitle = $"{(Global ? $"global top {K}" : $"top {K} per token")}, {(Space == ScoreSpace.Logit ? "logit" : "probability")}{(DiagonalDropped ? ", diagonal dropped" : "")}";
-        Readings.SavePicture(file, () => Jet.Core.Pictures.Figures.bigrams($"Jet bigrams: {Path.Description}", subtitle, space, maxRows, rows));
+        var rows = Rows.Select(r => new Apps.BigramRow(r.From, r.To, r.FromToken, r.ToToken, r.Score));
+        Readings.SavePicture(file, () => Jet.Core.Pictures.Figures.BigramTable(Path.Core, Global, K, BigramSweep.Core(Space), DiagonalDropped, maxRows, rows));
     }
 }
 
@@ -124,12 +121,14 @@ public sealed class BigramSweep
     /// <summary>The largest full table <see cref="FullTable"/> may build, in bytes (default 1 GiB).</summary>
     public BigramSweep MaxFullBytes(long bytes) => new(model, path, space, dropDiagonal, batchSize, bytes);
 
+    internal static Apps.ScoreSpace Core(ScoreSpace space) => space == ScoreSpace.Logit ? Apps.ScoreSpace.Logit : Apps.ScoreSpace.Probability;
+
     private Apps.SweepOptions Options(IProgress<long>? progress, CancellationToken cancellation) =>
-        new(space == ScoreSpace.Logit ? Apps.ScoreSpace.Logit : Apps.ScoreSpace.Probability, dropDiagonal, batchSize,
+        new(Core(space), dropDiagonal, batchSize,
             progress is null ? FSharpOption<IProgress<long>>.None : FSharpOption<IProgress<long>>.Some(progress), cancellation, maxFullBytes);
 
     private BigramTable Table(bool global, int k, IEnumerable<Apps.ScoredPair> pairs) =>
-        new(path, space, global, k, dropDiagonal, Apps.Bigrams.decode(model.Core.Tokenizer, pairs)
+        new(path, space, global, k, dropDiagonal, Apps.Bigrams.Decode(model.Core.Tokenizer, pairs)
             .Select(r => new Bigram(r.From, r.To, r.FromToken, r.ToToken, r.Score)).ToList());
 
     /// <summary>The k best next tokens of every first token (vocabulary × k rows).</summary>
@@ -139,8 +138,8 @@ public sealed class BigramSweep
     public BigramTable RowTopK(int k, IProgress<long>? progress = null, CancellationToken cancellation = default)
     {
         using var scope = torch.NewDisposeScope();
-        using var best = Apps.Bigrams.rowTopK(model.Core.Net, path.Core, k, Options(progress, cancellation));
-        return Table(false, k, Apps.Bigrams.pairsOf(best));
+        using var best = Apps.Bigrams.RowTopK(model.Core.Net, path.Core, k, Options(progress, cancellation));
+        return Table(false, k, Apps.Bigrams.PairsOf(best));
     }
 
     /// <summary>The k best (z₁, z₂) pairs of the whole table, best first.</summary>
@@ -150,7 +149,7 @@ public sealed class BigramSweep
     public BigramTable GlobalTopK(int k, IProgress<long>? progress = null, CancellationToken cancellation = default)
     {
         using var scope = torch.NewDisposeScope();
-        return Table(true, k, Apps.Bigrams.globalTopK(model.Core.Net, path.Core, k, Options(progress, cancellation)));
+        return Table(true, k, Apps.Bigrams.GlobalTopK(model.Core.Net, path.Core, k, Options(progress, cancellation)));
     }
 
     /// <summary>The whole [vocabulary, vocabulary] table (row z₁, column z₂), only when it fits in
@@ -161,7 +160,7 @@ public sealed class BigramSweep
     {
         // The scope frees what the sweep leaves behind; only the table leaves it.
         using var scope = torch.NewDisposeScope();
-        return Apps.Bigrams.full(model.Core.Net, path.Core, Options(progress, cancellation)).MoveToOuterDisposeScope();
+        return Apps.Bigrams.Full(model.Core.Net, path.Core, Options(progress, cancellation)).MoveToOuterDisposeScope();
     }
 
     /// <summary>The rows of chosen first tokens: ids [B] (integers in 0..vocabulary − 1) → scores [B, vocabulary].
@@ -169,7 +168,7 @@ public sealed class BigramSweep
     public Tensor Scores(Tensor firstTokens)
     {
         using var scope = torch.NewDisposeScope();
-        return Apps.Bigrams.scores(model.Core.Net, path.Core, Options(null, CancellationToken.None), firstTokens).MoveToOuterDisposeScope();
+        return Apps.Bigrams.Scores(model.Core.Net, path.Core, Options(null, CancellationToken.None), firstTokens).MoveToOuterDisposeScope();
     }
 
     /// <summary>The n-gram mass of a set of token ids: the mean over first tokens z₁ of Σ_{z₂ ∈ S} P(z₂ | z₁).</summary>
@@ -180,7 +179,7 @@ public sealed class BigramSweep
     {
         ArgumentNullException.ThrowIfNull(tokenIds);
         using var scope = torch.NewDisposeScope();
-        return Apps.Bigrams.mass(model.Core.Net, path.Core, tokenIds.ToArray(), Options(progress, cancellation));
+        return Apps.Bigrams.Mass(model.Core.Net, path.Core, tokenIds.ToArray(), Options(progress, cancellation));
     }
 
     /// <summary>The n-gram mass of a set of tokens written as tables print them (for example "␣" for the toy's space), or
@@ -202,32 +201,13 @@ public sealed class BigramSweep
     {
         ArgumentNullException.ThrowIfNull(other);
         ArgumentNullException.ThrowIfNull(tokens);
-        var lines = tokens.ToList();
-        var models = new[] { model, other };
-        foreach (var m in models)
-            Apps.Bigrams.pathFunction(m.Core.Net, path.Core);
-        var sets = models.Select(m => TokenSet(m, lines)).ToArray();
-        var done = 0L;
-        var results = new List<ModelMass>();
-        for (var i = 0; i < models.Length; i++)
-        {
-            var offset = done;
-            var shifted = progress is null ? null : new OffsetProgress(progress, offset);
-            var mass = new BigramSweep(models[i], path, space, dropDiagonal, batchSize, maxFullBytes).Mass(sets[i], shifted, cancellation);
-            results.Add(new ModelMass(models[i].Core.Source, sets[i].Length, mass));
-            done += models[i].Vocabulary;
-        }
-        return results;
+        var masses = Apps.Bigrams.MassOfModels(path.Core, "the token list", tokens, Options(progress, cancellation), new[] { model.Core, other.Core });
+        return Readings.All(masses, m => new ModelMass(m.Model, m.Tokens, m.Mass));
     }
 
     private static int[] TokenSet(JetModel model, IEnumerable<string> tokens)
     {
         ArgumentNullException.ThrowIfNull(tokens);
-        return Apps.Vocabulary.tokenSet(model.Core.Tokenizer, model.Vocabulary, "the token list", tokens);
-    }
-
-    private sealed class OffsetProgress(IProgress<long> inner, long offset) : IProgress<long>
-    {
-        public void Report(long value) => inner.Report(offset + value);
+        return Apps.Vocabulary.TokenSet(model.Core.Tokenizer, model.Vocabulary, "the token list", tokens);
     }
 }

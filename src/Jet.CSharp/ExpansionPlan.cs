@@ -39,7 +39,7 @@ public sealed class ExpansionPlan : IEquatable<ExpansionPlan>
     public override int GetHashCode() => Core.GetHashCode();
 
     /// <summary>The plan's structure, as F# prints it.</summary>
-    public override string ToString() => Jet.Core.ExpansionModule.print(Core);
+    public override string ToString() => Jet.Core.ExpansionModule.Print(Core);
 }
 
 /// <summary>Starts expansion plans: choose the site first, then the centres, then the options.</summary>

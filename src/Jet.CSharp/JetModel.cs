@@ -26,7 +26,7 @@ public sealed class JetModel
     /// <summary>The paper's toy: vocabulary 100, width <paramref name="width"/>, two residual MLP blocks, LayerNorm,
     /// untied unembedding, seeded weights; its tokenizer maps printable ASCII characters to ids.</summary>
     public static JetModel Toy(int seed = 0, int width = 32, ScalarType dtype = ScalarType.Float32) =>
-        new(ModelModule.toy(seed, width, dtype));
+        new(ModelModule.Toy(seed, width, dtype));
 
     /// <summary>Loads a Hugging Face checkpoint directory (config.json, model.safetensors or its shards, tokenizer
     /// files). Families: GPT-2, GPT-Neo, GPT-NeoX (Pythia), Llama, Mistral, Gemma.</summary>
@@ -36,16 +36,16 @@ public sealed class JetModel
     public static JetModel Load(string directory, ScalarType dtype = ScalarType.Float32, Device? device = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(directory);
-        Native.ensure();
-        return new(ModelModule.load(directory, dtype, device ?? torch.CPU));
+        Native.Ensure();
+        return new(ModelModule.Load(directory, dtype, device ?? torch.CPU));
     }
 
     /// <summary>"toy" for the built-in toy network, or a checkpoint directory (as the jet command's --model).</summary>
     public static JetModel Open(string source, ScalarType dtype = ScalarType.Float32)
     {
         ArgumentException.ThrowIfNullOrEmpty(source);
-        Native.ensure();
-        return new(ModelModule.resolve(source, dtype, torch.CPU));
+        Native.Ensure();
+        return new(ModelModule.Resolve(source, dtype, torch.CPU));
     }
 
     /// <summary>Wraps a network built with <see cref="NetworkBuilder"/> and a tokenizer (the toy's character
@@ -83,11 +83,11 @@ public sealed class JetModel
     /// <summary>The residual layer (1..L) of a block (1-based).</summary>
     public int LayerOf(int block, LayerPart part = LayerPart.Only)
     {
-        var layers = NetModule.layersOfBlock(block, Core.Net);
+        var layers = NetModule.LayersOfBlock(block, Core.Net);
         return part switch
         {
-            LayerPart.Attention => NetModule.layerOfBlock(block, LayerKind.Attention, Core.Net),
-            LayerPart.Mlp => NetModule.layerOfBlock(block, LayerKind.Mlp, Core.Net),
+            LayerPart.Attention => NetModule.LayerOfBlock(block, LayerKind.Attention, Core.Net),
+            LayerPart.Mlp => NetModule.LayerOfBlock(block, LayerKind.Mlp, Core.Net),
             _ when layers.Length == 1 => layers.Head,
             _ => throw new IndexRangeException(
                 $"Block {block} has {layers.Length} residual layers ({string.Join(", ", layers)}); ask for LayerPart.Attention or LayerPart.Mlp."),
@@ -99,7 +99,7 @@ public sealed class JetModel
     {
         // The encoder's intermediate tensors are freed here rather than left to the finalizers.
         using var scope = torch.NewDisposeScope();
-        return ModelModule.encode(Core, prompt).MoveToOuterDisposeScope();
+        return ModelModule.Encode(Core, prompt).MoveToOuterDisposeScope();
     }
 
     /// <summary>The text of some token ids.</summary>
@@ -109,7 +109,7 @@ public sealed class JetModel
     public string Piece(int id) => Core.Tokenizer.Piece(id);
 
     /// <summary>Runs the model once on a token batch ([batch, seq] or [seq]) for expansions.</summary>
-    public Analysis Analyse(Tensor tokens) => new(Expand.session(Core.Net, tokens));
+    public Analysis Analyse(Tensor tokens) => new(Expand.Session(Core.Net, tokens));
 
     /// <summary>Runs the model once on a prompt for expansions.</summary>
     public Analysis Analyse(string prompt)

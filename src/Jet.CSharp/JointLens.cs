@@ -3,7 +3,6 @@ using Jet.Core.Models;
 using Jet.Core.Pictures;
 using Microsoft.FSharp.Collections;
 using Microsoft.FSharp.Core;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace JetDsl;
@@ -74,7 +73,7 @@ public sealed class JointLensBuilder
         ArgumentNullException.ThrowIfNull(tokens);
         var options = new JointLensOptions(ListModule.OfSeq(streams), order, iterations, learningRate, top,
             progress is null ? FSharpOption<IProgress<long>>.None : FSharpOption<IProgress<long>>.Some(progress), cancellation);
-        return new JointLensReading(model.Core, JointLens.fit(model.Core.Net, tokens, options), top);
+        return new JointLensReading(model.Core, JointLens.Fit(model.Core.Net, tokens, options), top);
     }
 }
 
@@ -108,24 +107,14 @@ public sealed class JointLensReading : IDisposable
         this.core = core;
         try
         {
-            Streams = core.Streams.ToList().AsReadOnly();
-            Losses = Array.AsReadOnly(core.Losses.ToArray());
-            var ids = Readings.Ids(core.Tokens);
-            var centres = core.Centres.ToList();
-            var paths = core.Paths.ToList();
-            var perCentre = core.PerCentre.ToList();
-            Centres = centres.Select((centre, i) =>
-            {
-                double[][] weights;
-                using (torch.NewDisposeScope())
-                    weights = ids.Select((_, b) => core.Weights[i, b].to_type(ScalarType.Float64).cpu().data<double>().ToArray()).ToArray();
-                var best = Readings.Top(model.Tokenizer, perCentre[i], top);
-                var positions = Readings.Positions(ids, (b, p) => new WeightedPosition(b, p, LogitMetrics.piece(model.Tokenizer, ids[b][p]), weights[b][p], best[b][p]));
-                return new JointLensCentre(Jet.Core.Path.RenderCentre(centre), paths[i].ToString(), perCentre[i], weights.SelectMany(w => w).Average(), positions);
-            }).ToList();
-            Positions = Readings.Lens(model.Tokenizer, ids, core.Combined, core.Agreement, top);
-            Mean = Readings.Mean(Positions.Select(p => p.Agreement).ToList());
-            Predictions = Readings.Predictions(model.Tokenizer, ids, core.Logits, top);
+            var reading = Jet.Core.Apps.Readings.JointLens(model.Tokenizer, core, top);
+            Streams = Array.AsReadOnly(reading.Streams);
+            Losses = Array.AsReadOnly(reading.Losses);
+            Centres = reading.Centres.Zip(core.PerCentre, (c, logits) =>
+                new JointLensCentre(c.Centre, c.Path, logits, c.MeanWeight, Readings.All(c.Positions, Readings.Of))).ToList();
+            Positions = Readings.All(reading.Positions, Readings.Of);
+            Mean = Readings.Of(reading.Mean);
+            Predictions = Readings.All(reading.Predictions, Readings.Of);
         }
         catch
         {
@@ -172,7 +161,7 @@ public sealed class JointLensReading : IDisposable
     public void SaveTable(string file, int row = 0)
     {
         ObjectDisposedException.ThrowIf(disposed, this);
-        Readings.SavePicture(file, () => Figures.jointLens(model.Tokenizer, core, row));
+        Readings.SavePicture(file, () => Figures.JointLens(model.Tokenizer, core, row));
     }
 
     /// <summary>Frees the reading's tensors.</summary>

@@ -51,7 +51,7 @@ public sealed class LensBuilder
     {
         ArgumentNullException.ThrowIfNull(tokens);
         var options = new LensOptions(ListModule.OfSeq(streams), order, top);
-        return new LensReading(model.Core, IterativeLens.run(model.Core.Net, tokens, options), top);
+        return new LensReading(model.Core, IterativeLens.Run(model.Core.Net, tokens, options), top);
     }
 }
 
@@ -61,10 +61,10 @@ public sealed class LensBuilder
 /// <param name="Logits">U J^k LN_f(h_l)(h_L) (+ the unembedding bias), [batch, seq, vocab]; owned by the reading.</param>
 /// <param name="Mean">The agreement with the model, averaged over every position.</param>
 /// <param name="Positions">Top tokens and agreement at every position, row-major.</param>
-public sealed record LensLayer(int Stream, string Path, Tensor Logits, Agreement Mean, IReadOnlyList<LensPosition> Positions);
+public sealed record LensStream(int Stream, string Path, Tensor Logits, Agreement Mean, IReadOnlyList<LensPosition> Positions);
 
 /// <summary>The iterative jet lens of one token batch. The tensors (<see cref="Tokens"/>, <see cref="Logits"/>, each
-/// layer's logits) belong to the reading: dispose it to free them. The metrics and top tokens are .NET copies and stay
+/// stream's logits) belong to the reading: dispose it to free them. The metrics and top tokens are .NET copies and stay
 /// readable after disposal.</summary>
 public sealed class LensReading : IDisposable
 {
@@ -78,13 +78,10 @@ public sealed class LensReading : IDisposable
         this.core = core;
         try
         {
-            var ids = Readings.Ids(core.Tokens);
-            Layers = core.Layers.Select(l =>
-            {
-                var positions = Readings.Lens(model.Tokenizer, ids, l.Logits, l.Agreement, top);
-                return new LensLayer(l.Stream, l.Path.ToString(), l.Logits, Readings.Mean(positions.Select(p => p.Agreement).ToList()), positions);
-            }).ToList();
-            Predictions = Readings.Predictions(model.Tokenizer, ids, core.Logits, top);
+            var reading = Jet.Core.Apps.Readings.Lens(model.Tokenizer, core, top);
+            Streams = core.Streams.Zip(reading.Streams, (s, r) =>
+                new LensStream(r.Stream, r.Path, s.Logits, Readings.Of(r.Mean), Readings.All(r.Positions, Readings.Of))).ToList();
+            Predictions = Readings.All(reading.Predictions, Readings.Of);
         }
         catch
         {
@@ -103,7 +100,7 @@ public sealed class LensReading : IDisposable
     public Tensor Logits => core.Logits;
 
     /// <summary>One entry per stream read, in the requested order.</summary>
-    public IReadOnlyList<LensLayer> Layers { get; }
+    public IReadOnlyList<LensStream> Streams { get; }
 
     /// <summary>The model's own best tokens at every position, row-major.</summary>
     public IReadOnlyList<PositionTop> Predictions { get; }
@@ -113,15 +110,15 @@ public sealed class LensReading : IDisposable
     public void SaveTable(string file, int row = 0)
     {
         ObjectDisposedException.ThrowIf(disposed, this);
-        Readings.SavePicture(file, () => Figures.lens(model.Tokenizer, core, row));
+        Readings.SavePicture(file, () => Figures.Lens(model.Tokenizer, core, row));
     }
 
-    /// <summary>Writes the per-layer metric plot of batch row <paramref name="row"/> (cosine, top-1 agreement, top-k overlap
+    /// <summary>Writes the per-stream metric plot of batch row <paramref name="row"/> (cosine, top-1 agreement, top-k overlap
     /// and KL, averaged over positions) as PNG or SVG by the file's extension.</summary>
     public void SaveMetricsPlot(string file, int row = 0)
     {
         ObjectDisposedException.ThrowIf(disposed, this);
-        Readings.SavePicture(file, () => Figures.lensMetrics(core, row));
+        Readings.SavePicture(file, () => Figures.LensMetrics(core, row));
     }
 
     /// <summary>Frees the reading's tensors.</summary>

@@ -212,6 +212,6 @@ public sealed class NetworkBuilder
             maxPositions is { } m ? FSharpOption<int>.Some(m) : FSharpOption<int>.None,
             encoder, ListModule.OfSeq(layers), finalNorm,
             new Jet.Core.Unembedding(u.Weight, FSharpOption<string>.None, u.Tied));
-        return NetModule.create(spec, ParameterStore.OfSeq(parameters.Select(kv => Tuple.Create(kv.Key, kv.Value))));
+        return NetModule.Create(spec, ParameterStore.OfSeq(parameters.Select(kv => Tuple.Create(kv.Key, kv.Value))));
     }
 }

@@ -1,7 +1,4 @@
 using Jet.Core.Apps;
-using Jet.Core.Models;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace JetDsl;
 
@@ -29,76 +26,29 @@ public sealed record PositionTop(int Row, int Position, int InputId, string Inpu
 /// <param name="Agreement">The lens against the model's logits at this position.</param>
 public sealed record LensPosition(int Row, int Position, int InputId, string Input, IReadOnlyList<TokenScore> Top, Agreement Agreement);
 
-/// <summary>Copies small per-position results of the core (metrics, top tokens) into .NET records. Every method
-/// frees the temporary tensors it reads through.</summary>
+/// <summary>Translates the core's plain readings (<see cref="Jet.Core.Apps.Readings"/>) into the facade's records.</summary>
 internal static class Readings
 {
-    /// <summary>Token ids of a [batch, seq] batch, as ids[row][position].</summary>
-    public static int[][] Ids(Tensor tokens)
-    {
-        using var scope = torch.NewDisposeScope();
-        var batch = (int)tokens.shape[0];
-        return Enumerable.Range(0, batch).Select(b => tokens[b].cpu().data<long>().Select(id => (int)id).ToArray()).ToArray();
-    }
+    public static TokenScore Of(RankedToken r) => new(r.Id, r.Token, r.Score);
 
-    /// <summary>The n best tokens of logits [batch, seq, vocab], as top[row][position].</summary>
-    public static IReadOnlyList<TokenScore>[][] Top(ITokenizer tokenizer, Tensor logits, int n)
-    {
-        using var scope = torch.NewDisposeScope();
-        var batch = (int)logits.shape[0];
-        return Enumerable.Range(0, batch)
-            .Select(b => LogitMetrics.top(tokenizer, n, logits[b])
-                .Select(ranked => (IReadOnlyList<TokenScore>)ranked.Select(r => new TokenScore(r.Id, r.Token, r.Score)).ToList())
-                .ToArray())
-            .ToArray();
-    }
+    public static IReadOnlyList<TokenScore> Of(IEnumerable<RankedToken> top) => top.Select(Of).ToList();
 
-    /// <summary>The metrics of a core agreement ([batch, seq] tensors), as agreement[row][position].</summary>
-    public static Agreement[][] Agreements(LogitAgreement agreement)
-    {
-        using var scope = torch.NewDisposeScope();
-        var batch = (int)agreement.Cosine.shape[0];
-        return Enumerable.Range(0, batch).Select(b =>
-        {
-            var cosine = LogitMetrics.row(agreement.Cosine, b);
-            var kl = LogitMetrics.row(agreement.Kl, b);
-            var top1 = LogitMetrics.row(agreement.Top1, b);
-            var overlap = LogitMetrics.row(agreement.TopKOverlap, b);
-            return Enumerable.Range(0, cosine.Length).Select(p => new Agreement(cosine[p], kl[p], top1[p], overlap[p])).ToArray();
-        }).ToArray();
-    }
+    public static Agreement Of(AgreementValues a) => new(a.Cosine, a.Kl, a.Top1, a.TopKOverlap);
 
-    /// <summary>The mean of each metric over positions.</summary>
-    public static Agreement Mean(IReadOnlyCollection<Agreement> all) =>
-        all.Count == 0
-            ? new Agreement(double.NaN, double.NaN, double.NaN, double.NaN)
-            : new Agreement(all.Average(a => a.Cosine), all.Average(a => a.Kl), all.Average(a => a.Top1), all.Average(a => a.TopKOverlap));
+    public static PositionTop Of(PositionTokens p) => new(p.Row, p.Position, p.Input.Id, p.Input.Piece, Of(p.Top));
 
-    /// <summary>The best tokens of logits [batch, seq, vocab] at every position, row by row.</summary>
-    public static IReadOnlyList<PositionTop> Predictions(ITokenizer tokenizer, int[][] ids, Tensor logits, int n)
-    {
-        var top = Top(tokenizer, logits, n);
-        return Positions(ids, (b, p) => new PositionTop(b, p, ids[b][p], LogitMetrics.piece(tokenizer, ids[b][p]), top[b][p]));
-    }
+    public static LensPosition Of(PositionLens p) => new(p.Row, p.Position, p.Input.Id, p.Input.Piece, Of(p.Top), Of(p.Agreement));
 
-    /// <summary>Lens readings at every position, row by row.</summary>
-    public static IReadOnlyList<LensPosition> Lens(ITokenizer tokenizer, int[][] ids, Tensor logits, LogitAgreement agreement, int n)
-    {
-        var top = Top(tokenizer, logits, n);
-        var metrics = Agreements(agreement);
-        return Positions(ids, (b, p) => new LensPosition(b, p, ids[b][p], LogitMetrics.piece(tokenizer, ids[b][p]), top[b][p], metrics[b][p]));
-    }
+    public static WeightedPosition Of(PositionWeight p) => new(p.Row, p.Position, p.Input.Piece, p.Weight, Of(p.Top));
 
-    /// <summary>One record per (row, position), row-major.</summary>
-    public static IReadOnlyList<T> Positions<T>(int[][] ids, Func<int, int, T> at) =>
-        ids.SelectMany((row, b) => row.Select((_, p) => at(b, p))).ToList();
+    public static IReadOnlyList<TResult> All<TSource, TResult>(IEnumerable<TSource> items, Func<TSource, TResult> map) =>
+        items.Select(map).ToList().AsReadOnly();
 
     /// <summary>Writes a scene to a file, PNG or SVG by its extension (checked before the scene is drawn).</summary>
     public static void SavePicture(string file, Func<Jet.Core.Pictures.Scene> scene)
     {
         ArgumentException.ThrowIfNullOrEmpty(file);
-        // The extension is checked before anything is drawn.
-        Jet.Core.Pictures.Pictures.formatOf(file);
-        Jet.Core.Pictures.Pictures.save(file, scene());
+        Jet.Core.Pictures.Pictures.FormatOf(file);
+        Jet.Core.Pictures.Pictures.Save(file, scene());
     }
 }

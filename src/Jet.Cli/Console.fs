@@ -18,13 +18,6 @@ let writeJson (value: obj) =
     Console.Out.WriteLine(JsonSerializer.Serialize(value, value.GetType(), jsonOptions))
     Console.Out.Flush()
 
-/// A [rows, cols] tensor as nested float arrays, for JSON.
-let matrix (t: Tensor) : float32[][] =
-    let data = t.detach().cpu().to_type(TorchSharp.torch.float32).contiguous()
-    let rows, cols = int data.shape.[0], int data.shape.[1]
-    let values = data.data<float32>().ToArray()
-    Array.init rows (fun r -> Array.sub values (r * cols) cols)
-
 /// Left-aligned text table with a header row, for terminals.
 let printTable (headers: string list) (rows: string list list) =
     let widths =
@@ -55,6 +48,31 @@ type ProgressBar(label: string, total: int64) =
                 eprintfn "%s: 100%% in %.1fs" label elapsed
     interface IProgress<int64> with
         member p.Report(v) = p.Report v
+
+/// The error (and hidden usage text) of the lens commands' old `--layers`, which took stream indices.
+[<Literal>]
+let RenamedLayers = "--layers was renamed --streams (stream indices l of h_l, 0..L); for example --streams 0,1,2."
+
+/// "0,3,6" → [0; 3; 6], for an option of comma-separated integers named `option` in errors.
+let parseIndices (option: string) (text: string) : int list =
+    let parts = text.Split(',', StringSplitOptions.TrimEntries ||| StringSplitOptions.RemoveEmptyEntries)
+    let parse (p: string) =
+        match Int32.TryParse p with
+        | true, v -> v
+        | _ -> raise (InvalidPlanException(sprintf "%s must be comma-separated integers, for example 0,3,6; got %A." option text))
+    if parts.Length = 0 then
+        raise (InvalidPlanException(sprintf "%s is empty; give comma-separated integers, for example 0,3,6." option))
+    parts |> Array.map parse |> List.ofArray
+
+/// Writes a picture when a file was given (PNG or SVG by its extension, checked before the scene is drawn), and
+/// says where on stderr.
+let savePicture (file: string option) (scene: unit -> Jet.Core.Pictures.Scene) =
+    match file with
+    | Some f ->
+        Jet.Core.Pictures.Pictures.formatOf f |> ignore
+        Jet.Core.Pictures.Pictures.save f (scene ())
+        eprintfn "wrote %s" f
+    | None -> ()
 
 /// Runs a command body, turning JetDsl errors into one line on stderr and exit code 1.
 let guard (body: unit -> int) : int =

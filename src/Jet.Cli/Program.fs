@@ -24,8 +24,8 @@ type Command =
             | Info _ -> "a model's family, sizes, parameter count and dtype (--model toy|DIR)."
             | Tokenize _ -> "the token ids and pieces of a text under a model's tokenizer."
             | Run _ -> "one forward pass over a prompt: the top-K next tokens and logits at every position."
-            | Lens _ -> "the iterative jet lens of a prompt: the output read from each layer."
-            | Joint_Lens _ -> "the joint jet lens of a prompt: layer contributions with fitted weights."
+            | Lens _ -> "the iterative jet lens of a prompt: the output read from each stream h_l."
+            | Joint_Lens _ -> "the joint jet lens of a prompt: stream contributions with fitted weights."
             | Bigrams _ -> "jet bigrams of a path over the whole vocabulary."
             | Mass _ -> "the n-gram mass of a token set under a bigram path, for one or two models."
 

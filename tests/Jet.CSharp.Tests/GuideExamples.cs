@@ -13,15 +13,15 @@ public sealed class GuideExamples : IDisposable
     {
         var model = JetModel.Toy(seed: 0, width: 32);
         using var lens = model.Lens().Streams(0, 1, 2).Order(1).Top(5).Run("Hello, jets!");
-        foreach (var layer in lens.Layers)
-            Console.WriteLine($"{layer.Path,-12} cos {layer.Mean.Cosine:F3}  KL {layer.Mean.Kl:F3}  top-1 {layer.Mean.Top1:P0}");
-        var last = lens.Layers[0].Positions[^1];
+        foreach (var stream in lens.Streams)
+            Console.WriteLine($"{stream.Path,-12} cos {stream.Mean.Cosine:F3}  KL {stream.Mean.Kl:F3}  top-1 {stream.Mean.Top1:P0}");
+        var last = lens.Streams[0].Positions[^1];
         Console.WriteLine($"after '{last.Input}', h₀ alone predicts {string.Join(", ", last.Top.Select(t => $"{t.Token} ({t.Score:F2})"))}");
         lens.SaveTable(Path.Combine(folder, "lens.png"));
         lens.SaveMetricsPlot(Path.Combine(folder, "lens-metrics.svg"));
 
-        Assert.Equal(new[] { "U·J¹LN(Enc)", "U·J¹LN(h₁)", "U·J¹LN(h₂)" }, lens.Layers.Select(l => l.Path));
-        Assert.Equal(1.0, lens.Layers[^1].Mean.Top1);
+        Assert.Equal(new[] { "U·J¹LN(Enc)", "U·J¹LN(h₁)", "U·J¹LN(h₂)" }, lens.Streams.Select(s => s.Path));
+        Assert.Equal(1.0, lens.Streams[^1].Mean.Top1);
         Assert.Equal(5, last.Top.Count);
         Assert.True(File.Exists(Path.Combine(folder, "lens.png")) && File.Exists(Path.Combine(folder, "lens-metrics.svg")));
     }

@@ -16,7 +16,7 @@ public class JetsTests
         var exact = Jets.Of(cubic, 3, x, y, recentre: false);
         Assert.True(exact.allclose(cubic(x + y), rtol: 1e-12, atol: 1e-12), "order 3 without recentring is f(x + y)");
 
-        var result = Jets.Expand(cubic, 2, x, y);
+        var result = Jets.Compute(cubic, 2, x, y);
         Assert.Equal(3, result.Coefficients.Count);
         var v = y - x;
         var expectedC1 = (1.0 + 2.0 * x + 3.0 * x * x) * v;

@@ -27,10 +27,10 @@ public class LensTests
         using var lens = model.Lens().Run(tokens);
 
         Assert.Equal(0, lens.Order);
-        Assert.Equal(Enumerable.Range(0, model.Depth + 1), lens.Layers.Select(l => l.Stream));
-        foreach (var layer in lens.Layers)
-            Reference.Close(layer.Logits, Reference.Decoder(model, analysis.Stream(layer.Stream)), 1e-10, $"{name}: U·LN_f(h_{layer.Stream})");
-        Assert.Equal("U·LN(Enc)", lens.Layers[0].Path);
+        Assert.Equal(Enumerable.Range(0, model.Depth + 1), lens.Streams.Select(s => s.Stream));
+        foreach (var stream in lens.Streams)
+            Reference.Close(stream.Logits, Reference.Decoder(model, analysis.Stream(stream.Stream)), 1e-10, $"{name}: U·LN_f(h_{stream.Stream})");
+        Assert.Equal("U·LN(Enc)", lens.Streams[0].Path);
     }
 
     [Theory]
@@ -43,17 +43,17 @@ public class LensTests
         foreach (var order in new[] { 0, 1, 2 })
         {
             using var lens = model.Lens().Streams(model.Depth).Order(order).Run(tokens);
-            var layer = Assert.Single(lens.Layers);
-            Reference.Close(layer.Logits, analysis.Logits(), 1e-10, $"{name}, order {order}: lens at h_L");
+            var stream = Assert.Single(lens.Streams);
+            Reference.Close(stream.Logits, analysis.Logits(), 1e-10, $"{name}, order {order}: lens at h_L");
             Reference.Close(lens.Logits, analysis.Logits(), 1e-10, $"{name}: the reading's model logits");
-            Assert.All(layer.Positions, p =>
+            Assert.All(stream.Positions, p =>
             {
                 Assert.True(Math.Abs(p.Agreement.Cosine - 1) < 1e-12, $"cosine {p.Agreement.Cosine}");
                 Assert.True(p.Agreement.Kl < 1e-12, $"KL {p.Agreement.Kl}");
                 Assert.Equal(1.0, p.Agreement.Top1);
                 Assert.Equal(1.0, p.Agreement.TopKOverlap);
             });
-            Assert.Equal(1.0, layer.Mean.Top1);
+            Assert.Equal(1.0, stream.Mean.Top1);
         }
     }
 
@@ -64,20 +64,20 @@ public class LensTests
         var tokens = torch.cat(new[] { Tokens(3, 17, 4, 9), Tokens(8, 2, 30, 5) }, 0);
         using var lens = model.Lens().Streams(2, 0).Order(1).Top(4).Run(tokens);
 
-        Assert.Equal(new[] { 2, 0 }, lens.Layers.Select(l => l.Stream));
-        Assert.Equal("U·J¹LN(h₂)", lens.Layers[0].Path);
+        Assert.Equal(new[] { 2, 0 }, lens.Streams.Select(s => s.Stream));
+        Assert.Equal("U·J¹LN(h₂)", lens.Streams[0].Path);
         var ids = tokens.data<long>().ToArray();
-        foreach (var layer in lens.Layers)
+        foreach (var stream in lens.Streams)
         {
-            Assert.Equal(8, layer.Positions.Count);
+            Assert.Equal(8, stream.Positions.Count);
             for (var i = 0; i < 8; i++)
             {
-                var p = layer.Positions[i];
+                var p = stream.Positions[i];
                 Assert.Equal((i / 4, i % 4), (p.Row, p.Position));
                 Assert.Equal((int)ids[i], p.InputId);
                 Assert.Equal(model.Piece(p.InputId), p.Input);
                 Assert.Equal(4, p.Top.Count);
-                var logits = layer.Logits[p.Row, p.Position];
+                var logits = stream.Logits[p.Row, p.Position];
                 Assert.Equal((int)logits.argmax().item<long>(), p.Top[0].Id);
                 foreach (var t in p.Top)
                 {
@@ -90,7 +90,7 @@ public class LensTests
                 Assert.True(Math.Abs(p.Agreement.Cosine - cosine) < 1e-12, "cosine per position");
                 Assert.Equal(logits.argmax().item<long>() == truth.argmax().item<long>() ? 1.0 : 0.0, p.Agreement.Top1);
             }
-            Assert.Equal(layer.Positions.Average(p => p.Agreement.Kl), layer.Mean.Kl, 12);
+            Assert.Equal(stream.Positions.Average(p => p.Agreement.Kl), stream.Mean.Kl, 12);
         }
         Assert.Equal(8, lens.Predictions.Count);
         Assert.All(lens.Predictions, p => Assert.Equal((int)lens.Logits[p.Row, p.Position].argmax().item<long>(), p.Top[0].Id));
@@ -119,7 +119,7 @@ public class LensTests
         var lens = model.Lens().Run("abc");
         lens.Dispose();
         lens.Dispose();
-        Assert.Equal(3, lens.Layers[0].Positions.Count);
+        Assert.Equal(3, lens.Streams[0].Positions.Count);
         Assert.Throws<ObjectDisposedException>(() => lens.SaveTable(System.IO.Path.Combine(System.IO.Path.GetTempPath(), "never.png")));
     }
 }
@@ -145,13 +145,13 @@ public class LensMemoryTests
         var before = Reference.LiveTensors();
         for (var i = 0; i < 5; i++) Lens();
         // Read before collecting: every temporary must have been disposed, not merely left to the finalizers.
-        var uncollected = Jet.Core.Tensors.liveCount();
+        var uncollected = Jet.Core.Tensors.LiveCount();
         Assert.True(uncollected <= before + 2, $"the lens leaves tensors to the finalizers: {before} → {uncollected}");
         Assert.True(Reference.LiveTensors() <= before + 2, $"the lens leaks: {before} → {Reference.LiveTensors()}");
         before = Reference.LiveTensors();
         for (var i = 0; i < 5; i++) Joint();
         // TorchSharp's Parameter leaves one count per fit without holding memory (see the core's lens memory test).
-        uncollected = Jet.Core.Tensors.liveCount();
+        uncollected = Jet.Core.Tensors.LiveCount();
         Assert.True(uncollected <= before + 5 + 2, $"the joint lens leaves tensors to the finalizers: {before} → {uncollected}");
         Assert.True(Reference.LiveTensors() <= before + 5 + 2, $"the joint lens leaks: {before} → {Reference.LiveTensors()}");
     }
@@ -171,7 +171,7 @@ public class LensMemoryTests
         Sweeps();
         var before = Reference.LiveTensors();
         for (var i = 0; i < 3; i++) Sweeps();
-        var uncollected = Jet.Core.Tensors.liveCount();
+        var uncollected = Jet.Core.Tensors.LiveCount();
         Assert.True(uncollected <= before + 2, $"sweeps leave tensors to the finalizers: {before} → {uncollected}");
     }
 }

@@ -44,7 +44,7 @@ internal static class Reference
         GC.Collect();
         GC.WaitForPendingFinalizers();
         GC.Collect();
-        return Jet.Core.Tensors.liveCount();
+        return Jet.Core.Tensors.LiveCount();
     }
 }
 

@@ -26,16 +26,16 @@ let private failsWith (args: string list) (fragments: string list) =
 [<Tests>]
 let tests =
     testList "jet lenses and n-grams" [
-        test "lens --json: tokens, order and per-layer positions with top tokens, cosine and KL" {
-            let root = json (run [ "lens"; "--model"; "toy"; "--prompt"; "hi jet"; "--layers"; "0,1,2"; "--order"; "1"; "--top"; "3"; "--json" ])
+        test "lens --json: tokens, order and per-stream positions with top tokens, cosine and KL" {
+            let root = json (run [ "lens"; "--model"; "toy"; "--prompt"; "hi jet"; "--streams"; "0,1,2"; "--order"; "1"; "--top"; "3"; "--json" ])
             let tokens = items (prop "tokens" root)
             Expect.equal (tokens |> List.map (fun t -> (prop "text" t).GetString())) [ "h"; "i"; " "; "j"; "e"; "t" ] "token texts concatenate to the prompt, as in jet run"
             Expect.equal ((prop "id" tokens.[0]).GetInt32()) (int 'h' - 32) "toy ids"
             Expect.equal ((prop "order" root).GetInt32()) 1 "order"
-            let layers = items (prop "layers" root)
-            Expect.equal (layers |> List.map (fun l -> (prop "layer" l).GetInt32())) [ 0; 1; 2 ] "stream indices"
-            for layer in layers do
-                let positions = items (prop "positions" layer)
+            let streams = items (prop "streams" root)
+            Expect.equal (streams |> List.map (fun l -> (prop "stream" l).GetInt32())) [ 0; 1; 2 ] "stream indices"
+            for stream in streams do
+                let positions = items (prop "positions" stream)
                 Expect.equal positions.Length 6 "one entry per position"
                 for p in positions do
                     let top = items (prop "top" p)
@@ -47,7 +47,7 @@ let tests =
                     Expect.isTrue (cos >= -1.0 && cos <= 1.0) "cosine in [-1, 1]"
                     Expect.isGreaterThanOrEqual ((prop "kl" p).GetDouble()) 0.0 "KL ≥ 0"
             // The lens at h_L is the model's output.
-            for p in items (prop "positions" layers.[2]) do
+            for p in items (prop "positions" streams.[2]) do
                 Expect.floatClose Accuracy.medium ((prop "cosine" p).GetDouble()) 1.0 "cosine 1 at h_L"
                 Expect.isLessThan ((prop "kl" p).GetDouble()) 1e-5 "KL 0 at h_L"
         }
@@ -66,7 +66,8 @@ let tests =
         test "joint-lens --json: losses fall, weights sum to 1 per position" {
             let dir = tempDir ()
             let out = Path.Combine(dir, "joint.png")
-            let root = json (run [ "joint-lens"; "--model"; "toy"; "--prompt"; "jets"; "--layers"; "0,1,2"; "--iters"; "40"; "--lr"; "0.1"; "--out"; out; "--json" ])
+            let root = json (run [ "joint-lens"; "--model"; "toy"; "--prompt"; "jets"; "--streams"; "0,1,2"; "--iters"; "40"; "--lr"; "0.1"; "--out"; out; "--json" ])
+            Expect.equal [ for s in items (prop "streams" root) -> s.GetInt32() ] [ 0; 1; 2 ] "streams"
             let losses = items (prop "losses" root) |> List.map (fun l -> l.GetDouble())
             Expect.equal losses.Length 41 "uniform loss plus one per step"
             Expect.isLessThan (List.last losses) losses.Head "the loss decreases"
@@ -130,13 +131,33 @@ let tests =
             Expect.isTrue (mass > 0.0 && mass < 1.0) "a probability mass"
         }
 
+        test "every command that opens a model takes --dtype and --device" {
+            let lens = json (run [ "lens"; "--model"; "toy"; "--prompt"; "ab"; "--dtype"; "float64"; "--device"; "cpu"; "--json" ])
+            Expect.equal (items (prop "streams" lens)).Length 3 "lens in float64 on the CPU"
+            let joint = json (run [ "joint-lens"; "--model"; "toy"; "--prompt"; "ab"; "--iters"; "2"; "--dtype"; "float64"; "--json" ])
+            Expect.equal (items (prop "losses" joint)).Length 3 "joint lens in float64"
+            let bigrams = json (run [ "bigrams"; "--model"; "toy"; "--path"; "embed"; "--top"; "2"; "--global"; "--dtype"; "float64"; "--json" ])
+            Expect.equal (items (prop "rows" bigrams)).Length 2 "bigrams in float64"
+            let dir = tempDir ()
+            let file = Path.Combine(dir, "tokens.txt")
+            File.WriteAllLines(file, [| "a" |])
+            let mass = json (run [ "mass"; "--model"; "toy"; "--compare"; "toy"; "--tokens"; file; "--path"; "embed"; "--dtype"; "float64"; "--json" ])
+            Expect.equal (items (prop "models" mass)).Length 2 "mass of two models in float64"
+            for command in [ [ "lens"; "--prompt"; "ab" ]; [ "joint-lens"; "--prompt"; "ab" ]; [ "bigrams"; "--path"; "embed" ]; [ "mass"; "--tokens"; file; "--path"; "embed" ] ] do
+                failsWith (command @ [ "--model"; "toy"; "--dtype"; "int8" ]) [ "Unknown --dtype 'int8'"; "float32, float64, bfloat16, float16" ]
+                failsWith (command @ [ "--model"; "toy"; "--device"; "cuda" ]) [ "CUDA is not available in this build"; "docs/troubleshooting.md#using-a-gpu-cuda" ]
+                failsWith (command @ [ "--model"; "toy"; "--device"; "gpu" ]) [ "Unknown --device 'gpu'"; "cpu, cuda or cuda:N" ]
+        }
+
         test "bad input: one-line errors with exit code 1" {
-            failsWith [ "lens"; "--model"; "toy"; "--prompt"; "ab"; "--layers"; "0,7" ] [ "h_7"; "h_0..h_2" ]
-            failsWith [ "lens"; "--model"; "toy"; "--prompt"; "ab"; "--layers"; "0,x" ] [ "--layers"; "comma-separated" ]
+            failsWith [ "lens"; "--model"; "toy"; "--prompt"; "ab"; "--streams"; "0,7" ] [ "h_7"; "h_0..h_2" ]
+            failsWith [ "lens"; "--model"; "toy"; "--prompt"; "ab"; "--streams"; "0,x" ] [ "--streams"; "comma-separated" ]
+            failsWith [ "lens"; "--model"; "toy"; "--prompt"; "ab"; "--layers"; "0,1" ] [ "--layers was renamed --streams" ]
+            failsWith [ "joint-lens"; "--model"; "toy"; "--prompt"; "ab"; "--layers"; "0,1" ] [ "--layers was renamed --streams" ]
             failsWith [ "lens"; "--model"; "toy"; "--prompt"; "" ] [ "prompt is empty" ]
             failsWith [ "lens"; "--model"; "toy"; "--prompt"; "ab"; "--order"; "-1" ] [ "≥ 0" ]
             failsWith [ "lens"; "--model"; "toy"; "--prompt"; "ab"; "--out"; "x.jpg" ] [ ".png or .svg" ]
-            failsWith [ "joint-lens"; "--model"; "toy"; "--prompt"; "ab"; "--layers"; "2,1" ] [ "strictly increasing" ]
+            failsWith [ "joint-lens"; "--model"; "toy"; "--prompt"; "ab"; "--streams"; "2,1" ] [ "strictly increasing" ]
             failsWith [ "bigrams"; "--model"; "toy"; "--path"; "mlp" ] [ "embed or mlp:B" ]
             failsWith [ "bigrams"; "--model"; "toy"; "--path"; "mlp:9" ] [ "Block 9"; "1..2" ]
             failsWith [ "bigrams"; "--model"; "toy"; "--path"; "embed"; "--prob"; "--logit" ] [ "exclude each other" ]

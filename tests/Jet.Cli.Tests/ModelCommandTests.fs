@@ -114,5 +114,12 @@ let tests =
             let prompt = String.replicate 1100 " a"
             run [ "run"; "--model"; fakeGpt2; "--prompt"; prompt ] |> failsWith [ "1100 tokens"; "at most 1024 positions" ]
         }
+        test "info and run take --device: cpu works, CUDA on this CPU-only build says how to switch" {
+            let root = json (run [ "run"; "--model"; "toy"; "--prompt"; "ab"; "--top"; "1"; "--device"; "cpu"; "--dtype"; "float64"; "--json" ])
+            Expect.equal (root.GetProperty("positions").GetArrayLength()) 2 "run on the CPU"
+            run [ "info"; "--model"; "toy"; "--device"; "cuda:0" ] |> failsWith [ "--device cuda:0"; "CUDA is not available"; "docs/troubleshooting.md#using-a-gpu-cuda" ]
+            run [ "run"; "--model"; "toy"; "--prompt"; "ab"; "--device"; "cuda:x" ] |> failsWith [ "Unknown --device 'cuda:x'" ]
+            run [ "info"; "--model"; "  " ] |> failsWith [ "--model is empty" ]
+        }
         test "a --top outside the vocabulary" { run [ "run"; "--model"; "toy"; "--prompt"; "a"; "--top"; "0" ] |> failsWith [ "--top 0"; "1..100" ] }
     ]

@@ -208,11 +208,30 @@ let mass =
             Expect.floatClose Accuracy.high (Bigrams.mass net BigramPath.Embedding [| 0 .. 99 |] SweepOptions.Default) 1.0 "all tokens"
             let a = { Model.toy 1 8 torch.float64 with Source = "a" }
             let b = { Model.toy 2 8 torch.float64 with Source = "b" }
-            let results = Bigrams.massOfModels BigramPath.Embedding "test" [ "a"; "␣"; "b" ] SweepOptions.Default [ a; b ]
-            Expect.equal (results |> List.map (fun (m, _) -> m.Source)) [ "a"; "b" ] "one entry per model"
-            for m, value in results do
-                Expect.floatClose Accuracy.high value (Bigrams.mass m.Net BigramPath.Embedding [| 65; 0; 66 |] SweepOptions.Default) m.Source
-            Expect.notEqual (snd results.[0]) (snd results.[1]) "different models, different masses"
+            let reports = ResizeArray<int64>()
+            let progress = { new IProgress<int64> with member _.Report v = reports.Add v }
+            let options = { SweepOptions.Default with BatchSize = 30; Progress = Some progress }
+            let results = Bigrams.massOfModels BigramPath.Embedding "test" [ "a"; "␣"; "b" ] options [ a; b ]
+            Expect.equal (results |> Array.map (fun r -> r.Model)) [| "a"; "b" |] "one entry per model"
+            for r, m in Array.zip results [| a; b |] do
+                Expect.equal r.Tokens 3 "three tokens"
+                Expect.floatClose Accuracy.high r.Mass (Bigrams.mass m.Net BigramPath.Embedding [| 65; 0; 66 |] SweepOptions.Default) m.Source
+            Expect.notEqual results.[0].Mass results.[1].Mass "different models, different masses"
+            Expect.equal (List.ofSeq reports) [ 30L; 60L; 90L; 100L; 130L; 160L; 190L; 200L ] "progress runs on across both sweeps"
+        }
+
+        test "mass of two models: every path and token set is checked before the first sweep" {
+            let a = { Model.toy 1 8 torch.float64 with Source = "a" }
+            let swept = ref 0L
+            let options = { SweepOptions.Default with Progress = Some { new IProgress<int64> with member _.Report v = swept.Value <- v } }
+            Expect.throwsWith<IndexRangeException> [ "Block 3" ] (fun () -> Bigrams.massOfModels (BigramPath.Mlp 3) "f" [ "a" ] options [ a; a ] |> ignore) "path"
+            let wordy = { a with Source = "words"; Tokenizer = { new ITokenizer with
+                                                                      member _.VocabSize = 100
+                                                                      member _.Encode _ = [||]
+                                                                      member _.Decode _ = ""
+                                                                      member _.Piece id = sprintf "w%d" id } }
+            Expect.throwsWith<UnknownTokenException> [ "Line 1"; "\"a\"" ] (fun () -> Bigrams.massOfModels BigramPath.Embedding "f" [ "a" ] options [ a; wordy ] |> ignore) "the second model's set"
+            Expect.equal swept.Value 0L "no sweep ran"
         }
 
         test "token sets: printed pieces or single-token text; unknown and empty sets fail clearly" {

@@ -37,19 +37,19 @@ let identities =
                 let z = tokens [ 3L; 17L; 4L; 9L; 1L ]
                 use result = IterativeLens.run net z LensOptions.Default
                 use trace = Trace.run net z
-                Expect.equal (result.Layers |> List.map (fun l -> l.Stream)) [ 0 .. net.Depth ] "every stream by default"
-                for layer in result.Layers do
-                    Expect.tensorClose Accuracy.Float64 layer.Logits (handDecoder net (trace.Stream layer.Stream)) (sprintf "stream %d" layer.Stream)
-                    Expect.tensorClose Accuracy.Float64 layer.Logits (IterativeLens.logitLens net z layer.Stream) (sprintf "logitLens at stream %d" layer.Stream)
+                Expect.equal (result.Streams |> List.map (fun l -> l.Stream)) [ 0 .. net.Depth ] "every stream by default"
+                for stream in result.Streams do
+                    Expect.tensorClose Accuracy.Float64 stream.Logits (handDecoder net (trace.Stream stream.Stream)) (sprintf "stream %d" stream.Stream)
+                    Expect.tensorClose Accuracy.Float64 stream.Logits (IterativeLens.logitLens net z stream.Stream) (sprintf "logitLens at stream %d" stream.Stream)
             }
 
             test (sprintf "%s: in float32, order 0 is bitwise the direct logit lens" name) {
                 let net = Net.toDType torch.float32 (make ())
                 let z = tokens [ 1L; 5L; 7L; 9L ]
                 use result = IterativeLens.run net z LensOptions.Default
-                for layer in result.Layers do
-                    let direct = IterativeLens.logitLens net z layer.Stream
-                    Expect.isTrue (layer.Logits.eq(direct).all().item<bool> ()) (sprintf "stream %d: equal bit for bit" layer.Stream)
+                for stream in result.Streams do
+                    let direct = IterativeLens.logitLens net z stream.Stream
+                    Expect.isTrue (stream.Logits.eq(direct).all().item<bool> ()) (sprintf "stream %d: equal bit for bit" stream.Stream)
             }
 
             test (sprintf "%s: the lens at h_L equals the model's logits at orders 0, 1, 2" name) {
@@ -59,9 +59,9 @@ let identities =
                 let expected = handDecoder net (trace.Stream net.Depth)
                 for order in [ 0; 1; 2 ] do
                     use result = IterativeLens.run net z { LensOptions.Default with Streams = [ net.Depth ]; Order = order }
-                    Expect.tensorClose Accuracy.Float64 result.Layers.Head.Logits expected (sprintf "order %d" order)
+                    Expect.tensorClose Accuracy.Float64 result.Streams.Head.Logits expected (sprintf "order %d" order)
                     Expect.tensorClose Accuracy.Float64 result.Logits expected "the model's logits"
-                    let a = result.Layers.Head.Agreement
+                    let a = result.Streams.Head.Agreement
                     Expect.tensorClose Accuracy.Float64 a.Cosine (torch.ones_like a.Cosine) "cosine 1"
                     Expect.isLessThan (a.Kl.abs().max().item<float> ()) 1e-12 "KL 0"
                     Expect.tensorClose Accuracy.Float64 a.Top1 (torch.ones_like a.Top1) "top-1 agrees"
@@ -74,14 +74,14 @@ let identities =
                 use trace = Trace.run net z
                 use result = IterativeLens.run net z { LensOptions.Default with Streams = [ 0; 1 ]; Order = 1 }
                 let normed (x: Tensor) = Forward.apply net.Parameters net.Spec.FinalNorm x
-                for layer in result.Layers do
-                    let c = trace.Stream layer.Stream
+                for stream in result.Streams do
+                    let c = trace.Stream stream.Stream
                     let v = trace.Stream net.Depth - c
                     let eps = 1e-5
                     let derivative = (normed (c + eps * v) - normed (c - eps * v)) / (2.0 * eps)
                     let raw = (normed c + derivative).matmul (net.Parameters.[net.Spec.Unembedding.Weight].t ())
                     let expected = match net.Spec.Unembedding.Bias with Some b -> raw + net.Parameters.[b] | None -> raw
-                    Expect.tensorClose (Accuracy.Of(1e-6, 1e-6)) layer.Logits expected (sprintf "stream %d" layer.Stream)
+                    Expect.tensorClose (Accuracy.Of(1e-6, 1e-6)) stream.Logits expected (sprintf "stream %d" stream.Stream)
             }
     ]
 

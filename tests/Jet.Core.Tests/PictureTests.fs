@@ -100,9 +100,12 @@ let tests =
             let scene = Figures.bigrams "title" "subtitle" ScoreSpace.Probability 10 rows
             checkPng scene |> ignore
             let texts = checkSvg scene
-            for r in List.truncate 10 rows do
+            for r in Array.truncate 10 rows do
                 Expect.contains texts (sprintf "%.2f%%" (100.0 * r.Score)) "score cell"
             Expect.contains texts "… 2 more rows not shown" "truncation note"
+            let titled = checkSvg (Figures.bigramTable (BigramPath.Mlp 1) true 12 ScoreSpace.Probability true 10 rows)
+            Expect.contains titled "Jet bigrams: embedding → MLP of block 1 → decoder" "title names the path"
+            Expect.contains titled "global top 12, probability, diagonal dropped" "subtitle says how the rows were ranked"
         }
 
         test "files: the extension picks the format; other extensions fail clearly" {

@@ -6,8 +6,8 @@ open Argu
 open Jet.Core
 open Jet.Core.Apps
 open Jet.Core.Pictures
+open Jet.Cli
 open Jet.Cli.Console
-open Jet.Cli.Commands.ModelOption
 
 type Args =
     | [<Mandatory>] Model of dir: string
@@ -19,12 +19,14 @@ type Args =
     | No_Diagonal
     | Batch_Size of rows: int
     | Out of file: string
+    | Dtype of name: string
+    | Device of name: string
     | Json
 
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Model _ -> "toy, or a checkpoint directory."
+            | Model _ -> ModelArgs.modelUsage
             | Path _ -> "embed (embedding → decoder) or mlp:B (embedding → MLP of block B, 1-based → decoder)."
             | Top _ -> "the N best next tokens per token, or with --global the N best pairs (default: 10)."
             | Global -> "rank all pairs together instead of per first token."
@@ -33,25 +35,27 @@ type Args =
             | No_Diagonal -> "leave out the pairs (z, z)."
             | Batch_Size _ -> "first tokens per batch of the vocabulary sweep (default: 512)."
             | Out _ -> "write the bigram table picture (.png or .svg; at most 40 rows)."
+            | Dtype _ -> ModelArgs.dtypeUsage
+            | Device _ -> ModelArgs.deviceUsage
             | Json -> "print one JSON object instead of a table."
 
-/// The sweep options the flags ask for, with a progress bar on stderr.
-let sweepOptions (net: Net) (space: ScoreSpace) (dropDiagonal: bool) (batch: int) (label: string) =
+/// The sweep options the flags ask for, with a progress bar on stderr that ends at `total` first tokens.
+let sweepOptions (space: ScoreSpace) (dropDiagonal: bool) (batch: int) (label: string) (total: int64) =
     { SweepOptions.Default with
         Space = space
         DropDiagonal = dropDiagonal
         BatchSize = batch
-        Progress = Some(ProgressBar(label, int64 net.Vocab) :> IProgress<int64>) }
+        Progress = Some(ProgressBar(label, total) :> IProgress<int64>) }
 
 let private execute (args: ParseResults<Args>) =
     let path = Bigrams.parsePath (args.GetResult Path)
     if args.Contains Prob && args.Contains Logit then
         raise (InvalidPlanException "--prob and --logit exclude each other; give one.")
     let space = if args.Contains Logit then ScoreSpace.Logit else ScoreSpace.Probability
-    let model = resolve (args.GetResult Model)
+    let model = ModelArgs.load (ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>)
     let n = args.GetResult(Top, 10)
     Bigrams.pathFunction model.Net path |> ignore
-    let options = sweepOptions model.Net space (args.Contains No_Diagonal) (args.GetResult(Batch_Size, SweepOptions.Default.BatchSize)) (sprintf "bigrams %O" path)
+    let options = sweepOptions space (args.Contains No_Diagonal) (args.GetResult(Batch_Size, SweepOptions.Default.BatchSize)) (sprintf "bigrams %O" path) (int64 model.Net.Vocab)
     let isGlobal = args.Contains Global
     let pairs =
         if isGlobal then
@@ -61,11 +65,7 @@ let private execute (args: ParseResults<Args>) =
             Bigrams.pairsOf best
     let rows = Bigrams.decode model.Tokenizer pairs
     let spaceName = match space with ScoreSpace.Probability -> "probability" | ScoreSpace.Logit -> "logit"
-    savePicture (args.TryGetResult Out) (fun () ->
-        let subtitle =
-            sprintf "%s, %s%s" (if isGlobal then sprintf "global top %d" n else sprintf "top %d per token" n) spaceName (if args.Contains No_Diagonal then ", diagonal dropped" else "")
-        let title = match path with BigramPath.Embedding -> "Jet bigrams: embedding → decoder" | BigramPath.Mlp b -> sprintf "Jet bigrams: embedding → MLP of block %d → decoder" b
-        Figures.bigrams title subtitle space 40 rows)
+    savePicture (args.TryGetResult Out) (fun () -> Figures.bigramTable path isGlobal n space (args.Contains No_Diagonal) 40 rows)
     if args.Contains Json then
         writeJson
             {|

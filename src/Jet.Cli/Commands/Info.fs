@@ -10,17 +10,19 @@ open Jet.Cli.Console
 type Args =
     | [<Mandatory>] Model of source: string
     | Dtype of name: string
+    | Device of name: string
     | Json
 
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Model _ -> "toy, or a Hugging Face checkpoint directory (config.json + model.safetensors)."
-            | Dtype _ -> "float32 (default), float64, bfloat16 or float16."
+            | Model _ -> ModelArgs.modelUsage
+            | Dtype _ -> ModelArgs.dtypeUsage
+            | Device _ -> ModelArgs.deviceUsage
             | Json -> "print one JSON object instead of text."
 
 let private execute (args: ParseResults<Args>) =
-    let model = ModelSource.openModel (args.GetResult Model) (args.TryGetResult Dtype)
+    let model = ModelArgs.load (ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>)
     let s = Model.summary model
     let layers = model.Net.Spec.Layers |> List.mapi (fun i l -> {| layer = i + 1; name = l.Name; block = l.Block; kind = (sprintf "%A" l.Kind).ToLowerInvariant() |})
     if args.Contains Json then

@@ -5,8 +5,8 @@ open System.IO
 open Argu
 open Jet.Core
 open Jet.Core.Apps
+open Jet.Cli
 open Jet.Cli.Console
-open Jet.Cli.Commands.ModelOption
 
 type Args =
     | [<Mandatory>] Model of dir: string
@@ -15,17 +15,21 @@ type Args =
     | [<Mandatory>] Path of path: string
     | No_Diagonal
     | Batch_Size of rows: int
+    | Dtype of name: string
+    | Device of name: string
     | Json
 
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Model _ -> "toy, or a checkpoint directory."
-            | Compare _ -> "a second model to measure beside the first (for example a fine-tune of it)."
+            | Model _ -> ModelArgs.modelUsage
+            | Compare _ -> "a second model to measure beside the first (for example a fine-tune of it), in the same dtype and on the same device."
             | Tokens _ -> "a file with one token per line, written as tables print it (for example ␣ for the toy's space)."
             | Path _ -> "embed or mlp:B (B a 1-based block number)."
             | No_Diagonal -> "renormalise each row over next tokens different from the first."
             | Batch_Size _ -> "first tokens per batch of the vocabulary sweep (default: 512)."
+            | Dtype _ -> ModelArgs.dtypeUsage
+            | Device _ -> ModelArgs.deviceUsage
             | Json -> "print one JSON object instead of lines."
 
 let private execute (args: ParseResults<Args>) =
@@ -33,21 +37,18 @@ let private execute (args: ParseResults<Args>) =
     let file = args.GetResult Tokens
     if not (File.Exists file) then
         raise (MissingArgumentException(sprintf "The token file %s does not exist; give a file with one token per line." file))
-    let lines = File.ReadAllLines file |> List.ofArray
-    let models = [ yield resolve (args.GetResult Model); match args.TryGetResult Compare with Some dir -> yield resolve dir | None -> () ]
+    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>
+    let compared = args.TryGetResult Compare |> Option.map (fun dir -> { request with Source = ModelArgs.source dir })
+    let models = [ yield ModelArgs.load request; yield! compared |> Option.map ModelArgs.load |> Option.toList ]
+    let total = models |> List.sumBy (fun m -> int64 m.Net.Vocab)
     let batch = args.GetResult(Batch_Size, SweepOptions.Default.BatchSize)
-    let masses =
-        models
-        |> List.map (fun m ->
-            let set = Vocabulary.tokenSet m.Tokenizer m.Net.Vocab file lines
-            Bigrams.pathFunction m.Net path |> ignore
-            let options = BigramsCommand.sweepOptions m.Net ScoreSpace.Probability (args.Contains No_Diagonal) batch (sprintf "mass %s" m.Source)
-            m, set.Length, Bigrams.mass m.Net path set options)
+    let options = BigramsCommand.sweepOptions ScoreSpace.Probability (args.Contains No_Diagonal) batch "mass" total
+    let masses = Bigrams.massOfModels path file (File.ReadLines file) options models
     if args.Contains Json then
-        writeJson {| path = string path; models = [| for m, count, mass in masses -> {| model = m.Source; tokens = count; mass = mass |} |] |}
+        writeJson {| path = string path; models = [| for m in masses -> {| model = m.Model; tokens = m.Tokens; mass = m.Mass |} |] |}
     else
-        for m, count, mass in masses do
-            printfn "%s: mass %.6f of %d tokens under %O (mean over first tokens of Σ P(next ∈ S | token))" m.Source mass count path
+        for m in masses do
+            printfn "%s: mass %.6f of %d tokens under %O (mean over first tokens of Σ P(next ∈ S | token))" m.Model m.Mass m.Tokens path
     0
 
 let run (args: ParseResults<Args>) = guard (fun () -> execute args)

@@ -42,38 +42,38 @@ let private execute (args: ParseResults<Args>) =
     use session = Expand.session model.Net tokens
     let carving = session.Unembed(session.Expand plan)
     let summary = PathSummary.ofLogitPaths carving
-    let piece (id: int64) = LogitMetrics.piece model.Tokenizer (int id)
-    let inputIds = tokens.[0L].data<int64>().ToArray()
+    let reading = Readings.carving model.Tokenizer tokens summary
+    let pieces (tokens: TokenPiece[]) = tokens |> Array.map (fun t -> t.Piece)
     let picture =
         CarvingFigure.scene
             (sprintf "Toy network (d = %d): four paths at order %d" width order)
             summary
-            (inputIds |> Array.map piece)
-            (summary.ModelTop1 |> Array.map piece)
+            [| for t in reading.Inputs -> t.Piece |]
+            (pieces reading.ModelTop1)
     let fullOut = Path.GetFullPath out
     Pictures.save fullOut picture
     if args.Contains Json then
         writeJson
             {|
-                paths = [ for p in carving.Paths -> {| name = string p.Path; logits = matrix p.Value.[0L] |} ]
-                remainder = matrix carving.Remainder.[0L]
-                logits = matrix carving.Logits.[0L]
-                reconstruction_error = summary.ReconstructionError
+                paths = [ for p in carving.Paths -> {| name = string p.Path; logits = Readings.matrix p.Value.[0L] |} ]
+                remainder = Readings.matrix carving.Remainder.[0L]
+                logits = Readings.matrix carving.Logits.[0L]
+                reconstruction_error = reading.ReconstructionError
             |}
     else
-        let tokensText (ids: int64[]) = "\"" + (ids |> Array.map piece |> String.concat "") + "\""
+        let quoted (pieces: string[]) = "\"" + String.concat "" pieces + "\""
         printfn "JetDsl quickstart: carving the toy residual network (vocabulary %d, d = %d, 2 blocks), as in Sec. 4.2 of the paper" model.Net.Vocab width
-        printfn "prompt (seed %d, %d tokens): %s  ids [%s]" seed promptLength (tokensText inputIds) (inputIds |> Array.map string |> String.concat " ")
+        printfn "prompt (seed %d, %d tokens): %s  ids [%s]" seed promptLength (quoted [| for t in reading.Inputs -> t.Piece |]) (reading.Inputs |> Array.map (fun t -> string t.Id) |> String.concat " ")
         printfn "plan: centres {h₀, γ₁(h₀)} → expand block 2 at order %d (4 sub-streams) → expand the decoder around them at order %d (4 paths)" order order
         printfn ""
-        let row (p: PathSummary) =
-            [ p.Name; sprintf "%.3f" p.NormRatio; sprintf "%+.3f" p.MeanCosine; tokensText p.Top1; sprintf "%d/%d" p.Top1Agreement promptLength ]
+        let row (p: CarvingPath) =
+            [ p.Name; sprintf "%.3f" p.NormRatio; sprintf "%+.3f" p.MeanCosine; quoted (pieces p.Top1); sprintf "%d/%d" p.Top1Agreement promptLength ]
         printTable
             [ "path"; "‖path‖/‖logits‖"; "mean cos"; "top-1 per position"; "top-1 = model" ]
-            ([ for p in summary.Paths -> row p ] @ [ row summary.Remainder; [ "model logits"; "1.000"; "+1.000"; tokensText summary.ModelTop1; sprintf "%d/%d" promptLength promptLength ] ])
+            ([ for p in reading.Paths -> row p ] @ [ row reading.Remainder; [ "model logits"; "1.000"; "+1.000"; quoted (pieces reading.ModelTop1); sprintf "%d/%d" promptLength promptLength ] ])
         printfn ""
-        printfn "‖remainder‖ = %.4g (in logit space)" summary.RemainderNorm
-        printfn "reconstruction error max|Σ paths + remainder − logits| = %.3g" summary.ReconstructionError
+        printfn "‖remainder‖ = %.4g (in logit space)" reading.RemainderNorm
+        printfn "reconstruction error max|Σ paths + remainder − logits| = %.3g" reading.ReconstructionError
         printfn "picture: %s" fullOut
     0
 

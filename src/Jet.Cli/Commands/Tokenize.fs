@@ -14,14 +14,13 @@ type Args =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Model _ -> "toy, or a directory with Hugging Face tokenizer files (tokenizer.json, vocab.json + merges.txt, or tokenizer.model)."
+            | Model _ -> ModelArgs.tokenizerUsage
             | Text _ -> "the text to tokenize."
             | Json -> "print {\"ids\": [...], \"tokens\": [...]} instead of a table."
 
 let private execute (args: ParseResults<Args>) =
-    Native.ensure ()
     // Only the tokenizer: no weights are read.
-    let tokenizer = Models.Model.tokenizer (args.GetResult Model)
+    let tokenizer = ModelArgs.tokenizer (args.GetResult Model)
     let text = args.GetResult Text
     if System.String.IsNullOrEmpty text then
         raise (MissingArgumentException "The text is empty; give some text to tokenize.")

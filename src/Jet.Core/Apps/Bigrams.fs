@@ -60,6 +60,17 @@ type ScoredPair = { From: int; To: int; Score: float }
 /// A scored bigram with readable tokens.
 type BigramRow = { From: int; To: int; FromToken: string; ToToken: string; Score: float }
 
+/// The n-gram mass of a token set under one model.
+type ModelMass =
+    {
+        /// The model's source ("toy", or the checkpoint directory).
+        Model: string
+        /// How many distinct tokens the set resolved to in this model's vocabulary.
+        Tokens: int
+        /// The mean over first tokens z₁ of Σ_{z₂ ∈ S} P(z₂ | z₁).
+        Mass: float
+    }
+
 /// The k best next tokens of every first token: `Ids` and `Scores` are [vocab, k], best first in each row.
 type RowTopK =
     {
@@ -77,6 +88,7 @@ type RowTopK =
 module Bigrams =
 
     /// Reads "embed" or "mlp:B" (B a 1-based block index).
+    [<CompiledName("ParsePath")>]
     let parsePath (text: string) : BigramPath =
         let fail () =
             raise (InvalidPlanException(sprintf "Unknown bigram path %A; write embed or mlp:B with B a block number (1-based), for example mlp:1." text))
@@ -90,6 +102,7 @@ module Bigrams =
         | _ -> fail ()
 
     /// The function between the embedding and the decoder: identity, or the MLP of a block (validated).
+    [<CompiledName("PathFunction")>]
     let pathFunction (net: Net) (path: BigramPath) : Fn =
         match path with
         | BigramPath.Embedding -> Fn.identity
@@ -126,6 +139,7 @@ module Bigrams =
         torch.arange (start, start + count, dtype = torch.int64, device = net.Device)
 
     /// Scores of the path for the first tokens `first` [B] (int64 ids in 0..vocab−1): [B, vocab].
+    [<CompiledName("Scores")>]
     let scores (net: Net) (path: BigramPath) (options: SweepOptions) (first: Tensor) : Tensor =
         checkOptions net options
         if isNull (box first) || first.dim () <> 1L || (first.dtype <> torch.int64 && first.dtype <> torch.int32) then
@@ -154,6 +168,7 @@ module Bigrams =
 
     /// The whole [vocab, vocab] table (row z₁, column z₂). Only when asked: fails with the size when it would
     /// exceed `options.MaxFullBytes`.
+    [<CompiledName("Full")>]
     let full (net: Net) (path: BigramPath) (options: SweepOptions) : Tensor =
         checkOptions net options
         let fn = pathFunction net path
@@ -201,6 +216,7 @@ module Bigrams =
             raise (IndexRangeException(sprintf "k must be 1..%d for this vocabulary of %d tokens%s; got %d." limit net.Vocab extra k))
 
     /// The k best next tokens for every first token: ids and scores [vocab, k], best first.
+    [<CompiledName("RowTopK")>]
     let rowTopK (net: Net) (path: BigramPath) (k: int) (options: SweepOptions) : RowTopK =
         checkOptions net options
         checkK net options k (int64 net.Vocab - (if options.DropDiagonal then 1L else 0L))
@@ -223,6 +239,7 @@ module Bigrams =
     /// The k best (z₁, z₂) pairs over the whole table, best first. Each batch keeps only its rows' top k, merged
     /// with the running best, so memory is a few [batch, vocab] tensors; once k pairs are held, only rows whose
     /// best score beats the k-th best are ranked at all.
+    [<CompiledName("GlobalTopK")>]
     let globalTopK (net: Net) (path: BigramPath) (k: int) (options: SweepOptions) : ScoredPair[] =
         checkOptions net options
         let v = int64 net.Vocab
@@ -275,6 +292,7 @@ module Bigrams =
         Array.init scores.Length (fun i -> { From = int (flat.[i] / v); To = int (flat.[i] % v); Score = scores.[i] })
 
     /// The rows of a `RowTopK` as pairs, grouped by first token ascending, best first within a group.
+    [<CompiledName("PairsOf")>]
     let pairsOf (best: RowTopK) : ScoredPair[] =
         use scope = torch.NewDisposeScope()
         let k = int best.Ids.shape.[1]
@@ -284,6 +302,7 @@ module Bigrams =
 
     /// N-gram mass of a token set S under the path: mean over z₁ of Σ_{z₂∈S} P(z₂ | z₁) (always probabilities;
     /// `DropDiagonal` renormalises each row over z₂ ≠ z₁).
+    [<CompiledName("Mass")>]
     let mass (net: Net) (path: BigramPath) (tokenSet: int[]) (options: SweepOptions) : float =
         checkOptions net options
         if isNull tokenSet || tokenSet.Length = 0 then
@@ -304,14 +323,25 @@ module Bigrams =
             total.add_ (inSet.sum().to_type torch.float64) |> ignore)
         total.item<float> () / float net.Vocab
 
-    /// The n-gram mass of the token set written in `lines` (see `Vocabulary.tokenSet`) for each model, each set
-    /// resolved with that model's tokenizer: for example a base model beside its fine-tune.
-    let massOfModels (path: BigramPath) (source: string) (lines: string list) (options: SweepOptions) (models: Model list) : (Model * float) list =
-        models
-        |> List.map (fun m ->
-            let set = Vocabulary.tokenSet m.Tokenizer m.Net.Vocab source lines
-            m, mass m.Net path set options)
+    /// The n-gram mass of the token set written in `lines` (see `Vocabulary.tokenSet`; `source` names them in errors)
+    /// under each model, each set resolved with that model's tokenizer: for example a base model beside its fine-tune.
+    /// Every path and every set is checked before the first sweep; `options.Progress` counts first tokens across all
+    /// the sweeps, up to the sum of the models' vocabularies.
+    [<CompiledName("MassOfModels")>]
+    let massOfModels (path: BigramPath) (source: string) (lines: string seq) (options: SweepOptions) (models: Model seq) : ModelMass[] =
+        let lines = Array.ofSeq lines
+        let models = Array.ofSeq models
+        for m in models do
+            pathFunction m.Net path |> ignore
+        let sets = models |> Array.map (fun m -> Vocabulary.tokenSet m.Tokenizer m.Net.Vocab source lines)
+        // Model i's progress starts where the sweeps before it ended.
+        let offsets = models |> Array.scan (fun start m -> start + int64 m.Net.Vocab) 0L
+        Array.init models.Length (fun i ->
+            let m, set, offset = models.[i], sets.[i], offsets.[i]
+            let shifted = options.Progress |> Option.map (fun p -> { new IProgress<int64> with member _.Report v = p.Report(offset + v) })
+            { Model = m.Source; Tokens = set.Length; Mass = mass m.Net path set { options with Progress = shifted } })
 
     /// Pairs with readable tokens.
-    let decode (tokenizer: ITokenizer) (pairs: ScoredPair seq) : BigramRow list =
-        [ for p in pairs -> { From = p.From; To = p.To; FromToken = LogitMetrics.piece tokenizer p.From; ToToken = LogitMetrics.piece tokenizer p.To; Score = p.Score } ]
+    [<CompiledName("Decode")>]
+    let decode (tokenizer: ITokenizer) (pairs: ScoredPair seq) : BigramRow[] =
+        [| for p in pairs -> { From = p.From; To = p.To; FromToken = LogitMetrics.piece tokenizer p.From; ToToken = LogitMetrics.piece tokenizer p.To; Score = p.Score } |]

@@ -19,7 +19,7 @@ type LensOptions =
     static member Default = { Streams = []; Order = 0; TopK = 5 }
 
 /// The lens read at one stream h_l.
-type LensLayer =
+type LensStream =
     {
         /// The stream index l.
         Stream: int
@@ -40,12 +40,12 @@ type LensResult =
         /// The model's logits [batch, seq, vocab].
         Logits: Tensor
         /// One entry per requested stream, in the requested order.
-        Layers: LensLayer list
+        Streams: LensStream list
     }
 
     interface IDisposable with
         member r.Dispose() =
-            for l in r.Layers do
+            for l in r.Streams do
                 l.Logits.Dispose()
                 l.Agreement.Dispose()
             r.Tokens.Dispose()
@@ -57,6 +57,7 @@ type LensResult =
 module IterativeLens =
 
     /// The streams to read: the requested ones, validated, or 0..L when none are given.
+    [<CompiledName("Streams")>]
     let streams (net: Net) (requested: int list) =
         match requested with
         | [] -> [ 0 .. net.Depth ]
@@ -70,6 +71,7 @@ module IterativeLens =
 
     /// Reads the lens on tokens [batch, seq] (or [seq]). One forward pass serves every stream: all centres
     /// h_l go through one decoder expansion with weight 1 each, and U is applied to every term.
+    [<CompiledName("Run")>]
     let run (net: Net) (tokens: Tensor) (options: LensOptions) : LensResult =
         if options.Order < 0 then
             raise (InvalidOrderException(sprintf "The lens order must be an integer ≥ 0; got %d." options.Order))
@@ -85,7 +87,7 @@ module IterativeLens =
         use scope = torch.NewDisposeScope()
         let keep (t: Tensor) = t.detach().MoveToOuterDisposeScope()
         let truth = keep paths.Logits
-        let layers =
+        let read =
             List.zip streams paths.Paths
             |> List.map (fun (l, term) ->
                 let logits =
@@ -94,10 +96,11 @@ module IterativeLens =
                     | None -> term.Value.alias ()
                 let logits = keep logits
                 { Stream = l; Path = term.Path; Logits = logits; Agreement = (LogitMetrics.compare options.TopK logits truth).MoveToOuterDisposeScope() })
-        { Order = options.Order; Tokens = keep session.Trace.Tokens; Logits = truth; Layers = layers }
+        { Order = options.Order; Tokens = keep session.Trace.Tokens; Logits = truth; Streams = read }
 
     /// The logit lens U LN_f(h_l) (+ bias), computed directly from one forward pass: the order-0 lens without
     /// the expansion machinery, for comparisons. Shapes: tokens [batch, seq] → [batch, seq, vocab].
+    [<CompiledName("LogitLens")>]
     let logitLens (net: Net) (tokens: Tensor) (stream: int) : Tensor =
         Net.checkStream stream net
         Native.ensure ()

@@ -68,6 +68,7 @@ type JointLensResult =
 module JointLens =
 
     /// h_{l₁}, h_{l₂} − h_{l₁}, … for increasing streams.
+    [<CompiledName("Centres")>]
     let centres (net: Net) (streams: int list) : int list * Centre list =
         let streams = if List.isEmpty streams then [ 0 .. net.Depth ] else streams
         for l in streams do
@@ -80,6 +81,7 @@ module JointLens =
         streams, first :: differences
 
     /// Fits the joint lens on tokens [batch, seq] (or [seq]).
+    [<CompiledName("Fit")>]
     let fit (net: Net) (tokens: Tensor) (options: JointLensOptions) : JointLensResult =
         if options.Order < 0 then
             raise (InvalidOrderException(sprintf "The lens order must be an integer ≥ 0; got %d." options.Order))

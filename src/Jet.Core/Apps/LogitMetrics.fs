@@ -40,6 +40,7 @@ type RankedToken = { Id: int; Token: string; Score: float }
 module LogitMetrics =
 
     /// Cosine, KL(true‖approx), top-1 agreement and top-k overlap of approx against true logits [batch, seq, vocab].
+    [<CompiledName("Compare")>]
     let compare (k: int) (approx: Tensor) (truth: Tensor) : LogitAgreement =
         Tensors.requireCompatible "The approximate logits" approx "the true logits" truth
         let vocab = int truth.shape.[truth.shape.Length - 1]
@@ -64,6 +65,7 @@ module LogitMetrics =
         }
 
     /// The readable piece of a token id, or "<id N>" for ids the tokenizer does not know (padded vocabularies).
+    [<CompiledName("Piece")>]
     let piece (tokenizer: ITokenizer) (id: int) =
         if id >= 0 && id < tokenizer.VocabSize then
             // A table must render whatever a tokenizer does with an id it cannot print.
@@ -72,6 +74,7 @@ module LogitMetrics =
             sprintf "<id %d>" id
 
     /// The n best tokens at every position of logits [seq, vocab], best first: result.[position].[rank].
+    [<CompiledName("Top")>]
     let top (tokenizer: ITokenizer) (n: int) (logits: Tensor) : RankedToken[][] =
         if logits.dim () <> 2L then
             raise (ShapeMismatchException(sprintf "Top tokens need logits of shape [seq, vocab]; got %s." (Tensors.describe logits)))
@@ -88,6 +91,7 @@ module LogitMetrics =
                 { Id = id; Token = piece tokenizer id; Score = values.[p * n + r] }))
 
     /// The values of a [batch, seq] metric at batch row `row`, as floats.
+    [<CompiledName("Row")>]
     let row (metric: Tensor) (row: int) : float[] =
         use scope = torch.NewDisposeScope()
         metric.[int64 row].detach().to_type(torch.float64).cpu().data<float>().ToArray()

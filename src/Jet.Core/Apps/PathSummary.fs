@@ -59,6 +59,7 @@ module PathSummary =
         }
 
     /// The summary of a decoder carving (batch row 0).
+    [<CompiledName("OfLogitPaths")>]
     let ofLogitPaths (carving: LogitPaths) : CarvingSummary =
         use scope = torch.NewDisposeScope()
         let row (t: Tensor) = t.[0L]

@@ -18,6 +18,7 @@ module Vocabulary =
     /// Calls `body start count` for consecutive batches covering ids 0..total−1. Each call runs in its own
     /// dispose scope (tensors it does not move out are freed before the next batch), progress is reported in
     /// ids done, and cancellation is checked before every batch.
+    [<CompiledName("Sweep")>]
     let sweep (total: int) (batchSize: int) (progress: IProgress<int64> option) (cancellation: CancellationToken) (body: int64 -> int64 -> unit) =
         if batchSize < 1 then
             raise (InvalidPlanException(sprintf "The batch size must be ≥ 1; got %d." batchSize))
@@ -36,6 +37,7 @@ module Vocabulary =
     /// The token ids named by lines of text, one token per line as tables print it (`LogitMetrics.piece`, for
     /// example "␣" for the toy's space), or as text that encodes to exactly that one token and decodes back.
     /// Empty lines are skipped; duplicates count once. `source` names the lines' origin in error messages.
+    [<CompiledName("TokenSet")>]
     let tokenSet (tokenizer: ITokenizer) (vocab: int) (source: string) (lines: string seq) : int[] =
         let pieces = Dictionary<string, int>()
         for id in 0 .. vocab - 1 do

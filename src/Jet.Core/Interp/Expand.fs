@@ -205,6 +205,7 @@ type GenericExpansion =
 [<RequireQualifiedAccess>]
 module Expand =
     /// Opens a session: one forward pass of `net` on `tokens` ([batch, seq] or [seq]).
+    [<CompiledName("Session")>]
     let session (net: Net) (tokens: Tensor) = new Session(net, Trace.run net tokens)
 
     /// Evaluates one plan in a fresh session and returns the session with the result (dispose the session).

@@ -126,6 +126,7 @@ module Jet =
 
     /// The full jet: value, coefficients and partial sums. `point` may be None only for order 0.
     /// Shapes: centre and point share any shape; f may change the trailing shape.
+    [<CompiledName("Compute")>]
     let compute (options: JetOptions) (f: Tensor -> Tensor) (centre: Tensor) (point: Tensor option) : JetResult =
         use scope = torch.NewDisposeScope()
         let finish (t: Tensor) = (if options.Differentiable then t else t.detach ()).MoveToOuterDisposeScope()

@@ -18,10 +18,12 @@ type Model =
 [<RequireQualifiedAccess>]
 module Model =
     /// The built-in toy network (seed, width) with its character tokenizer.
+    [<CompiledName("Toy")>]
     let toy (seed: int) (width: int) (dtype: torch.ScalarType) =
         { Net = Toy.create seed width dtype; Tokenizer = CharTokenizer.Instance; Family = "toy"; Source = "toy" }
 
     /// Token ids of a prompt as a [1, seq] int64 tensor; fails on an empty prompt.
+    [<CompiledName("Encode")>]
     let encode (model: Model) (prompt: string) =
         if System.String.IsNullOrEmpty prompt then
             raise (MissingArgumentException "The prompt is empty; give some text to tokenize.")
@@ -41,6 +43,7 @@ module Model =
 
     /// Loads a Hugging Face checkpoint directory (config.json, model.safetensors or its shards, tokenizer files)
     /// as a network of `dtype` on `device` with its tokenizer. Families: gpt2, gpt_neo, gpt_neox, llama, mistral, gemma.
+    [<CompiledName("Load")>]
     let load (directory: string) (dtype: torch.ScalarType) (device: torch.Device) : Model =
         let net, family = Architectures.loadNet directory dtype device
         let tokenizer = HfTokenizer.load directory net.Vocab (Architectures.addsBosByDefault family)
@@ -48,6 +51,7 @@ module Model =
 
     /// Only the tokenizer of "toy" or of a checkpoint directory, without reading any weights (a directory may
     /// hold just tokenizer files; config.json, when present, decides whether a bare tokenizer.model adds BOS).
+    [<CompiledName("Tokenizer")>]
     let tokenizer (source: string) : ITokenizer =
         if source = "toy" then CharTokenizer.Instance :> ITokenizer
         else
@@ -61,6 +65,7 @@ module Model =
             HfTokenizer.load source vocab addBos
 
     /// "toy" opens the built-in toy network (seed ToySeed, width ToyWidth); anything else is a checkpoint directory.
+    [<CompiledName("Resolve")>]
     let resolve (source: string) (dtype: torch.ScalarType) (device: torch.Device) : Model =
         if source = "toy" then
             Architectures.requireFloatingDType dtype
@@ -93,6 +98,7 @@ module Model =
             | _ -> None)
 
     /// The family, sizes, parameter count and dtype of a model.
+    [<CompiledName("Summary")>]
     let summary (model: Model) : Summary =
         let net = model.Net
         let attention = net.Spec.Layers |> List.tryPick (fun l -> attentionIn l.Gamma)

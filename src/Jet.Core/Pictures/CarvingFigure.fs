@@ -15,6 +15,7 @@ module CarvingFigure =
 
     /// A scene of the carving. `inputPieces` are the prompt's tokens and `predictedPieces` the model's top-1 next
     /// tokens, one per position, for the axis labels.
+    [<CompiledName("Scene")>]
     let scene (title: string) (summary: CarvingSummary) (inputPieces: string[]) (predictedPieces: string[]) : Scene =
         let series =
             [ for i, p in List.indexed summary.Paths -> p.Name, Colour.series.[i % Colour.series.Length], p.Contribution ]

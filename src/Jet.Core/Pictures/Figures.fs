@@ -40,6 +40,7 @@ module Figures =
     let private superscript = Notation.superscript
 
     /// "h₃" for stream 3, "h₀ (Enc)" for the encoder output.
+    [<CompiledName("StreamLabel")>]
     let streamLabel (l: int) = if l = 0 then "h₀ (Enc)" else "h" + subscript l
 
     let private finiteOr0 (x: float) = if Double.IsFinite x then x else 0.0
@@ -74,6 +75,7 @@ module Figures =
           yield! tick 1.0 ]
 
     /// The smallest "nice" number (1, 2, 2.5 or 5 times a power of ten) that is ≥ x, for axis limits.
+    [<CompiledName("NiceCeiling")>]
     let niceCeiling (x: float) =
         if not (x > 0.0) || not (Double.IsFinite x) then 1.0
         else
@@ -83,6 +85,7 @@ module Figures =
     /// A token table: row labels on the left, one column per input token, notes on the right, the footer rows
     /// after a gap, and a colour bar. Cells are coloured by value on a diverging scale centred at 0 whose two
     /// ends are 1.3 × the most negative and most positive values of all rows and the footer.
+    [<CompiledName("TokenTable")>]
     let tokenTable (table: TokenTable) : Scene =
         let allRows = table.Rows @ table.Footer
         let values = allRows |> List.collect (fun r -> r.Cells |> Array.map (fun c -> finiteOr0 c.Value) |> List.ofArray)
@@ -141,6 +144,7 @@ module Figures =
 
     /// The iterative lens table of batch row `row`: one row per stream, one column per input token, each cell the
     /// lens's top-1 token coloured by its logit; the model's own top-1 tokens in the bottom row.
+    [<CompiledName("Lens")>]
     let lens (tokenizer: ITokenizer) (result: LensResult) (row: int) : Scene =
         checkRow result.Tokens row
         let name = if result.Order = 0 then "Logit lens (jet lens of order 0)" else sprintf "Jet lens of order %d" result.Order
@@ -150,10 +154,10 @@ module Figures =
                 Subtitle = sprintf "cell: top-1 token of U·J%s LN_f(h_l)(h_L), coloured by its logit · right: mean over positions" (superscript result.Order)
                 Columns = columnsOf tokenizer result.Tokens row
                 Rows =
-                    [ for layer in result.Layers ->
-                          let kl = mean (LogitMetrics.row layer.Agreement.Kl row)
-                          let top1 = mean (LogitMetrics.row layer.Agreement.Top1 row)
-                          { Label = streamLabel layer.Stream; Cells = topCells tokenizer layer.Logits row; Note = sprintf "KL %.3f · top-1 %.0f%%" kl (100.0 * top1) } ]
+                    [ for stream in result.Streams ->
+                          let kl = mean (LogitMetrics.row stream.Agreement.Kl row)
+                          let top1 = mean (LogitMetrics.row stream.Agreement.Top1 row)
+                          { Label = streamLabel stream.Stream; Cells = topCells tokenizer stream.Logits row; Note = sprintf "KL %.3f · top-1 %.0f%%" kl (100.0 * top1) } ]
                 Footer = [ { Label = "model"; Cells = topCells tokenizer result.Logits row; Note = "" } ]
                 ScaleLabel = "top-1 logit"
             }
@@ -161,6 +165,7 @@ module Figures =
     /// The joint lens table of batch row `row`: one row per centre (label with its mean weight), each cell the top-1
     /// token of that centre's weighted logits with the centre's weight at that position; below, the model's
     /// output and the combined lens.
+    [<CompiledName("JointLens")>]
     let jointLens (tokenizer: ITokenizer) (result: JointLensResult) (row: int) : Scene =
         checkRow result.Tokens row
         let weights = result.Weights.select(1L, int64 row).to_type(torch.float64).cpu()
@@ -213,11 +218,12 @@ module Figures =
 
     /// The per-layer metrics of a lens for batch row `row`, averaged over positions: cosine, top-1 agreement and
     /// top-k overlap on the left (0..1), KL(model‖lens) on the right.
+    [<CompiledName("LensMetrics")>]
     let lensMetrics (result: LensResult) (row: int) : Scene =
         checkRow result.Tokens row
-        let streams = result.Layers |> List.map (fun l -> "h" + subscript l.Stream) |> Array.ofList
-        let perLayer (pick: LogitAgreement -> Tensor) = result.Layers |> List.map (fun l -> mean (LogitMetrics.row (pick l.Agreement) row)) |> Array.ofList
-        let k = match result.Layers with l :: _ -> l.Agreement.K | [] -> 0
+        let streams = result.Streams |> List.map (fun l -> "h" + subscript l.Stream) |> Array.ofList
+        let perLayer (pick: LogitAgreement -> Tensor) = result.Streams |> List.map (fun l -> mean (LogitMetrics.row (pick l.Agreement) row)) |> Array.ofList
+        let k = match result.Streams with l :: _ -> l.Agreement.K | [] -> 0
         let kl = perLayer (fun a -> a.Kl)
         let klMax = kl |> Array.map finiteOr0 |> Array.fold max 0.0 |> fun m -> if m <= 0.0 then 1.0 else niceCeiling (m * 1.05)
         let headShapes, top = heading (sprintf "Lens metrics per layer (order %d)" result.Order) "mean over the prompt's positions"
@@ -233,7 +239,9 @@ module Figures =
 
     /// A bigram table: rank, token, next token and score, at most `maxRows` rows (a note says how many were left
     /// out). Probabilities are coloured white to blue, logits on the diverging scale.
-    let bigrams (title: string) (subtitle: string) (space: ScoreSpace) (maxRows: int) (rows: BigramRow list) : Scene =
+    [<CompiledName("Bigrams")>]
+    let bigrams (title: string) (subtitle: string) (space: ScoreSpace) (maxRows: int) (rows: BigramRow seq) : Scene =
+        let rows = List.ofSeq rows
         let shown = List.truncate (max 1 maxRows) rows
         let scores = shown |> List.map (fun r -> finiteOr0 r.Score)
         let high = if scores.IsEmpty then 1.0 else max (List.max scores) 1e-12
@@ -276,3 +284,9 @@ module Figures =
         let width = max (tableRight + margin) (margin * 2.0 + max (Fonts.measure title titleSize true) (Fonts.measure subtitle textSize false))
         let height = y0 + rowHeight * float (shown.Length + 1) + (if rows.Length > shown.Length then 28.0 else 0.0) + margin
         { Width = Math.Ceiling width; Height = Math.Ceiling height; Shapes = shapes }
+
+    /// The picture of a bigram table swept along `path`: `bigrams` titled "Jet bigrams: " and the path in words, the
+    /// subtitle saying how the rows were ranked (global or per first token, k, score space, diagonal dropped).
+    [<CompiledName("BigramTable")>]
+    let bigramTable (path: BigramPath) (isGlobal: bool) (k: int) (space: ScoreSpace) (dropDiagonal: bool) (maxRows: int) (rows: BigramRow seq) : Scene =
+        bigrams ("Jet bigrams: " + Readings.describePath path) (Readings.describeTable isGlobal k space dropDiagonal) space maxRows rows

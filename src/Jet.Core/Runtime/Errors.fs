@@ -27,6 +27,11 @@ type DTypeException(message: string) =
 type DeviceMismatchException(message: string) =
     inherit JetException(message)
 
+/// A device this build or machine does not have (CUDA on the CPU-only TorchSharp build), or a device name that is
+/// not cpu, cuda or cuda:N.
+type DeviceUnavailableException(message: string) =
+    inherit JetException(message)
+
 /// An index (layer, block, stream, token id, position, head) outside its valid range.
 type IndexRangeException(message: string) =
     inherit JetException(message)

@@ -28,6 +28,7 @@ module Native =
         + "See README.md, section Troubleshooting."
 
     /// Makes sure TorchSharp can run; safe to call many times and from many threads.
+    [<CompiledName("Ensure")>]
     let ensure () =
         if not ready then
             lock gate (fun () ->

@@ -54,6 +54,7 @@ module Tensors =
     let scoped1 (body: unit -> Tensor) : Tensor = scoped body Seq.singleton
 
     /// Number of tensors TorchSharp currently holds alive (for leak tests).
+    [<CompiledName("LiveCount")>]
     let liveCount () = Tensor.TotalCount
 
 /// F#-friendly spellings of TorchSharp calls whose overloads F# cannot pick from a literal.

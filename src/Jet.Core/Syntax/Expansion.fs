@@ -148,4 +148,5 @@ module Expansion =
     let withWeightTensor (w: Tensor) (e: Expansion) = { e with Weights = Weights.Tensor { Tensor = w } }
 
     /// The plan's structure as F# prints it (`%A`), for every front door.
+    [<CompiledName("Print")>]
     let print (e: Expansion) = sprintf "%A" e

@@ -112,6 +112,7 @@ module Net =
         | None, _ -> ()
         net
 
+    [<CompiledName("Create")>]
     let create spec parameters = Net(spec, parameters) |> validate
 
     /// The same network with every parameter mapped by `convert`; tied parameters stay shared.
@@ -133,12 +134,14 @@ module Net =
     let toDevice (device: torch.Device) (net: Net) = mapParameters (fun t -> t.detach().``to`` device) net
 
     /// The residual layers (1-based) of a block (1-based); fails with the valid range.
+    [<CompiledName("LayersOfBlock")>]
     let layersOfBlock (block: int) (net: Net) =
         match net.Spec.BlockLayers.TryFind block with
         | Some layers -> layers
         | None -> raise (IndexRangeException(sprintf "Block %d does not exist; this network has blocks 1..%d." block net.Spec.BlockCount))
 
     /// The residual layer of a block whose kind matches (for example the MLP of block 3).
+    [<CompiledName("LayerOfBlock")>]
     let layerOfBlock (block: int) (kind: LayerKind) (net: Net) =
         let layers = layersOfBlock block net
         match layers |> List.tryFind (fun l -> net.Spec.Layers.[l - 1].Kind = kind) with

@@ -1,0 +1,89 @@
+/// The model arguments every command that opens a model shares: `--model toy|DIR`, `--dtype` and `--device`.
+/// Argu cannot share union cases between commands, so each command's arguments repeat the cases `Model`, `Dtype`
+/// and `Device` with the usage texts below, and `read` reads them (`tokenize`, which reads no weights, takes only
+/// `--model`).
+module Jet.Cli.ModelArgs
+
+open System
+open Argu
+open Microsoft.FSharp.Quotations
+open TorchSharp
+open Jet.Core
+open Jet.Core.Models
+
+/// The usage text of `--model` for commands that read weights.
+let modelUsage = "toy, or a Hugging Face checkpoint directory (config.json + model.safetensors)."
+
+/// The usage text of `--model` for `tokenize`, which reads only the tokenizer.
+let tokenizerUsage =
+    "toy, or a directory with Hugging Face tokenizer files (tokenizer.json, vocab.json + merges.txt, or tokenizer.model)."
+
+/// The usage text of `--dtype`.
+let dtypeUsage = "float32 (default), float64, bfloat16 or float16: the element type of the weights."
+
+/// The usage text of `--device`.
+let deviceUsage = "cpu (default), cuda or cuda:N; cuda needs a CUDA build of TorchSharp (docs/troubleshooting.md)."
+
+/// What the model arguments ask for, checked before any weights are read.
+type ModelRequest = { Source: string; DType: torch.ScalarType; Device: torch.Device }
+
+/// The element types `--dtype` accepts, by name.
+let private dtypes = [ "float32", torch.float32; "float64", torch.float64; "bfloat16", torch.bfloat16; "float16", torch.float16 ]
+
+/// The `--model` value, trimmed; fails when it is empty.
+let source (spec: string) =
+    if String.IsNullOrWhiteSpace spec then
+        raise (MissingArgumentException "--model is empty; give toy or a checkpoint directory.")
+    spec.Trim()
+
+/// The element type named by `--dtype` (default float32); fails listing the valid names.
+let dtype (name: string option) =
+    let name = defaultArg name "float32"
+    match dtypes |> List.tryFind (fun (n, _) -> n = name) with
+    | Some(_, t) -> t
+    | None ->
+        let valid = dtypes |> List.map fst |> String.concat ", "
+        raise (DTypeException(sprintf "Unknown --dtype '%s'; choose one of: %s." name valid))
+
+/// The device named by `--device` (default cpu): cpu, cuda or cuda:N. CUDA on a build without it (the CPU-only
+/// TorchSharp package this repository references) fails saying how to switch.
+let device (name: string option) =
+    let name = defaultArg name "cpu"
+    let text = name.Trim().ToLowerInvariant()
+    // (is CUDA, GPU index); a CUDA device is made only once CUDA is known to be there (making one starts it).
+    let parsed =
+        match text with
+        | "cpu" -> Some(false, -1)
+        | "cuda" -> Some(true, -1)
+        | _ when text.StartsWith "cuda:" ->
+            match Int32.TryParse(text.Substring 5) with
+            | true, index when index >= 0 -> Some(true, index)
+            | _ -> None
+        | _ -> None
+    match parsed with
+    | None -> raise (DeviceUnavailableException(sprintf "Unknown --device '%s'; choose cpu, cuda or cuda:N (N a GPU index ≥ 0)." name))
+    | Some(false, _) -> torch.CPU
+    | Some(true, index) ->
+        Native.ensure ()
+        if not (torch.cuda.is_available ()) then
+            raise (
+                DeviceUnavailableException(
+                    sprintf "--device %s: CUDA is not available in this build, which uses the CPU-only TorchSharp package; to run on a GPU, switch to a CUDA build as docs/troubleshooting.md#using-a-gpu-cuda describes." name
+                )
+            )
+        torch.device (DeviceType.CUDA, index)
+
+/// Reads a command's model arguments, given its `Model`, `Dtype` and `Device` cases; every name is checked here,
+/// before any weights are read.
+let read (args: ParseResults<'T>) (model: Expr<string -> 'T>) (dtypeCase: Expr<string -> 'T>) (deviceCase: Expr<string -> 'T>) =
+    { Source = source (args.GetResult model); DType = dtype (args.TryGetResult dtypeCase); Device = device (args.TryGetResult deviceCase) }
+
+/// Opens the model a request names: the built-in toy or a checkpoint directory, in its dtype on its device.
+let load (request: ModelRequest) : Model =
+    Native.ensure ()
+    Model.resolve request.Source request.DType request.Device
+
+/// Only the tokenizer of `--model` (toy or a directory with tokenizer files); no weights are read.
+let tokenizer (spec: string) : ITokenizer =
+    Native.ensure ()
+    Model.tokenizer (source spec)
