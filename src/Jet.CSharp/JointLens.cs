@@ -121,7 +121,7 @@ public sealed class JointLensReading : IDisposable
                     weights = ids.Select((_, b) => core.Weights[i, b].to_type(ScalarType.Float64).cpu().data<double>().ToArray()).ToArray();
                 var best = Readings.Top(model.Tokenizer, perCentre[i], top);
                 var positions = Readings.Positions(ids, (b, p) => new WeightedPosition(b, p, LogitMetrics.piece(model.Tokenizer, ids[b][p]), weights[b][p], best[b][p]));
-                return new JointLensCentre(Jet.Core.Path.RenderCentre(centre), paths[i].ToString(), perCentre[i], weights.SelectMany(w => w).Average(), positions);
+                return new JointLensCentre(centre.ToString(), paths[i].ToString(), perCentre[i], weights.SelectMany(w => w).Average(), positions);
             }).ToList();
             Positions = Readings.Lens(model.Tokenizer, ids, core.Combined, core.Agreement, top);
             Mean = Readings.Mean(Positions.Select(p => p.Agreement).ToList());

@@ -134,7 +134,7 @@ let tests =
             failsWith [ "lens"; "--model"; "toy"; "--prompt"; "ab"; "--layers"; "0,7" ] [ "h_7"; "h_0..h_2" ]
             failsWith [ "lens"; "--model"; "toy"; "--prompt"; "ab"; "--layers"; "0,x" ] [ "--layers"; "comma-separated" ]
             failsWith [ "lens"; "--model"; "toy"; "--prompt"; "" ] [ "prompt is empty" ]
-            failsWith [ "lens"; "--model"; "toy"; "--prompt"; "ab"; "--order"; "-1" ] [ "≥ 0" ]
+            failsWith [ "lens"; "--model"; "toy"; "--prompt"; "ab"; "--order"; "-1" ] [ "0..64" ]
             failsWith [ "lens"; "--model"; "toy"; "--prompt"; "ab"; "--out"; "x.jpg" ] [ ".png or .svg" ]
             failsWith [ "joint-lens"; "--model"; "toy"; "--prompt"; "ab"; "--layers"; "2,1" ] [ "strictly increasing" ]
             failsWith [ "bigrams"; "--model"; "toy"; "--path"; "mlp" ] [ "embed or mlp:B" ]

@@ -58,7 +58,7 @@ let private execute (args: ParseResults<Args>) =
                 centres =
                     [| for i, centre in List.indexed result.Centres ->
                            {|
-                               centre = Path.RenderCentre centre
+                               centre = Print.centre centre
                                path = string result.Paths.[i]
                                weights = weights i
                                top = top result.PerCentre.[i] |> Array.map (fun r -> {| id = r.Id; token = r.Token; logit = r.Score |})
@@ -77,7 +77,7 @@ let private execute (args: ParseResults<Args>) =
             ([ "centre"; "mean w" ] @ columns)
             ([ for i, centre in List.indexed result.Centres ->
                   let w = weights i
-                  [ Path.RenderCentre centre; sprintf "%.1f%%" (100.0 * Array.average w) ]
+                  [ Print.centre centre; sprintf "%.1f%%" (100.0 * Array.average w) ]
                   @ [ for p, r in Array.indexed (top result.PerCentre.[i]) -> sprintf "%s %.0f%%" r.Token (100.0 * w.[p]) ] ]
              @ [ [ "joint lens"; "" ] @ [ for r in top result.Combined -> r.Token ]
                  [ "model"; "" ] @ [ for r in top result.Logits -> r.Token ] ])
