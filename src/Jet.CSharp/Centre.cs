@@ -56,5 +56,5 @@ public sealed class Centre
     }
 
     /// <summary>The centre as the paper writes it, for example "γ₁(Enc)".</summary>
-    public override string ToString() => Jet.Core.Path.RenderCentre(Core);
+    public override string ToString() => Core.ToString();
 }

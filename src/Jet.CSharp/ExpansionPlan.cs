@@ -38,8 +38,9 @@ public sealed class ExpansionPlan : IEquatable<ExpansionPlan>
     /// <inheritdoc/>
     public override int GetHashCode() => Core.GetHashCode();
 
-    /// <summary>The plan's structure, as F# prints it.</summary>
-    public override string ToString() => Jet.Core.ExpansionModule.Print(Core);
+    /// <summary>The plan in one line, for example
+    /// <c>expand layer 2 around {Enc, γ₁(Enc)} at order 1, uniform weights, Taylor</c> (the core's printer).</summary>
+    public override string ToString() => Core.ToString();
 }
 
 /// <summary>Starts expansion plans: choose the site first, then the centres, then the options.</summary>
@@ -59,46 +60,45 @@ public sealed class SiteStage
 
     internal SiteStage(Jet.Core.Site site) => this.site = site;
 
-    /// <summary>The centres to expand around (at least one).</summary>
+    /// <summary>The centres to expand around (at least one, none null).</summary>
     public PlanBuilder Around(params Centre[] centres)
     {
         ArgumentNullException.ThrowIfNull(centres);
-        if (centres.Length == 0)
-            throw new ArgumentException("Around(...) needs at least one centre, for example Centre.Stream(0).", nameof(centres));
-        if (centres.Any(c => c is null))
-            throw new ArgumentException("Around(...) was given a null centre.", nameof(centres));
-        var core = new Jet.Core.Expansion(site, ListModule.OfSeq(centres.Select(c => c.Core)), 1, Jet.Core.Weights.Uniform, Jet.Core.Engine.Taylor);
+        // The core validates the plan (no centres, a null centre) with the messages every front door shares.
+        var core = Jet.Core.Expansion.Create(
+            site, ListModule.OfSeq(centres.Select(c => c?.Core!)), 1, Jet.Core.Weights.Uniform, Jet.Core.Engine.Taylor);
         return new PlanBuilder(core);
     }
 }
 
-/// <summary>A complete plan that can still be refined; every call returns a new builder.</summary>
+/// <summary>A complete plan that can still be refined; every call returns a new builder. Each call validates the
+/// plan it makes, so an invalid order or weights fail where they are given.</summary>
 public sealed class PlanBuilder
 {
     private readonly Jet.Core.Expansion core;
 
     internal PlanBuilder(Jet.Core.Expansion core) => this.core = core;
 
-    /// <summary>The order k ≥ 0 (default 1).</summary>
-    public PlanBuilder Order(int order) => new(new Jet.Core.Expansion(core.Site, core.Centres, order, core.Weights, core.Engine));
+    /// <summary>The order k, 0..64 (default 1).</summary>
+    public PlanBuilder Order(int order) => new(Jet.Core.Expansion.Create(core.Site, core.Centres, order, core.Weights, core.Engine));
 
-    /// <summary>Fixed weights, one per centre (default: uniform 1/N).</summary>
+    /// <summary>Fixed finite weights, one per centre (default: uniform 1/N).</summary>
     public PlanBuilder Weights(params double[] weights)
     {
         ArgumentNullException.ThrowIfNull(weights);
-        return new(new Jet.Core.Expansion(core.Site, core.Centres, core.Order, Jet.Core.Weights.NewFixed(ListModule.OfSeq(weights)), core.Engine));
+        return new(Jet.Core.Expansion.Create(core.Site, core.Centres, core.Order, Jet.Core.Weights.NewFixed(ListModule.OfSeq(weights)), core.Engine));
     }
 
     /// <summary>Weights as a tensor of shape [N], [N, seq] or [N, batch, seq]; it may require grad.</summary>
     public PlanBuilder Weights(Tensor weights)
     {
         ArgumentNullException.ThrowIfNull(weights);
-        return new(new Jet.Core.Expansion(core.Site, core.Centres, core.Order, Jet.Core.Weights.NewTensor(new Jet.Core.TensorRef(weights)), core.Engine));
+        return new(Jet.Core.Expansion.Create(core.Site, core.Centres, core.Order, Jet.Core.Weights.NewTensor(new Jet.Core.TensorRef(weights)), core.Engine));
     }
 
     /// <summary>The jet engine (default Taylor).</summary>
     public PlanBuilder Engine(JetEngine engine) =>
-        new(new Jet.Core.Expansion(core.Site, core.Centres, core.Order, core.Weights, engine == JetEngine.Jvp ? Jet.Core.Engine.Jvp : Jet.Core.Engine.Taylor));
+        new(Jet.Core.Expansion.Create(core.Site, core.Centres, core.Order, core.Weights, engine == JetEngine.Jvp ? Jet.Core.Engine.Jvp : Jet.Core.Engine.Taylor));
 
     /// <summary>The finished plan.</summary>
     public ExpansionPlan Build() => new(core);

@@ -105,7 +105,7 @@ public class LensTests
         var repeated = Assert.Throws<Jet.Core.InvalidPlanException>(() => model.Lens().Streams(1, 1).Run("ab"));
         Assert.Contains("repeat", repeated.Message);
         var order = Assert.Throws<Jet.Core.InvalidOrderException>(() => model.Lens().Order(-1).Run("ab"));
-        Assert.Contains("≥ 0", order.Message);
+        Assert.Contains("The lens order must be an integer in 0..64", order.Message);
         var top = Assert.Throws<Jet.Core.IndexRangeException>(() => model.Lens().Top(101).Run("ab"));
         Assert.Contains("1 ≤ k ≤ 100", top.Message);
         var token = Assert.Throws<Jet.Core.IndexRangeException>(() => model.Lens().Run(Tokens(1, 100)));

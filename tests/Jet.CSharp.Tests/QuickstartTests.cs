@@ -56,7 +56,7 @@ public class QuickstartTests
         var b = Plan.AtLayer(2).Around(Centre.Stream(0), Centre.Gamma(1)).Build();
         Assert.Equal(a, b);
         Assert.NotEqual(a, Plan.AtLayer(2).Around(Centre.Stream(0), Centre.Gamma(1)).Order(2).Build());
-        Assert.Contains("Site = Layer 2", a.ToString());
+        Assert.Equal("expand layer 2 around {Enc, γ₁(Enc)} at order 1, uniform weights, Taylor", a.ToString());
         Assert.Equal("γ₁(Enc)", Centre.Gamma(1).ToString());
     }
 
@@ -80,9 +80,15 @@ public class QuickstartTests
         using var analysis = model.Analyse("hello");
         var layer = Assert.Throws<Jet.Core.IndexRangeException>(() => analysis.Expand(Plan.AtLayer(9).Around(Centre.Encoder)));
         Assert.Contains("1..2", layer.Message);
-        Assert.Throws<ArgumentException>(() => Plan.AtLayer(1).Around());
-        var order = Assert.Throws<Jet.Core.InvalidOrderException>(() => analysis.Expand(Plan.AtLayer(1).Around(Centre.Encoder).Order(-1)));
-        Assert.Contains("≥ 0", order.Message);
+        // The builder makes plans through the core's validating constructor, so it fails where the mistake is made,
+        // with the core's messages.
+        Assert.Contains("no centres", Assert.Throws<Jet.Core.InvalidPlanException>(() => Plan.AtLayer(1).Around()).Message);
+        Assert.Contains("Centre 1 (0-based) of the plan is null", Assert.Throws<Jet.Core.MissingArgumentException>(() => Plan.AtLayer(1).Around(Centre.Encoder, null!)).Message);
+        var order = Assert.Throws<Jet.Core.InvalidOrderException>(() => Plan.AtLayer(1).Around(Centre.Encoder).Order(-1));
+        Assert.Contains("The expansion order must be an integer in 0..64; got -1.", order.Message);
+        Assert.Contains("3 weights were given for 2 centres", Assert.Throws<Jet.Core.InvalidPlanException>(() => Plan.AtLayer(1).Around(Centre.Encoder, Centre.Embedding).Weights(1, 2, 3)).Message);
+        Assert.Contains("finite", Assert.Throws<Jet.Core.InvalidPlanException>(() => Plan.AtLayer(1).Around(Centre.Encoder).Weights(double.NaN)).Message);
+        Assert.Contains("first dimension must be 2", Assert.Throws<Jet.Core.InvalidPlanException>(() => Plan.AtLayer(1).Around(Centre.Encoder, Centre.Embedding).Weights(torch.ones(3))).Message);
         var token = Assert.Throws<Jet.Core.IndexRangeException>(() => model.Analyse(torch.tensor(new long[] { 5, 250 })));
         Assert.Contains("0..99", token.Message);
     }

@@ -155,7 +155,7 @@ let tests =
             failsWith [ "lens"; "--model"; "toy"; "--prompt"; "ab"; "--layers"; "0,1" ] [ "--layers was renamed --streams" ]
             failsWith [ "joint-lens"; "--model"; "toy"; "--prompt"; "ab"; "--layers"; "0,1" ] [ "--layers was renamed --streams" ]
             failsWith [ "lens"; "--model"; "toy"; "--prompt"; "" ] [ "prompt is empty" ]
-            failsWith [ "lens"; "--model"; "toy"; "--prompt"; "ab"; "--order"; "-1" ] [ "≥ 0" ]
+            failsWith [ "lens"; "--model"; "toy"; "--prompt"; "ab"; "--order"; "-1" ] [ "0..64" ]
             failsWith [ "lens"; "--model"; "toy"; "--prompt"; "ab"; "--out"; "x.jpg" ] [ ".png or .svg" ]
             failsWith [ "joint-lens"; "--model"; "toy"; "--prompt"; "ab"; "--streams"; "2,1" ] [ "strictly increasing" ]
             failsWith [ "bigrams"; "--model"; "toy"; "--path"; "mlp" ] [ "embed or mlp:B" ]

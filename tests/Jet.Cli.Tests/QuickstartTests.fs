@@ -57,6 +57,6 @@ let tests =
             Expect.stringContains r.Stderr "--d must be ≥ 1" "message"
             let r = run [ "quickstart"; "--order"; "-1" ]
             Expect.equal r.ExitCode 1 "exit code for --order -1"
-            Expect.stringContains r.Stderr "≥ 0" "message"
+            Expect.stringContains r.Stderr "--order must be an integer in 0..64" "message"
         }
     ]

@@ -180,20 +180,13 @@ let plans =
             Expect.equal a b "same plan, built twice"
             Expect.notEqual a (a |> Expansion.withOrder 2) "different order"
             Expect.notEqual (Centre.Terms a) (Centre.Terms(a |> Expansion.withEngine Engine.Jvp)) "different engine"
-            let printed = sprintf "%A" (Carving.twoStep 1 Engine.Taylor)
+            let plan = Carving.twoStep 1 Engine.Taylor
             let expected =
-                String.concat "\n" [
-                    "{ Site = Decoder"
-                    "  Centres = [Terms { Site = Layer 2"
-                    "                     Centres = [Stream 0; Gamma 1]"
-                    "                     Order = 1"
-                    "                     Weights = Uniform"
-                    "                     Engine = Taylor }]"
-                    "  Order = 1"
-                    "  Weights = Uniform"
-                    "  Engine = Taylor }"
-                ]
-            Expect.equal printed expected "%A of the quickstart plan"
+                "expand the decoder around {terms of [expand layer 2 around {Enc, γ₁(Enc)} at order 1, uniform weights, Taylor]} at order 1, uniform weights, Taylor"
+            Expect.equal (Print.plan plan) expected "the quickstart plan"
+            Expect.equal (string plan) expected "ToString delegates to the printer"
+            Expect.equal (sprintf "%A" plan) expected "%A prints the same"
+            Expect.equal (sprintf "%O" (Centre.Terms plan)) (Print.centre (Centre.Terms plan)) "a centre prints as in path names"
         }
         test "the toy network prints its structure" {
             let expected =
@@ -207,7 +200,7 @@ let plans =
             Expect.equal (string (Toy.create 0 4 torch.float32)) expected "Net.ToString"
         }
         test "centre paths print as the paper writes them" {
-            let render c = Path.RenderCentre c
+            let render c = Print.centre c
             Expect.equal (render (Centre.Stream 0)) "Enc" "h₀"
             Expect.equal (render (Centre.Stream 3)) "h₃" "h₃"
             Expect.equal (render (Centre.Gamma 4)) "γ₄(h₃)" "γ₄"
@@ -279,13 +272,18 @@ let badInput =
                 use session = Expand.session net tokens
                 session.Unembed(session.Expand(Expansion.atLayer 1 [ Centre.Encoder ])) |> ignore) "unembedding a layer expansion"
         }
-        test "empty centres, mismatched weights, negative order, bad term index" {
-            Expect.throwsWith<InvalidPlanException> [ "no centres" ] (expand (Expansion.atLayer 1 [])) "no centres"
-            Expect.throwsWith<InvalidPlanException> [ "3 weights"; "2 centres" ] (expand (Expansion.atLayer 1 [ Centre.Encoder; Centre.Embedding ] |> Expansion.withWeights (Weights.Fixed [ 1.0; 2.0; 3.0 ]))) "weights"
-            Expect.throwsWith<InvalidPlanException> [ "[3]"; "2 centres" ] (expand (Expansion.atLayer 1 [ Centre.Encoder; Centre.Embedding ] |> Expansion.withWeightTensor (torch.ones 3L))) "weight tensor"
-            Expect.throwsWith<InvalidOrderException> [ "≥ 0"; "-1" ] (expand (Expansion.atLayer 1 [ Centre.Encoder ] |> Expansion.withOrder -1)) "order"
+        test "a bad term index is found when the inner plan is evaluated" {
             let inner = Expansion.atLayer 1 [ Centre.Encoder ]
-            Expect.throwsWith<IndexRangeException> [ "Term 5"; "0..1" ] (expand (Expansion.atLayer 2 [ Centre.Term(inner, 5) ])) "term index"
+            Expect.throwsWith<IndexRangeException> [ "Term 5"; "the order-1 expansion at layer 1"; "0..1" ] (expand (Expansion.atLayer 2 [ Centre.Term(inner, 5) ])) "term index"
+        }
+        test "weights that fit a Terms centre only by count are checked at evaluation, with the same messages" {
+            let inner = Expansion.atLayer 1 [ Centre.Encoder ]
+            // Terms of `inner` stands for 2 centres; with Embedding that makes 3.
+            let fixedPlan = Expansion.atLayer 2 [ Centre.Terms inner; Centre.Embedding ] |> Expansion.withWeights (Weights.Fixed [ 1.0; 2.0 ])
+            Expect.throwsWith<InvalidPlanException> [ "2 weights were given for 3 centres"; "one weight per centre" ] (expand fixedPlan) "fixed weights"
+            let tensorPlan = Expansion.atLayer 2 [ Centre.Terms inner ] |> Expansion.withWeightTensor (torch.ones 3L)
+            Expect.throwsWith<InvalidPlanException> [ "[3]"; "2 centres"; "first dimension must be 2" ] (expand tensorPlan) "weight tensor"
+            expand (Expansion.atLayer 2 [ Centre.Terms inner; Centre.Embedding ] |> Expansion.withWeights (Weights.Fixed [ 1.0; 2.0; 3.0 ])) ()
         }
         test "token ids outside the vocabulary and sequences longer than the position table" {
             Expect.throwsWith<IndexRangeException> [ "Token id 100"; "0..99" ] (fun () -> Expand.session net (torch.tensor [| 3L; 100L |]) |> ignore) "id 100"
@@ -301,5 +299,72 @@ let badInput =
         }
     ]
 
+/// Every kind of invalid plan fails where it is made, with one exception type per kind and a message that says what
+/// is valid, so no invalid plan reaches a session.
+let private fails<'E when 'E :> exn> fragments (make: unit -> Expansion) message = Expect.throwsWith<'E> fragments (make >> ignore) message
+
+let invalidPlans =
+    let two = Expansion.atLayer 1 [ Centre.Encoder; Centre.Embedding ]
+    testList "invalid plans cannot be made" [
+        test "orders outside 0..MaxOrder" {
+            for order in [ -1; Expansion.MaxOrder + 1; Int32.MinValue ] do
+                fails<InvalidOrderException> [ "The expansion order must be an integer in 0..64"; sprintf "got %d" order ] (fun () -> two |> Expansion.withOrder order) (sprintf "order %d" order)
+            fails<InvalidOrderException> [ "0..64" ] (fun () -> Expansion.Create(Site.Decoder, [ Centre.Encoder ], -3, Weights.Uniform, Engine.Taylor)) "the constructor checks too"
+            for order in [ 0; Expansion.MaxOrder ] do
+                Expect.equal (two |> Expansion.withOrder order).Order order (sprintf "order %d is valid" order)
+        }
+        test "no centres, a null centre or a null part" {
+            fails<InvalidPlanException> [ "layer 1"; "no centres"; "at least one" ] (fun () -> Expansion.atLayer 1 []) "no centres"
+            fails<InvalidPlanException> [ "the decoder"; "no centres" ] (fun () -> Expansion.atDecoder (Unchecked.defaultof<Centre list>)) "a null list"
+            let nullCentre = Unchecked.defaultof<Centre>
+            fails<MissingArgumentException> [ "Centre 1 (0-based)"; "is null" ] (fun () -> Expansion.atDecoder [ Centre.Encoder; nullCentre ]) "a null centre"
+            fails<MissingArgumentException> [ "Centre 0 (0-based)"; "contains a null centre" ] (fun () -> Expansion.atDecoder [ Centre.Difference(Centre.Stream 2, nullCentre) ]) "half a difference"
+            fails<MissingArgumentException> [ "Centre 0 (0-based)"; "null plan" ] (fun () -> Expansion.atDecoder [ Centre.Terms(Unchecked.defaultof<Expansion>) ]) "terms of a null plan"
+            fails<MissingArgumentException> [ "null plan" ] (fun () -> Expansion.atDecoder [ Centre.Term(Unchecked.defaultof<Expansion>, 0) ]) "a term of a null plan"
+            fails<MissingArgumentException> [ "without a function" ] (fun () -> Expansion.atDecoder [ Centre.Custom { Name = "f"; Apply = Unchecked.defaultof<_> } ]) "a custom centre without a function"
+            fails<MissingArgumentException> [ "site is null" ] (fun () -> Expansion.at (Unchecked.defaultof<Site>) [ Centre.Encoder ]) "a null site"
+            fails<MissingArgumentException> [ "engine is null" ] (fun () -> two |> Expansion.withEngine (Unchecked.defaultof<Engine>)) "a null engine"
+        }
+        test "fixed weights: finite, one per centre" {
+            fails<InvalidPlanException> [ "3 weights were given for 2 centres"; "one weight per centre" ] (fun () -> two |> Expansion.withWeights (Weights.Fixed [ 1.0; 2.0; 3.0 ])) "too many"
+            fails<InvalidPlanException> [ "0 weights were given for 2 centres" ] (fun () -> two |> Expansion.withWeights (Weights.Fixed [])) "none"
+            for bad in [ nan; infinity; -infinity ] do
+                fails<InvalidPlanException> [ "Weight 1 (0-based)"; "finite" ] (fun () -> two |> Expansion.withWeights (Weights.Fixed [ 0.5; bad ])) (sprintf "weight %g" bad)
+            fails<InvalidPlanException> [ "finite" ] (fun () -> Expansion.atLayer 2 [ Centre.Terms two ] |> Expansion.withWeights (Weights.Fixed [ nan ])) "finite even when the count is not known yet"
+            fails<MissingArgumentException> [ "weights are null" ] (fun () -> two |> Expansion.withWeights (Unchecked.defaultof<Weights>)) "null weights"
+            fails<MissingArgumentException> [ "fixed weights are null" ] (fun () -> two |> Expansion.withWeights (Weights.Fixed(Unchecked.defaultof<float list>))) "a null list"
+            // With a Terms centre the count is known only at evaluation (see the bad-plans tests).
+            Expect.equal (Expansion.atLayer 2 [ Centre.Terms two ] |> Expansion.withWeights (Weights.Fixed [ 1.0; 2.0; 3.0 ])).Weights (Weights.Fixed [ 1.0; 2.0; 3.0 ]) "deferred"
+        }
+        test "weight tensors: 1..3 dimensions, the first one per centre" {
+            fails<ShapeMismatchException> [ "shape []"; "[N], [N, seq] or [N, batch, seq]" ] (fun () -> two |> Expansion.withWeightTensor (torch.tensor 1.0)) "a scalar"
+            fails<ShapeMismatchException> [ "[2, 1, 1, 1]" ] (fun () -> two |> Expansion.withWeightTensor (torch.ones(2L, 1L, 1L, 1L))) "four dimensions"
+            fails<InvalidPlanException> [ "[3, 4]"; "2 centres"; "first dimension must be 2" ] (fun () -> two |> Expansion.withWeightTensor (torch.ones(3L, 4L))) "three rows for two centres"
+            fails<MissingArgumentException> [ "weight tensor is null" ] (fun () -> two |> Expansion.withWeightTensor null) "null"
+            for shape in [ [| 2L |]; [| 2L; 5L |]; [| 2L; 1L; 5L |] ] do
+                (two |> Expansion.withWeightTensor (torch.ones shape)) |> ignore
+        }
+        test "Expansion.Create is the only way in" {
+            Expect.isEmpty (typeof<Expansion>.GetConstructors()) "no public constructor"
+            let plan = Expansion.Create(Site.Layer 2, [ Centre.Stream 0; Centre.Gamma 1 ], 1, Weights.Uniform, Engine.Taylor)
+            Expect.equal plan (Expansion.atLayer 2 [ Centre.Stream 0; Centre.Gamma 1 ]) "the module's functions build the same plans"
+        }
+        test "valid plans compare by value, so sessions memoise them" {
+            let make () = Expansion.atDecoder [ Centre.Terms(two |> Expansion.withOrder 2); Centre.Difference(Centre.Stream 2, Centre.Stream 1) ] |> Expansion.withWeights (Weights.Fixed [ 0.5; 0.5; 1.0 ])
+            let memo = Collections.Generic.Dictionary<Expansion, int>(HashIdentity.Structural)
+            memo.[make ()] <- 1
+            Expect.isTrue (memo.ContainsKey(make ())) "a plan built twice finds the first"
+            Expect.equal (hash (make ())) (hash (make ())) "equal hashes"
+            Expect.isFalse (memo.ContainsKey(make () |> Expansion.withEngine Engine.Jvp)) "another engine is another plan"
+        }
+        test "the generic expansion checks orders and weights with the same messages" {
+            let f = { Name = "f"; Apply = torch.tanh }
+            let plan = { Function = f; Centres = [ f ]; Variate = f; Order = -1; Weights = Weights.Uniform }
+            let x = torch.ones 2L
+            Expect.throwsWith<InvalidOrderException> [ "The expansion order must be an integer in 0..64"; "got -1" ] (fun () -> Expand.generic plan x |> ignore) "order"
+            Expect.throwsWith<InvalidPlanException> [ "2 weights were given for 1 centre;" ] (fun () -> Expand.generic { plan with Order = 1; Weights = Weights.Fixed [ 1.0; 2.0 ] } x |> ignore) "weights"
+        }
+    ]
+
 [<Tests>]
-let all = testList "expansion" [ properties; toyTests; plans; caching; generic; badInput ]
+let all = testList "expansion" [ properties; toyTests; plans; caching; generic; badInput; invalidPlans ]

@@ -131,7 +131,7 @@ let badInput =
         }
         test "a negative order and repeated streams are rejected" {
             let net = toy64 ()
-            Expect.throwsWith<InvalidOrderException> [ "≥ 0" ] (fun () -> IterativeLens.run net (tokens [ 1L ]) { LensOptions.Default with Order = -1 } |> ignore) "order"
+            Expect.throwsWith<InvalidOrderException> [ "The lens order must be an integer in 0..64"; "got -1" ] (fun () -> IterativeLens.run net (tokens [ 1L ]) { LensOptions.Default with Order = -1 } |> ignore) "order"
             Expect.throwsWith<InvalidPlanException> [ "repeat" ] (fun () -> IterativeLens.run net (tokens [ 1L ]) { LensOptions.Default with Streams = [ 1; 1 ] } |> ignore) "repeats"
         }
         test "token ids outside the vocabulary are rejected before indexing" {
@@ -203,5 +203,42 @@ let memory =
         }
     ]
 
+/// The decoder piece every logit reader goes through: the bias once, U linear, the sweep layout equal to the plain one.
+let decoder =
+    testList "decoder" [
+        for name, make in nets do
+            test (sprintf "%s: logits are U·LN_f(h) + b, the bias added once" name) {
+                let net = make ()
+                let z = tokens [ 4L; 9L; 2L ]
+                use trace = Trace.run net z
+                let h = trace.Stream 1
+                Expect.tensorClose Accuracy.Float64 (Decoder.ofStream net h) (handDecoder net h) "against the hand-written decoder"
+                let normed = Decoder.normalize net h
+                let expected = match Decoder.bias net with Some b -> Decoder.unembed net normed + b | None -> Decoder.unembed net normed
+                Expect.isTrue ((Decoder.logits net normed).eq(expected).all().item<bool> ()) "logits = unembed + bias, bit for bit"
+                Expect.tensorClose Accuracy.Float64 (Trace.logits trace) (handDecoder net (trace.Stream net.Depth)) "the trace's logits"
+                Expect.equal (Decoder.bias net).IsSome net.Spec.Unembedding.Bias.IsSome "a bias exactly when the network has one"
+                // U is linear and bias-free: U(a + b) = U a + U b.
+                let a, b = randn 31 [ 2L; 3L; int64 net.Width ], randn 32 [ 2L; 3L; int64 net.Width ]
+                Expect.tensorClose Accuracy.Float64 (Decoder.unembed net (a + b)) (Decoder.unembed net a + Decoder.unembed net b) "U is linear"
+            }
+            test (sprintf "%s: sweep rows equal the plain decoder, and the metric measures logit norms" name) {
+                let net = make ()
+                let h = randn 33 [ 7L; int64 net.Width ]
+                let rows = Decoder.rows net h
+                Expect.equal rows.shape [| 7L; int64 net.Vocab |] "[B, vocab]"
+                Expect.isTrue (rows.is_contiguous ()) "contiguous rows"
+                Expect.tensorClose Accuracy.Float64 rows (Decoder.ofStream net h) "rows = U·LN_f(h) + b"
+                let x = randn 34 [ 5L; int64 net.Width ]
+                let viaMetric = (x.matmul (Decoder.metric net) * x).sum -1L
+                Expect.tensorClose Accuracy.Float64 viaMetric ((Decoder.unembed net x).square().sum -1L) "xᵀ(UᵀU)x = ‖U·x‖²"
+            }
+        test "addBias leaves values alone when there is no bias" {
+            let x = randn 35 [ 2L; 3L ]
+            Expect.isTrue (obj.ReferenceEquals(Decoder.addBias None x, x)) "no copy without a bias"
+            Expect.tensorClose Accuracy.Float64 (Decoder.addBias (Some(torch.ones 3L)) x) (x + 1.0) "x + b"
+        }
+    ]
+
 [<Tests>]
-let tests = testList "lenses" [ identities; metrics; badInput; joint; memory ]
+let tests = testList "lenses" [ identities; decoder; metrics; badInput; joint; memory ]

@@ -35,7 +35,7 @@ let private execute (args: ParseResults<Args>) =
     let order = args.GetResult(Order, 1)
     let out = args.GetResult(Out, "quickstart.png")
     if width < 1 then raise (IndexRangeException(sprintf "--d must be ≥ 1; got %d." width))
-    if order < 0 then raise (InvalidOrderException(sprintf "--order must be an integer ≥ 0; got %d." order))
+    Expansion.checkOrder "--order" order
     let model = Model.toy seed width torch.float32
     let tokens = Carving.randomPrompt seed model.Net.Vocab promptLength
     let plan = Carving.twoStep order Engine.Taylor

@@ -118,17 +118,7 @@ module Bigrams =
     /// set to −∞ when dropped. Shapes: the embedding rows go through the path as [B, 1, d].
     let private rowLogits (net: Net) (fn: Fn) (dropDiagonal: bool) (first: Tensor) =
         let embedded = Trace.embed net (first.unsqueeze 1L)
-        let normed = Forward.apply net.Parameters net.Spec.FinalNorm (Forward.apply net.Parameters fn embedded)
-        let u = net.Parameters.[net.Spec.Unembedding.Weight]
-        // U·xᵀ ([V, d]·[d, B]) runs markedly closer to the matmul peak on CPU than x·Uᵀ ([B, d]·[d, V]), and
-        // the transposing copy costs far less than the difference.
-        let product = u.matmul (normed.squeeze(1L).t ())
-        let logits = product.t().contiguous ()
-        // Freed at once rather than at the end of the batch, so a batch never holds three [B, V] buffers.
-        product.Dispose()
-        match net.Spec.Unembedding.Bias with
-        | Some b -> logits.add_ net.Parameters.[b] |> ignore
-        | None -> ()
+        let logits = Decoder.rows net ((Forward.apply net.Parameters fn embedded).squeeze 1L)
         if dropDiagonal then
             let column = first.unsqueeze 1L
             let minusInfinity = torch.full (column.shape, scalar Double.NegativeInfinity, dtype = logits.dtype, device = logits.device)

@@ -73,8 +73,7 @@ module IterativeLens =
     /// h_l go through one decoder expansion with weight 1 each, and U is applied to every term.
     [<CompiledName("Run")>]
     let run (net: Net) (tokens: Tensor) (options: LensOptions) : LensResult =
-        if options.Order < 0 then
-            raise (InvalidOrderException(sprintf "The lens order must be an integer ≥ 0; got %d." options.Order))
+        Expansion.checkOrder "The lens order" options.Order
         let streams = streams net options.Streams
         Native.ensure ()
         use _ = torch.no_grad ()
@@ -90,11 +89,7 @@ module IterativeLens =
         let read =
             List.zip streams paths.Paths
             |> List.map (fun (l, term) ->
-                let logits =
-                    match paths.Bias with
-                    | Some b -> term.Value + b
-                    | None -> term.Value.alias ()
-                let logits = keep logits
+                let logits = keep (Decoder.addBias paths.Bias term.Value)
                 { Stream = l; Path = term.Path; Logits = logits; Agreement = (LogitMetrics.compare options.TopK logits truth).MoveToOuterDisposeScope() })
         { Order = options.Order; Tokens = keep session.Trace.Tokens; Logits = truth; Streams = read }
 
@@ -107,10 +102,4 @@ module IterativeLens =
         use _ = torch.no_grad ()
         use trace = Trace.run net tokens
         use scope = torch.NewDisposeScope()
-        let normed = Forward.apply net.Parameters net.Spec.FinalNorm (trace.Stream stream)
-        let raw = Trace.unembed net normed
-        let logits =
-            match net.Spec.Unembedding.Bias with
-            | Some b -> raw + net.Parameters.[b]
-            | None -> raw
-        logits.MoveToOuterDisposeScope()
+        (Decoder.ofStream net (trace.Stream stream)).MoveToOuterDisposeScope()

@@ -83,8 +83,7 @@ module JointLens =
     /// Fits the joint lens on tokens [batch, seq] (or [seq]).
     [<CompiledName("Fit")>]
     let fit (net: Net) (tokens: Tensor) (options: JointLensOptions) : JointLensResult =
-        if options.Order < 0 then
-            raise (InvalidOrderException(sprintf "The lens order must be an integer ≥ 0; got %d." options.Order))
+        Expansion.checkOrder "The lens order" options.Order
         if options.Iterations < 0 then
             raise (InvalidPlanException(sprintf "The number of Adam iterations must be ≥ 0; got %d." options.Iterations))
         if not (options.LearningRate > 0.0) || Double.IsInfinity options.LearningRate then
@@ -102,9 +101,8 @@ module JointLens =
         // Unweighted terms J^k LN_f(c_i)(h_L), [centres, batch, seq, d], and their target LN_f(h_L).
         let terms = torch.stack (expansion.Terms |> List.map (fun t -> t.Value.detach ()), 0L)
         let target = expansion.Target.detach ()
-        let u = net.Parameters.[net.Spec.Unembedding.Weight].detach ()
-        let metric = u.t().matmul u
-        let logitCount = float (target.shape.[0] * target.shape.[1]) * float u.shape.[0]
+        let metric = Decoder.metric net
+        let logitCount = float (target.shape.[0] * target.shape.[1]) * float net.Vocab
         let lossOf (logWeights: Tensor) =
             let w = logWeights.softmax 0L
             let diff = target - (w.unsqueeze -1L * terms).sum 0L
@@ -130,12 +128,8 @@ module JointLens =
         // A Parameter does not join the dispose scope; free it here.
         parameter.Dispose()
         losses.Add((lossOf weights).ToDouble())
-        let perCentre = [ for i in 0 .. centres.Length - 1 -> Trace.unembed net (weights.[int64 i].unsqueeze -1L * terms.[int64 i]) ]
-        let combined =
-            let sum = perCentre |> List.reduce (+)
-            match net.Spec.Unembedding.Bias with
-            | Some b -> sum + net.Parameters.[b]
-            | None -> sum
+        let perCentre = [ for i in 0 .. centres.Length - 1 -> Decoder.unembed net (weights.[int64 i].unsqueeze -1L * terms.[int64 i]) ]
+        let combined = Decoder.addBias (Decoder.bias net) (perCentre |> List.reduce (+))
         let truth = session.Logits().detach ()
         let agreement = (LogitMetrics.compare options.TopK combined truth).MoveToOuterDisposeScope()
         let keep (t: Tensor) = t.MoveToOuterDisposeScope()

@@ -65,9 +65,7 @@ module PathSummary =
         let row (t: Tensor) = t.[0L]
         let logits = row carving.Logits
         let modelTop1 = logits.argmax -1L
-        let reconstructed =
-            (carving.Paths |> List.map (fun p -> p.Value) |> List.fold (+) carving.Remainder)
-            |> fun sum -> match carving.Bias with Some b -> sum + b | None -> sum
+        let reconstructed = Decoder.addBias carving.Bias (carving.Paths |> List.map (fun p -> p.Value) |> List.fold (+) carving.Remainder)
         {
             Paths = carving.Paths |> List.map (fun p -> summarise (string p.Path) (row p.Value) logits modelTop1)
             Remainder = summarise "remainder" (row carving.Remainder) logits modelTop1

@@ -251,7 +251,7 @@ module Readings =
                        Array.init inputs.Length (LogitMetrics.row perRow)
                    let best = top tokenizer n result.PerCentre.[i]
                    {
-                       Centre = Path.RenderCentre centre
+                       Centre = Print.centre centre
                        Path = string result.Paths.[i]
                        MeanWeight = Array.average (Array.concat weights)
                        Positions = perPosition inputs (fun b p input -> { Row = b; Position = p; Input = input; Weight = weights.[b].[p]; Top = best.[b].[p] })

@@ -46,28 +46,20 @@ type Session(net: Net, trace: Trace) =
         owned.Add t
         t
 
+    /// One multiplier per centre. The plan checked its weights when it was made; only the number of centres a
+    /// `Terms` centre stands for is known here, so the same check runs again with the count.
     let weightMultipliers (plan: Expansion) (count: int) : (Tensor -> Tensor)[] =
+        Expansion.checkWeights (Some count) plan.Weights
         match plan.Weights with
         | Weights.Uniform -> Array.init count (fun _ -> fun t -> t / float count)
-        | Weights.Fixed ws ->
-            if List.length ws <> count then
-                raise (InvalidPlanException(sprintf "%d weights were given for %d centres; give one weight per centre." (List.length ws) count))
-            ws |> List.map (fun w -> fun (t: Tensor) -> t * w) |> Array.ofList
+        | Weights.Fixed ws -> ws |> List.map (fun w -> fun (t: Tensor) -> t * w) |> Array.ofList
         | Weights.Tensor r ->
             let w = r.Tensor
-            if w.dim () = 0L || w.shape.[0] <> int64 count then
-                raise (InvalidPlanException(sprintf "The weight tensor has shape %s but there are %d centres; its first dimension must be %d." (Tensors.shapeText w.shape) count count))
-            if w.dim () > 3L then
-                raise (ShapeMismatchException(sprintf "The weight tensor has shape %s; use [N], [N, seq] or [N, batch, seq]." (Tensors.shapeText w.shape)))
             Array.init count (fun i ->
                 fun (t: Tensor) ->
                     let wi = w.[int64 i]
                     let wi = if wi.dim () = 0L then wi else wi.unsqueeze -1
                     t * wi.to_type(t.dtype))
-
-    let checkOrder (plan: Expansion) =
-        if plan.Order < 0 then
-            raise (InvalidOrderException(sprintf "The expansion order must be an integer ≥ 0; got %d." plan.Order))
 
     member _.Net = net
     member _.Trace = trace
@@ -86,7 +78,7 @@ type Session(net: Net, trace: Trace) =
         let single (c: Centre) =
             match this.Centres c with
             | [ one ] -> snd one
-            | many -> raise (InvalidPlanException(sprintf "A difference needs single centres, but %s stands for %d centres." (Path.RenderCentre c) many.Length))
+            | many -> raise (InvalidPlanException(sprintf "A difference needs single centres, but %s stands for %d centres." (Print.centre c) many.Length))
         let streamTermsOf (e: Expansion) =
             if e.Site = Site.Decoder then
                 raise (
@@ -104,7 +96,7 @@ type Session(net: Net, trace: Trace) =
         | Centre.Term(e, i) ->
             let terms = streamTermsOf e
             if i < 0 || i >= terms.Length then
-                raise (IndexRangeException(sprintf "Term %d does not exist; %s has terms 0..%d." i (Path.DescribeExpansion e) (terms.Length - 1)))
+                raise (IndexRangeException(sprintf "Term %d does not exist; %s has terms 0..%d." i (Print.describe e) (terms.Length - 1)))
             let t = terms.[i]
             [ t.Path, t.Value ]
         | Centre.Terms e -> streamTermsOf e |> List.map (fun t -> t.Path, t.Value)
@@ -120,9 +112,6 @@ type Session(net: Net, trace: Trace) =
             [ Path.Origin centre, own value ]
 
     member private this.Evaluate(plan: Expansion) : ExpansionResult =
-        checkOrder plan
-        if List.isEmpty plan.Centres then
-            raise (InvalidPlanException(sprintf "%s has no centres; give at least one." (Path.DescribeExpansion plan)))
         let target, point, fn, jetTarget =
             match plan.Site with
             | Site.Layer l when l = net.Depth + 1 ->
@@ -165,13 +154,13 @@ type Session(net: Net, trace: Trace) =
     /// U applied to every term and the remainder of a decoder expansion.
     member this.Unembed(result: ExpansionResult) : LogitPaths =
         if result.Plan.Site <> Site.Decoder then
-            raise (InvalidPlanException(sprintf "Only decoder expansions can be unembedded; this is %s. Expand the decoder around its terms first." (Path.DescribeExpansion result.Plan)))
+            raise (InvalidPlanException(sprintf "Only decoder expansions can be unembedded; this is %s. Expand the decoder around its terms first." (Print.describe result.Plan)))
         use scope = torch.NewDisposeScope()
-        let u (t: Tensor) = own (Trace.unembed net t)
+        let u (t: Tensor) = own (Decoder.unembed net t)
         {
             Paths = result.Terms |> List.map (fun t -> { Path = Path.Unembedded t.Path; Value = u t.Value })
             Remainder = u result.Remainder
-            Bias = net.Spec.Unembedding.Bias |> Option.map (fun b -> net.Parameters.[b])
+            Bias = Decoder.bias net
             Logits = own (Trace.logits trace)
         }
 
@@ -215,18 +204,17 @@ module Expand =
 
     /// f(variate(z)) = Σ_i w_i J^k f(c_i(z))(variate(z)) + remainder, for any functions of the input z.
     let generic (plan: GenericExpansion) (input: Tensor) : GenericResult =
-        if plan.Order < 0 then
-            raise (InvalidOrderException(sprintf "The expansion order must be an integer ≥ 0; got %d." plan.Order))
-        if List.isEmpty plan.Centres then
+        // The same checks, and messages, as plans of networks.
+        Expansion.checkOrder "The expansion order" plan.Order
+        if isNull (box plan.Centres) || List.isEmpty plan.Centres then
             raise (InvalidPlanException "A generic expansion needs at least one centre function.")
         let count = plan.Centres.Length
+        Expansion.checkWeights (Some count) plan.Weights
         let weightOf i : Tensor -> Tensor =
             match plan.Weights with
             | Weights.Uniform -> fun t -> t / float count
-            | Weights.Fixed ws when List.length ws = count -> fun t -> t * ws.[i]
-            | Weights.Fixed ws -> raise (InvalidPlanException(sprintf "%d weights were given for %d centres; give one weight per centre." (List.length ws) count))
-            | Weights.Tensor r when r.Tensor.dim () >= 1L && r.Tensor.shape.[0] = int64 count -> fun t -> t * r.Tensor.[int64 i]
-            | Weights.Tensor r -> raise (InvalidPlanException(sprintf "The weight tensor has shape %s but there are %d centres." (Tensors.shapeText r.Tensor.shape) count))
+            | Weights.Fixed ws -> fun t -> t * ws.[i]
+            | Weights.Tensor r -> fun t -> t * r.Tensor.[int64 i]
         // The variate is computed once and shared by every term.
         let y = plan.Variate.Apply input
         let options = JetOptions.OfOrder plan.Order

@@ -70,20 +70,10 @@ module Trace =
             let update = Forward.apply net.Parameters layer.Gamma streams.[i]
             gammas.[i] <- update
             streams.[i + 1] <- streams.[i] + update)
-        let normed = Forward.apply net.Parameters net.Spec.FinalNorm streams.[net.Depth]
+        let normed = Decoder.normalize net streams.[net.Depth]
         for t in Seq.concat [ [| tokens; embedding; normed |]; streams; gammas ] do
             t.MoveToOuterDisposeScope() |> ignore
         new Trace(net, tokens, embedding, streams, gammas, normed)
 
-    /// U · x (no bias): maps normed-stream vectors [..., d] to logit space [..., vocab]. Linear, so it
-    /// distributes over the terms of a decoder expansion exactly.
-    let unembed (net: Net) (x: Tensor) =
-        torch.nn.functional.linear (x, net.Parameters.[net.Spec.Unembedding.Weight])
-
     /// The model's logits [batch, seq, vocab] for a trace (bias included).
-    let logits (trace: Trace) =
-        let net = trace.Net
-        let raw = unembed net trace.Normed
-        match net.Spec.Unembedding.Bias with
-        | Some b -> raw + net.Parameters.[b]
-        | None -> raw
+    let logits (trace: Trace) = Decoder.logits trace.Net trace.Normed

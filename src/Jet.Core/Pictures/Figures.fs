@@ -174,7 +174,7 @@ module Figures =
             |> List.mapi (fun i centre ->
                 let w = weights.[int64 i].data<float>().ToArray()
                 let cells = topCells tokenizer result.PerCentre.[i] row |> Array.mapi (fun p c -> { c with Text = sprintf "%s %.0f%%" c.Text (100.0 * w.[p]) })
-                { Label = sprintf "%s  w̄ %.1f%%" (Path.RenderCentre centre) (100.0 * Array.average w); Cells = cells; Note = "" })
+                { Label = sprintf "%s  w̄ %.1f%%" (Print.centre centre) (100.0 * Array.average w); Cells = cells; Note = "" })
         let cos = mean (LogitMetrics.row result.Agreement.Cosine row)
         let kl = mean (LogitMetrics.row result.Agreement.Kl row)
         let top1 = mean (LogitMetrics.row result.Agreement.Top1 row)

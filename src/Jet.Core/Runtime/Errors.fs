@@ -7,7 +7,8 @@ type JetException(message: string, inner: exn) =
     inherit Exception(message, inner)
     new(message: string) = JetException(message, null)
 
-/// An expansion or jet order outside the valid range (orders are integers ≥ 0).
+/// An expansion or jet order outside the valid range (plan orders are integers 0..64, see `Expansion.checkOrder`; jet
+/// orders are integers ≥ 0).
 type InvalidOrderException(message: string) =
     inherit JetException(message)
 
