@@ -34,3 +34,4 @@ for path in [ BigramPath.Embedding; BigramPath.Mlp 1 ] do
 let vowels = Vocabulary.tokenSet model.Tokenizer model.Net.Vocab "the vowels" [ "a"; "e"; "i"; "o"; "u" ]
 for path in [ BigramPath.Embedding; BigramPath.Mlp 1 ] do
     printfn "mass of the vowels under %O: %.4f (uniform would be %.4f)" path (Bigrams.mass model.Net path vowels options) (float vowels.Length / float model.Net.Vocab)
+(model :> System.IDisposable).Dispose() // the model owns its weights

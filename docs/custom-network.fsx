@@ -82,3 +82,4 @@ let logitGap = ((outer.Paths |> List.fold (fun acc p -> acc + p.Value) outer.Rem
 printfn "Taylor vs JVP: %.1e; layer reconstruction: %.1e; logit reconstruction: %.1e" engineGap exactGap logitGap
 if gammaGap > 1e-12 || engineGap > 1e-9 || exactGap > 1e-9 || logitGap > 1e-9 then failwith "an identity does not hold"
 (session :> System.IDisposable).Dispose()
+net.Dispose() // the network owns the tensors of its ParameterStore

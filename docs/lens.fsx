@@ -29,3 +29,4 @@ for order in [ 0; 1 ] do
     let picture = Path.Combine(Path.GetTempPath(), sprintf "jetdsl-lens-order%d.png" order)
     Pictures.save picture (Figures.lens model.Tokenizer lens 0)
     printfn "  picture: %s" picture
+(model :> System.IDisposable).Dispose() // the model owns its weights

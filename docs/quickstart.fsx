@@ -29,3 +29,4 @@ let error = (reconstructed - carving.Logits).abs().max().item<float32>()
 printfn "‖remainder‖ = %.3f, max|Σ paths + remainder − logits| = %.2g" (carving.Remainder.norm().item<float32>()) error
 if carving.Paths.Length <> 4 || error > 1e-4f then failwith "the carving does not reconstruct the logits"
 (session :> System.IDisposable).Dispose()
+(model :> System.IDisposable).Dispose() // the model owns its weights

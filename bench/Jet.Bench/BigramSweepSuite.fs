@@ -58,7 +58,7 @@ let run () =
     Native.ensure ()
     use _ = torch.no_grad ()
     let built = Stopwatch.StartNew()
-    let net =
+    use net =
         SyntheticNets.gpt2Like 2024
             { Vocab = vocab; Width = width; Heads = 12; Blocks = 12; MaxPositions = 1024; Tied = true; UnembedBias = false }
             torch.float32

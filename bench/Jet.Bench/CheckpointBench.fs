@@ -74,8 +74,7 @@ let private settle () =
     GC.Collect()
 
 let private release (model: Model) =
-    for t in model.Net.Parameters.Tensors.Values |> Seq.distinctBy (fun t -> t.Handle) do
-        t.Dispose()
+    model.Dispose()
     settle ()
 
 /// Prints one JSON record: file size, read and load times, peak memory and both target ratios.
@@ -146,6 +145,43 @@ let run () =
                 peak_added_over_weights = Math.Round((peak - baselineMb) / weightsMb, 3)
                 target_load_over_read = 2.0
                 target_peak_over_weights = 1.3
+            |}
+    finally
+        Directory.Delete(dir, true)
+
+/// Loads and disposes the same checkpoint 50 times in one process: resident memory before and after the loop (flat
+/// when Dispose frees every load's weights) and the tensors left to the finalizers (0).
+let runLoadDispose () =
+    let dir = Path.Combine(Path.GetTempPath(), "jetdsl-bench-gpt2-" + Guid.NewGuid().ToString("N"))
+    Directory.CreateDirectory dir |> ignore
+    try
+        writeCheckpoint dir |> ignore
+        let loads = 50
+        let weightsMb =
+            use model = Model.load dir torch.float32 torch.CPU
+            float (model.Net.Parameters.ScalarCount * 4L) / 1048576.0
+        settleNative ()
+        let before, liveBefore = currentMb (), Tensors.liveCount ()
+        let watch = Stopwatch.StartNew()
+        for _ in 1..loads do
+            use model = Model.load dir torch.float32 torch.CPU
+            ()
+        let seconds = watch.Elapsed.TotalSeconds
+        // Read before any collection: a tensor left to the finalizers would still count.
+        let liveAfter = Tensors.liveCount ()
+        settleNative ()
+        let after = currentMb ()
+        emit
+            {|
+                suite = "load-dispose"
+                model = "gpt2-small random, float32"
+                loads = loads
+                weights_mb = Math.Round(weightsMb, 1)
+                seconds = Math.Round(seconds, 1)
+                rss_before_mb = Math.Round(before, 1)
+                rss_after_mb = Math.Round(after, 1)
+                growth_mb = Math.Round(after - before, 1)
+                tensors_left_to_finalizers = liveAfter - liveBefore
             |}
     finally
         Directory.Delete(dir, true)

@@ -5,20 +5,8 @@
 module Jet.Bench.JetEngines
 
 open System
-open System.Runtime.InteropServices
 open TorchSharp
 open Jet.Core
-
-[<DllImport("libc", EntryPoint = "malloc_trim")>]
-extern int private mallocTrim(unativeint pad)
-
-/// Hands freed heap pages back to the OS, so the peak-RSS counter measures what the next run needs rather than
-/// what earlier runs left in glibc's heap.
-let private trimHeap () =
-    GC.Collect()
-    GC.WaitForPendingFinalizers()
-    if RuntimeInformation.IsOSPlatform OSPlatform.Linux then
-        try mallocTrim 0un |> ignore with _ -> ()
 
 let private d, hidden, heads, vocab = 768L, 3072L, 12, 50257L
 
@@ -103,7 +91,8 @@ let private interleavedMedians (warmup: int) (repeats: int) (runs: (unit -> unit
     [| for samples in times -> samples |> Seq.sort |> Seq.item (samples.Count / 2) |]
 
 let private peakOf (run: unit -> unit) =
-    trimHeap ()
+    // Freed pages go back to the OS first, so the peak counts what this run needs, not what earlier runs left.
+    Measure.settleNative ()
     Measure.resetPeak ()
     run ()
     Measure.peakMb ()
@@ -139,7 +128,7 @@ let private measure (work: Work) =
 
 let private runWork (make: ParameterStore -> Work) () =
     torch.manual_seed 42L |> ignore
-    let ps = parameters ()
+    use ps = parameters ()
     measure (make ps)
 
 /// The suites of this file, for Program.fs.

@@ -4,6 +4,7 @@ module Jet.Bench.Measure
 open System
 open System.Diagnostics
 open System.IO
+open System.Runtime.InteropServices
 open System.Text.Json
 
 /// Median wall time in milliseconds of `run` over `repeats` runs after `warmup` runs.
@@ -35,6 +36,18 @@ let peakMb () = statusKb "VmHWM" / 1024.0
 
 /// Current resident set size in MiB.
 let currentMb () = statusKb "VmRSS" / 1024.0
+
+[<DllImport("libc", EntryPoint = "malloc_trim")>]
+extern int private mallocTrim(unativeint pad)
+
+/// Runs the finalizers, decommits the GC's free memory and hands glibc's free heap pages back to the OS, so the
+/// resident size read next counts what is still allocated rather than what earlier runs left in the allocators.
+let settleNative () =
+    GC.Collect()
+    GC.WaitForPendingFinalizers()
+    GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, true, true)
+    if RuntimeInformation.IsOSPlatform OSPlatform.Linux then
+        try mallocTrim 0un |> ignore with _ -> ()
 
 /// Prints one benchmark record as a JSON line.
 let emit (record: obj) =

@@ -9,6 +9,7 @@ open TorchSharp
 let suites: (string * (unit -> unit)) list =
     [
         "checkpoint-load", CheckpointBench.run
+        "load-dispose", CheckpointBench.runLoadDispose
         yield! JetEngines.suites
         "bigram-sweep", BigramSweepSuite.run
     ]

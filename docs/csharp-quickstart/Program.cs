@@ -1,7 +1,7 @@
 using JetDsl;
 
 // The paper's toy network: vocabulary 100, width 32, two residual MLP blocks.
-var model = JetModel.Toy(seed: 0, width: 32);
+using var model = JetModel.Toy(seed: 0, width: 32);
 
 // Centres {h₀, γ₁(h₀)}: expand block 2 at order 1, then the decoder around its four terms.
 var block2 = Plan.AtLayer(model.LayerOf(block: 2)).Around(Centre.Stream(0), Centre.Gamma(1)).Order(1).Build();

@@ -16,8 +16,10 @@ public enum LayerPart
     Mlp,
 }
 
-/// <summary>A network with its tokenizer: the built-in toy, a Hugging Face checkpoint, or a network built from parts.</summary>
-public sealed class JetModel
+/// <summary>A network with its tokenizer: the built-in toy, a Hugging Face checkpoint, or a network built from parts.
+/// The model owns its weights: dispose it (<c>using var model = …</c>) to free them; afterwards every analysis, lens
+/// or sweep of it fails with an <see cref="ObjectDisposedException"/>.</summary>
+public sealed class JetModel : IDisposable
 {
     internal Model Core { get; }
 
@@ -49,14 +51,15 @@ public sealed class JetModel
     }
 
     /// <summary>Wraps a network built with <see cref="NetworkBuilder"/> and a tokenizer (the toy's character
-    /// tokenizer when none is given).</summary>
+    /// tokenizer when none is given). The model takes ownership of <paramref name="network"/>: disposing the model
+    /// disposes the network and its weights.</summary>
     public static JetModel FromNetwork(Net network, ITokenizer? tokenizer = null, string family = "custom")
     {
         ArgumentNullException.ThrowIfNull(network);
         return new(new Model(network, tokenizer ?? CharTokenizer.Instance, family, "memory"));
     }
 
-    /// <summary>The network (syntax and parameters).</summary>
+    /// <summary>The network (syntax and parameters), owned by this model: it is disposed with it.</summary>
     public Net Network => Core.Net;
 
     /// <summary>The tokenizer.</summary>
@@ -134,6 +137,9 @@ public sealed class JetModel
         ArgumentNullException.ThrowIfNull(path);
         return new(this, path);
     }
+
+    /// <summary>Frees the model's weights; later calls do nothing.</summary>
+    public void Dispose() => Core.Dispose();
 
     /// <summary>The network's structure, one residual layer per line.</summary>
     public override string ToString() => Core.Net.ToString();

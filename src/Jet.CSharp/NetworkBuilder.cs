@@ -198,7 +198,8 @@ public sealed class NetworkBuilder
         return this;
     }
 
-    /// <summary>The validated network.</summary>
+    /// <summary>The validated network. It owns the tensors given to this builder: disposing the network (or the
+    /// <see cref="JetModel"/> that wraps it) disposes them.</summary>
     public Net Build()
     {
         if (embedding is null) throw new InvalidOperationException("The network has no token embedding: call TokenEmbedding(name, tensor) before Build().");

@@ -36,7 +36,7 @@ public class BigramTests
     [MemberData(nameof(Combinations))]
     public void TheFullTableIsTheHandComputedPathTable(ScoreSpace space, bool drop)
     {
-        var model = Toy();
+        using var model = Toy();
         foreach (var path in new[] { BigramPath.Embedding, BigramPath.Mlp(2) })
         {
             using var table = model.Bigrams(path).Space(space).DropDiagonal(drop).BatchSize(17).FullTable();
@@ -48,7 +48,7 @@ public class BigramTests
     [MemberData(nameof(Combinations))]
     public void RowTopKIsTheTopKOfTheFullTable(ScoreSpace space, bool drop)
     {
-        var model = Toy();
+        using var model = Toy();
         const int k = 6;
         var sweep = model.Bigrams(BigramPath.Mlp(1)).Space(space).DropDiagonal(drop).BatchSize(7);
         var best = sweep.RowTopK(k);
@@ -74,7 +74,7 @@ public class BigramTests
     [MemberData(nameof(Combinations))]
     public void GlobalTopKIsABruteForceSortOfAllPairs(ScoreSpace space, bool drop)
     {
-        var model = Toy();
+        using var model = Toy();
         const int k = 25;
         var best = model.Bigrams(BigramPath.Embedding).Space(space).DropDiagonal(drop).BatchSize(13).GlobalTopK(k);
         var v = model.Vocabulary;
@@ -94,7 +94,7 @@ public class BigramTests
     [Fact]
     public void MassIsTheBruteForceSumOverTheTokenSet()
     {
-        var model = Toy();
+        using var model = Toy();
         int[] set = { 4, 17, 33, 4 };
         foreach (var (path, drop) in new[] { (BigramPath.Embedding, false), (BigramPath.Mlp(2), false), (BigramPath.Embedding, true) })
         {
@@ -110,8 +110,8 @@ public class BigramTests
     [Fact]
     public void MassOfTwoModelsSideBySideIsEachModelsMass()
     {
-        var first = Toy(13);
-        var second = Toy(14);
+        using var first = Toy(13);
+        using var second = Toy(14);
         var tokens = new[] { "a", "e", "␣", "" };
         var reports = new List<long>();
         var masses = first.Bigrams(BigramPath.Embedding).BatchSize(40).CompareMass(second, tokens, new Reporter(reports.Add));
@@ -127,7 +127,7 @@ public class BigramTests
     [Fact]
     public void ProgressIsReportedAfterEveryBatchAndCancellationStopsTheSweep()
     {
-        var model = Toy();
+        using var model = Toy();
         var sweep = model.Bigrams(BigramPath.Embedding).BatchSize(30);
         var reports = new List<long>();
         sweep.GlobalTopK(3, new Reporter(reports.Add));
@@ -152,7 +152,7 @@ public class BigramTests
     [Fact]
     public void ACheckpointsMlpPathSweepsLikeItsFullTable()
     {
-        var model = JetModel.Load(Fixtures.Path("lm-buddy-tiny-gpt2-toyvocab"), ScalarType.Float64);
+        using var model = JetModel.Load(Fixtures.Path("lm-buddy-tiny-gpt2-toyvocab"), ScalarType.Float64);
         Assert.Equal(21, model.Vocabulary);
         var sweep = model.Bigrams(BigramPath.Parse("mlp:1")).Space(ScoreSpace.Logit).BatchSize(4);
         using var table = sweep.FullTable();
@@ -174,7 +174,7 @@ public class BigramTests
     [Fact]
     public void BadInputGivesTheCoresClearErrors()
     {
-        var model = Toy();
+        using var model = Toy();
         Assert.Contains("Block 3", Assert.Throws<Jet.Core.IndexRangeException>(() => model.Bigrams(BigramPath.Mlp(3)).RowTopK(2)).Message);
         Assert.Contains("embed or mlp:B", Assert.Throws<Jet.Core.InvalidPlanException>(() => BigramPath.Parse("attn:1")).Message);
         Assert.Contains("1..99", Assert.Throws<Jet.Core.IndexRangeException>(() => model.Bigrams(BigramPath.Embedding).DropDiagonal().RowTopK(100)).Message);

@@ -10,7 +10,7 @@ public class CheckpointTests
     [Fact]
     public void TheFakeGpt2FixtureLoadsTokenizesAndExpandsExactly()
     {
-        var model = JetModel.Load(Fixtures.Path("lm-buddy-fake-gpt2"), ScalarType.Float64);
+        using var model = JetModel.Load(Fixtures.Path("lm-buddy-fake-gpt2"), ScalarType.Float64);
         Assert.Equal("gpt2", model.Family);
         Assert.Equal(50257, model.Vocabulary);
         Assert.Equal(2, model.Depth);

@@ -11,7 +11,7 @@ public sealed class GuideExamples : IDisposable
     [Fact]
     public void IterativeLens()
     {
-        var model = JetModel.Toy(seed: 0, width: 32);
+        using var model = JetModel.Toy(seed: 0, width: 32);
         using var lens = model.Lens().Streams(0, 1, 2).Order(1).Top(5).Run("Hello, jets!");
         foreach (var stream in lens.Streams)
             Console.WriteLine($"{stream.Path,-12} cos {stream.Mean.Cosine:F3}  KL {stream.Mean.Kl:F3}  top-1 {stream.Mean.Top1:P0}");
@@ -29,7 +29,7 @@ public sealed class GuideExamples : IDisposable
     [Fact]
     public void JointLens()
     {
-        var model = JetModel.Toy(seed: 0, width: 32);
+        using var model = JetModel.Toy(seed: 0, width: 32);
         using var joint = model.JointLens().Streams(0, 1, 2).Order(1).Iterations(100).LearningRate(0.05).Fit("Hello, jets!");
         Console.WriteLine($"loss {joint.Losses[0]:G4} → {joint.Losses[^1]:G4}; cosine to the model {joint.Mean.Cosine:F3}");
         foreach (var centre in joint.Centres)
@@ -44,7 +44,7 @@ public sealed class GuideExamples : IDisposable
     [Fact]
     public void BigramsAndMass()
     {
-        var model = JetModel.Toy(seed: 0, width: 32);
+        using var model = JetModel.Toy(seed: 0, width: 32);
         var progress = new Progress<long>(done => Console.Error.Write($"\r{done}/{model.Vocabulary} first tokens"));
         using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(10));
 
@@ -59,7 +59,7 @@ public sealed class GuideExamples : IDisposable
 
         string[] vowels = { "a", "e", "i", "o", "u" };
         double mass = model.Bigrams(BigramPath.Embedding).Mass(vowels);
-        var fineTune = JetModel.Toy(seed: 1, width: 32); // stands in for a fine-tune with the same tokenizer
+        using var fineTune = JetModel.Toy(seed: 1, width: 32); // stands in for a fine-tune with the same tokenizer
         foreach (var m in model.Bigrams(BigramPath.Embedding).CompareMass(fineTune, vowels))
             Console.WriteLine($"{m.Model}: {m.Mass:P2} of the next-token probability falls on the {m.Tokens} vowels");
 

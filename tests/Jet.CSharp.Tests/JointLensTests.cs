@@ -17,7 +17,7 @@ public class JointLensTests
     [MemberData(nameof(Models))]
     public void AdamLowersTheLossAndTheWeightsAreASoftmaxOverCentres(string name)
     {
-        var model = Open(name);
+        using var model = Open(name);
         using var joint = model.JointLens().Order(1).Iterations(60).LearningRate(0.05).Top(3).Fit("jets in C#!");
         var seq = (int)joint.Tokens.shape[1];
 
@@ -43,7 +43,7 @@ public class JointLensTests
     [Fact]
     public void TheLossWithUniformWeightsIsTheMeanSquaredLogitError()
     {
-        var model = Open("toy");
+        using var model = Open("toy");
         using var analysis = model.Analyse("abc");
         using var joint = model.JointLens().Streams(0, 1, model.Depth).Iterations(0).Fit("abc");
         Tensor H(int l) => analysis.Stream(l);
@@ -58,7 +58,7 @@ public class JointLensTests
     [Fact]
     public void FittingReportsEveryStepAndCanBeCancelled()
     {
-        var model = JetModel.Toy(seed: 2, width: 8);
+        using var model = JetModel.Toy(seed: 2, width: 8);
         var steps = new List<long>();
         using (var joint = model.JointLens().Iterations(7).Fit("abc", new SynchronousProgress(steps.Add)))
             Assert.Equal(Enumerable.Range(1, 7).Select(i => (long)i), steps);
@@ -76,7 +76,7 @@ public class JointLensTests
     [Fact]
     public void BadInputGivesTheCoresClearErrors()
     {
-        var model = JetModel.Toy();
+        using var model = JetModel.Toy();
         Assert.Contains("strictly increasing", Assert.Throws<Jet.Core.InvalidPlanException>(() => model.JointLens().Streams(2, 1).Fit("ab")).Message);
         Assert.Contains("iterations", Assert.Throws<Jet.Core.InvalidPlanException>(() => model.JointLens().Iterations(-1).Fit("ab")).Message);
         Assert.Contains("learning rate", Assert.Throws<Jet.Core.InvalidPlanException>(() => model.JointLens().LearningRate(0).Fit("ab")).Message);

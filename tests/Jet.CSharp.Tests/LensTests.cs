@@ -21,7 +21,7 @@ public class LensTests
     [MemberData(nameof(Models))]
     public void OrderZeroIsTheLogitLensAtEveryStream(string name)
     {
-        var model = Open(name);
+        using var model = Open(name);
         var tokens = Prompt(model);
         using var analysis = model.Analyse(tokens);
         using var lens = model.Lens().Run(tokens);
@@ -37,7 +37,7 @@ public class LensTests
     [MemberData(nameof(Models))]
     public void TheLensAtTheLastStreamIsTheModelsLogitsAtEveryOrder(string name)
     {
-        var model = Open(name);
+        using var model = Open(name);
         var tokens = Prompt(model);
         using var analysis = model.Analyse(tokens);
         foreach (var order in new[] { 0, 1, 2 })
@@ -60,7 +60,7 @@ public class LensTests
     [Fact]
     public void PositionsListTheBestTokensWithTheirLogitsAndTheMetricsPerPosition()
     {
-        var model = Open("toy");
+        using var model = Open("toy");
         var tokens = torch.cat(new[] { Tokens(3, 17, 4, 9), Tokens(8, 2, 30, 5) }, 0);
         using var lens = model.Lens().Streams(2, 0).Order(1).Top(4).Run(tokens);
 
@@ -99,7 +99,7 @@ public class LensTests
     [Fact]
     public void BadInputGivesTheCoresClearErrors()
     {
-        var model = JetModel.Toy();
+        using var model = JetModel.Toy();
         var range = Assert.Throws<Jet.Core.IndexRangeException>(() => model.Lens().Streams(0, 3).Run("ab"));
         Assert.Contains("h_0..h_2", range.Message);
         var repeated = Assert.Throws<Jet.Core.InvalidPlanException>(() => model.Lens().Streams(1, 1).Run("ab"));
@@ -115,7 +115,7 @@ public class LensTests
     [Fact]
     public void DisposedReadingsKeepTheirNumbersButRefusePictures()
     {
-        var model = JetModel.Toy();
+        using var model = JetModel.Toy();
         var lens = model.Lens().Run("abc");
         lens.Dispose();
         lens.Dispose();
@@ -131,7 +131,7 @@ public class LensMemoryTests
     [Fact]
     public void RepeatedLensesFreeTheirTensors()
     {
-        var model = JetModel.Toy(seed: 1, width: 8);
+        using var model = JetModel.Toy(seed: 1, width: 8);
         void Lens()
         {
             using var reading = model.Lens().Order(1).Run("jets");
@@ -159,7 +159,7 @@ public class LensMemoryTests
     [Fact]
     public void RepeatedSweepsFreeTheirTensors()
     {
-        var model = JetModel.Toy(seed: 1, width: 8);
+        using var model = JetModel.Toy(seed: 1, width: 8);
         var sweep = model.Bigrams(BigramPath.Mlp(1)).BatchSize(30);
         void Sweeps()
         {

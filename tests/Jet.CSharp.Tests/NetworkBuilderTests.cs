@@ -25,7 +25,7 @@ public class NetworkBuilderTests
     [Fact]
     public void ANetworkBuiltFromPartsExpandsExactly()
     {
-        var model = JetModel.FromNetwork(TinyTransformer().Build());
+        using var model = JetModel.FromNetwork(TinyTransformer().Build());
         Assert.Equal(2, model.Depth);
         Assert.Equal(1, model.Blocks);
         Assert.Equal(2, model.LayerOf(1, LayerPart.Mlp));

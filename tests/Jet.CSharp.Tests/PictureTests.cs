@@ -37,7 +37,7 @@ public sealed class PictureTests : IDisposable
     [Fact]
     public void LensTableAndMetricPlotArePngAndSvg()
     {
-        var model = JetModel.Toy(seed: 0, width: 16);
+        using var model = JetModel.Toy(seed: 0, width: 16);
         using var lens = model.Lens().Order(1).Run("jet lens!");
         lens.SaveTable(File("lens.png"));
         lens.SaveTable(File("lens.svg"));
@@ -61,7 +61,7 @@ public sealed class PictureTests : IDisposable
     [Fact]
     public void JointLensTableIsPngAndSvg()
     {
-        var model = JetModel.Toy(seed: 0, width: 16);
+        using var model = JetModel.Toy(seed: 0, width: 16);
         using var joint = model.JointLens().Iterations(20).Fit("jets");
         joint.SaveTable(File("joint.png"));
         joint.SaveTable(File("joint.svg"));
@@ -74,7 +74,7 @@ public sealed class PictureTests : IDisposable
     [Fact]
     public void BigramTableIsPngAndSvg()
     {
-        var model = JetModel.Toy(seed: 0, width: 16);
+        using var model = JetModel.Toy(seed: 0, width: 16);
         var best = model.Bigrams(BigramPath.Mlp(1)).DropDiagonal().GlobalTopK(12);
         best.SaveTable(File("bigrams.png"));
         best.SaveTable(File("bigrams.svg"), maxRows: 5);
@@ -88,7 +88,7 @@ public sealed class PictureTests : IDisposable
     [Fact]
     public void BadFileNamesAndRowsAreClearErrors()
     {
-        var model = JetModel.Toy(seed: 0, width: 16);
+        using var model = JetModel.Toy(seed: 0, width: 16);
         using var lens = model.Lens().Run("ab");
         var extension = Assert.Throws<Jet.Core.InvalidPlanException>(() => lens.SaveTable(File("lens.jpg")));
         Assert.Contains(".png or .svg", extension.Message);

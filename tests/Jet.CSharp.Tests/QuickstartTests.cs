@@ -18,7 +18,7 @@ public class QuickstartTests
     [InlineData(JetEngine.Jvp)]
     public void ToyCarvingHasFourPathsThatReconstructTheLogits(JetEngine engine)
     {
-        var model = JetModel.Toy(seed: 0, width: 32);
+        using var model = JetModel.Toy(seed: 0, width: 32);
         var block2 = Plan.AtLayer(model.LayerOf(2)).Around(Centre.Stream(0), Centre.Gamma(1)).Order(1).Engine(engine).Build();
         var decoder = Plan.AtDecoder().Around(Centre.TermsOf(block2)).Order(1).Engine(engine).Build();
 
@@ -40,7 +40,7 @@ public class QuickstartTests
     [Fact]
     public void LayerExpansionsAreExactAndOrderZeroAroundTheStreamHasNoRemainder()
     {
-        var model = JetModel.Toy(seed: 4, width: 16, dtype: ScalarType.Float64);
+        using var model = JetModel.Toy(seed: 4, width: 16, dtype: ScalarType.Float64);
         using var analysis = model.Analyse("jets!");
         var outcome = analysis.Expand(Plan.AtLayer(2).Around(Centre.Stream(1)).Order(0));
         Assert.Equal(new[] { "γ₂(h₁)", "h₁" }, outcome.Terms.Select(t => t.Name));
@@ -63,7 +63,7 @@ public class QuickstartTests
     [Fact]
     public void SoftmaxWeightsReceiveGradients()
     {
-        var model = JetModel.Toy(seed: 1, width: 8, dtype: ScalarType.Float64);
+        using var model = JetModel.Toy(seed: 1, width: 8, dtype: ScalarType.Float64);
         var logits = torch.tensor(new[] { 0.2, -0.4 }, dtype: ScalarType.Float64).requires_grad_(true);
         var plan = Plan.AtDecoder().Around(Centre.Stream(0), Centre.Stream(1)).Weights(logits.softmax(0)).Build();
         using var analysis = model.Analyse("abc");
@@ -76,7 +76,7 @@ public class QuickstartTests
     [Fact]
     public void BadPlansAreClearErrors()
     {
-        var model = JetModel.Toy();
+        using var model = JetModel.Toy();
         using var analysis = model.Analyse("hello");
         var layer = Assert.Throws<Jet.Core.IndexRangeException>(() => analysis.Expand(Plan.AtLayer(9).Around(Centre.Encoder)));
         Assert.Contains("1..2", layer.Message);

@@ -73,7 +73,7 @@ let tests =
             Expect.equal positions.Length 2 "one entry per position"
             // The same logits computed in this process through the library.
             Jet.Core.Native.ensure ()
-            let model = Jet.Core.Models.Model.load fakeGpt2 torch.float32 torch.CPU
+            use model = Jet.Core.Models.Model.load fakeGpt2 torch.float32 torch.CPU
             use trace = Jet.Core.Trace.run model.Net (torch.tensor [| 15496L; 995L |])
             let logits = (Jet.Core.Trace.logits trace).[0L]
             positions

@@ -59,13 +59,14 @@ let private combos =
 let paths =
     testList "bigram paths" [
         test "embedding → decoder is U·LN_f(E[z]) + b for every first token" {
-            for net in [ gpt64 (); tiedGpt64 (); toy64 () ] do
+            for make in [ gpt64; tiedGpt64; toy64 ] do
+                use net = make ()
                 use table = Bigrams.full net BigramPath.Embedding (options ScoreSpace.Logit false 7)
                 Expect.tensorClose Accuracy.Float64 table (handDecoder net (embeddings net)) net.Spec.Name
         }
 
         test "embedding → MLP₁ → decoder is U·LN_f(MLP(LN₂(E[z]))) + b, positions not added" {
-            let net = gpt64 ()
+            use net = gpt64 ()
             use table = Bigrams.full net (BigramPath.Mlp 1) (options ScoreSpace.Logit false 16)
             Expect.tensorClose Accuracy.Float64 table (handDecoder net (handMlp net 1 (embeddings net))) "block 1"
             use table2 = Bigrams.full net (BigramPath.Mlp 2) (options ScoreSpace.Logit false 16)
@@ -73,7 +74,7 @@ let paths =
         }
 
         test "the MLP path equals the expansion machinery's order-0 path U·LN(γ_mlp(Emb))" {
-            let net = gpt64 ()
+            use net = gpt64 ()
             // Every vocabulary token as its own one-token sequence.
             let z = torch.arange(int64 net.Vocab, dtype = torch.int64).unsqueeze 1L
             use session = Expand.session net z
@@ -88,13 +89,13 @@ let paths =
         }
 
         test "a parallel (NeoX) layer contributes its MLP branch, not the attention branch" {
-            let net = SyntheticNets.neoxLike 14 SyntheticNets.small torch.float64
+            use net = SyntheticNets.neoxLike 14 SyntheticNets.small torch.float64
             use table = Bigrams.full net (BigramPath.Mlp 2) (options ScoreSpace.Logit false 16)
             Expect.tensorClose Accuracy.Float64 table (handDecoder net (handMlp net 2 (embeddings net))) "MLP branch of block 2"
         }
 
         test "the toy's blocks are MLPs: the path is U·LN_f(γ_b(E[z]))" {
-            let net = toy64 ()
+            use net = toy64 ()
             use table = Bigrams.full net (BigramPath.Mlp 2) (options ScoreSpace.Logit false 30)
             let e = embeddings net
             let gamma = torch.nn.functional.linear (torch.nn.functional.relu (torch.nn.functional.linear (e, p net "block2.fc1.weight", p net "block2.fc1.bias")), p net "block2.fc2.weight", p net "block2.fc2.bias")
@@ -102,7 +103,7 @@ let paths =
         }
 
         test "a network without MLPs, and blocks out of range, fail clearly" {
-            let net = SyntheticNets.attentionOnly 15 SyntheticNets.small torch.float64
+            use net = SyntheticNets.attentionOnly 15 SyntheticNets.small torch.float64
             Expect.throwsWith<InvalidPlanException> [ "no MLP in any block" ] (fun () -> Bigrams.rowTopK net (BigramPath.Mlp 1) 3 SweepOptions.Default |> ignore) "no MLP"
             Expect.throwsWith<IndexRangeException> [ "Block 3"; "1..2" ] (fun () -> Bigrams.rowTopK (gpt64 ()) (BigramPath.Mlp 3) 3 SweepOptions.Default |> ignore) "block 3"
             Expect.throwsWith<IndexRangeException> [ "Block 0" ] (fun () -> Bigrams.rowTopK (gpt64 ()) (BigramPath.Mlp 0) 3 SweepOptions.Default |> ignore) "block 0"
@@ -121,7 +122,7 @@ let sweeps =
     testList "streamed sweeps" [
         for space, drop in combos do
             test (sprintf "row top-k = top-k of the full table (%A, drop diagonal %b)" space drop) {
-                let net = gpt64 ()
+                use net = gpt64 ()
                 let k = 6
                 let path = BigramPath.Mlp 1
                 use best = Bigrams.rowTopK net path k (options space drop 7)
@@ -136,7 +137,7 @@ let sweeps =
             }
 
             test (sprintf "global top-k = brute-force sort of all pairs (%A, drop diagonal %b)" space drop) {
-                let net = toy64 ()
+                use net = toy64 ()
                 let k = 25
                 let path = BigramPath.Embedding
                 let best = Bigrams.globalTopK net path k (options space drop 13)
@@ -151,7 +152,7 @@ let sweeps =
             }
 
         test "full table in probability space: rows sum to 1, diagonal 0 when dropped" {
-            let net = tiedGpt64 ()
+            use net = tiedGpt64 ()
             use table = Bigrams.full net BigramPath.Embedding (options ScoreSpace.Probability true 8)
             Expect.tensorClose Accuracy.Float64 (table.sum 1L) (torch.ones ([| int64 net.Vocab |], dtype = torch.float64)) "rows sum to 1"
             Expect.tensorClose Accuracy.Float64 (table.diagonal ()) (torch.zeros ([| int64 net.Vocab |], dtype = torch.float64)) "diagonal dropped"
@@ -159,7 +160,7 @@ let sweeps =
         }
 
         test "scores for chosen first tokens are those rows of the full table" {
-            let net = gpt64 ()
+            use net = gpt64 ()
             let first = torch.tensor([| 4L; 0L; 49L |], dtype = torch.int64)
             let rows = Bigrams.scores net (BigramPath.Mlp 2) SweepOptions.Default first
             use table = Bigrams.full net (BigramPath.Mlp 2) SweepOptions.Default
@@ -168,19 +169,19 @@ let sweeps =
         }
 
         test "the full table is refused, with its size, above the byte limit" {
-            let net = gpt64 ()
+            use net = gpt64 ()
             Expect.throwsWith<InvalidPlanException> [ "50 × 50"; "20.0 kB"; "limit of 1.0 kB"; "top-k" ] (fun () -> Bigrams.full net BigramPath.Embedding { SweepOptions.Default with MaxFullBytes = 1000L } |> ignore) "too big"
         }
 
         test "k, batch size and vocabulary bounds are checked" {
-            let net = toy64 ()
+            use net = toy64 ()
             Expect.throwsWith<IndexRangeException> [ "1..99"; "diagonal dropped" ] (fun () -> Bigrams.rowTopK net BigramPath.Embedding 100 (options ScoreSpace.Probability true 10) |> ignore) "k = V with the diagonal dropped"
             Expect.throwsWith<IndexRangeException> [ "got 0" ] (fun () -> Bigrams.globalTopK net BigramPath.Embedding 0 SweepOptions.Default |> ignore) "k = 0"
             Expect.throwsWith<InvalidPlanException> [ "batch size" ] (fun () -> Bigrams.rowTopK net BigramPath.Embedding 3 (options ScoreSpace.Probability false 0) |> ignore) "batch 0"
         }
 
         test "progress reports every batch up to the vocabulary size; cancellation stops the sweep" {
-            let net = toy64 ()
+            use net = toy64 ()
             let reports = ResizeArray<int64>()
             let progress = { new IProgress<int64> with member _.Report v = reports.Add v }
             Bigrams.globalTopK net BigramPath.Embedding 3 { SweepOptions.Default with BatchSize = 30; Progress = Some progress } |> ignore
@@ -195,7 +196,7 @@ let mass =
     testList "n-gram mass" [
         for drop in [ false; true ] do
             test (sprintf "mass = brute-force mean over z₁ of Σ_{z₂∈S} P(z₂|z₁) (drop diagonal %b)" drop) {
-                let net = gpt64 ()
+                use net = gpt64 ()
                 let set = [| 3; 7; 7; 20; 41 |]
                 let table = (bruteForce net (BigramPath.Mlp 2) ScoreSpace.Probability drop).data<float>().ToArray()
                 let v = net.Vocab
@@ -204,10 +205,10 @@ let mass =
             }
 
         test "the whole vocabulary has mass 1; two models side by side each get their own mass" {
-            let net = toy64 ()
+            use net = toy64 ()
             Expect.floatClose Accuracy.high (Bigrams.mass net BigramPath.Embedding [| 0 .. 99 |] SweepOptions.Default) 1.0 "all tokens"
-            let a = { Model.toy 1 8 torch.float64 with Source = "a" }
-            let b = { Model.toy 2 8 torch.float64 with Source = "b" }
+            use a = { Model.toy 1 8 torch.float64 with Source = "a" }
+            use b = { Model.toy 2 8 torch.float64 with Source = "b" }
             let reports = ResizeArray<int64>()
             let progress = { new IProgress<int64> with member _.Report v = reports.Add v }
             let options = { SweepOptions.Default with BatchSize = 30; Progress = Some progress }
@@ -221,7 +222,7 @@ let mass =
         }
 
         test "mass of two models: every path and token set is checked before the first sweep" {
-            let a = { Model.toy 1 8 torch.float64 with Source = "a" }
+            use a = { Model.toy 1 8 torch.float64 with Source = "a" }
             let swept = ref 0L
             let options = { SweepOptions.Default with Progress = Some { new IProgress<int64> with member _.Report v = swept.Value <- v } }
             Expect.throwsWith<IndexRangeException> [ "Block 3" ] (fun () -> Bigrams.massOfModels (BigramPath.Mlp 3) "f" [ "a" ] options [ a; a ] |> ignore) "path"
@@ -244,23 +245,6 @@ let mass =
         }
     ]
 
-/// Resident memory of this process from /proc (Linux).
-module private Memory =
-    let private statusMb (field: string) =
-        IO.File.ReadAllLines "/proc/self/status"
-        |> Array.find (fun l -> l.StartsWith(field + ":"))
-        |> fun l -> float (l.Split([| ' '; '\t' |], StringSplitOptions.RemoveEmptyEntries).[1]) / 1024.0
-
-    let currentMb () = statusMb "VmRSS"
-    let peakMb () = statusMb "VmHWM"
-
-    /// Resets the peak counter; false where the kernel refuses (then callers sample the current size instead).
-    let resetPeak () =
-        try
-            IO.File.WriteAllText("/proc/self/clear_refs", "5")
-            true
-        with _ -> false
-
 // A wide-vocabulary, narrow net: its full table would be V² × 4 bytes = 1.6 GB in float32.
 let private wideVocabulary () =
     SyntheticNets.gpt2Like 16 { SyntheticNets.small with Vocab = 20000; Width = 8; Blocks = 1 } torch.float32
@@ -269,7 +253,7 @@ let memory =
     testSequenced
     <| testList "sweep memory" [
         test "a streamed sweep's live tensors and peak memory are bounded by the batch size, not V²" {
-            let net = wideVocabulary ()
+            use net = wideVocabulary ()
             let maxLive = ref 0L
             let sampledRss = ref 0.0
             let progress =

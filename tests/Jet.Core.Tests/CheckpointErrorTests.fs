@@ -13,7 +13,7 @@ open Jet.Core.Tests.TestKit
 open Jet.Core.Tests.TestCheckpoints
 open Jet.Core.Tests.FamilyCheckpoints
 
-let private load (dir: string) = Model.load dir torch.float32 torch.CPU |> ignore
+let private load (dir: string) = (Model.load dir torch.float32 torch.CPU).Dispose()
 
 /// Fails with 'E whose message mentions every fragment and fits on one line.
 let private rejects<'E when 'E :> exn> (fragments: string list) (f: unit -> unit) (what: string) =
@@ -136,7 +136,8 @@ let directoryTests =
             let case = gpt2 102 "F32" gpt2Defaults
             let text = File.ReadAllText(Path.Combine(case.Dir, "config.json")).Replace("\"architectures\":[\"GPT2LMHeadModel\"],", "")
             File.WriteAllText(Path.Combine(case.Dir, "config.json"), text)
-            Expect.equal (Model.load case.Dir torch.float32 torch.CPU).Family "gpt2" "found by model_type"
+            use model = Model.load case.Dir torch.float32 torch.CPU
+            Expect.equal model.Family "gpt2" "found by model_type"
         }
         test "a config.json that is not JSON" {
             let dir = gpt2Dir ()
@@ -222,19 +223,19 @@ let directoryTests =
 let promptTests =
     testList "bad prompts and missing tokenizers" [
         test "an empty prompt" {
-            let model = Model.load (gpt2 111 "F32" gpt2Defaults).Dir torch.float32 torch.CPU
+            use model = Model.load (gpt2 111 "F32" gpt2Defaults).Dir torch.float32 torch.CPU
             rejects<MissingArgumentException> [ "prompt is empty" ] (fun () -> Model.encode model "" |> ignore) "empty prompt"
         }
         test "a checkpoint without tokenizer files loads, but encoding says what is missing" {
-            let model = Model.load (gpt2 112 "F32" gpt2Defaults).Dir torch.float32 torch.CPU
+            use model = Model.load (gpt2 112 "F32" gpt2Defaults).Dir torch.float32 torch.CPU
             rejects<CheckpointException> [ "no tokenizer files"; "tokenizer.json" ] (fun () -> model.Tokenizer.Encode "hi" |> ignore) "no tokenizer"
         }
         test "a prompt longer than the context" {
-            let model = Model.load (gpt2 113 "F32" gpt2Defaults).Dir torch.float32 torch.CPU
+            use model = Model.load (gpt2 113 "F32" gpt2Defaults).Dir torch.float32 torch.CPU
             rejects<IndexRangeException> [ "13 tokens"; "at most 12 positions" ] (fun () -> Trace.run model.Net (torch.zeros (13L, dtype = torch.int64)) |> ignore) "13 > 12"
         }
         test "token ids outside the vocabulary" {
-            let model = Model.load (gpt2 114 "F32" gpt2Defaults).Dir torch.float32 torch.CPU
+            use model = Model.load (gpt2 114 "F32" gpt2Defaults).Dir torch.float32 torch.CPU
             rejects<IndexRangeException> [ "Token id 40"; "0..39" ] (fun () -> Trace.run model.Net (torch.tensor [| 1L; 40L |]) |> ignore) "id 40"
         }
     ]

@@ -67,14 +67,14 @@ let properties =
                     let! case = netCaseGen 1
                     let! plan = planGen case.Recipes.Length
                     return case, plan })) (fun (case, plan) ->
-                let net = build case.Seed case.Width case.Recipes dtype None
+                use net = build case.Seed case.Width case.Recipes dtype None
                 use session = Expand.session net (tokensOf case net.Vocab)
                 let r = session.Expand plan
                 expectExact tolerance r (sprintf "%A" plan))
 
         testPropertyWithConfig config "order 0 at layer l around h_{l−1} gives γ_l(h_{l−1}) and h_{l−1} and a zero remainder"
         <| Prop.forAll (Arb.fromGen (Gen.zip (netCaseGen 1) (Gen.choose (1, 4)))) (fun (case, pick) ->
-            let net = build case.Seed case.Width case.Recipes torch.float64 None
+            use net = build case.Seed case.Width case.Recipes torch.float64 None
             let l = 1 + (pick - 1) % net.Depth
             use session = Expand.session net (tokensOf case net.Vocab)
             let r = session.Expand(Expansion.atLayer l [ Centre.Stream(l - 1) ] |> Expansion.withOrder 0)
@@ -92,7 +92,7 @@ let properties =
                 let! centres = Gen.nonEmptyListOf (centreGen 2) |> Gen.map (List.truncate 4)
                 let! raw = Gen.listOfLength centres.Length (Gen.choose (-100, 100))
                 return case, order, engine, centres, raw })) (fun (case, order, engine, centres, raw) ->
-            let net = build case.Seed case.Width [ Affine; Affine ] torch.float64 None
+            use net = build case.Seed case.Width [ Affine; Affine ] torch.float64 None
             let raw = raw |> List.map (fun r -> float r / 37.0 + 0.01)
             let weights = raw |> List.map (fun w -> w / List.sum raw)
             let weights = if abs (List.sum raw) < 1e-3 then List.replicate raw.Length (1.0 / float raw.Length) else weights
@@ -103,7 +103,7 @@ let properties =
 
         testPropertyWithConfig config "composing order-0 expansions from {Enc} through all L layers gives 2^L paths with distinct names"
         <| Prop.forAll (Arb.fromGen (netCaseGen 1)) (fun case ->
-            let net = build case.Seed case.Width case.Recipes torch.float64 None
+            use net = build case.Seed case.Width case.Recipes torch.float64 None
             let ones n = Weights.Fixed(List.replicate n 1.0)
             let step (plan: Expansion option) l =
                 let centres, count = match plan with None -> [ Centre.Encoder ], 1 | Some p -> [ Centre.Terms p ], pown 2 (l - 1)
@@ -119,7 +119,7 @@ let properties =
 
         testPropertyWithConfig config "γ semantics: h_l − h_{l−1} = γ_l(h_{l−1}) for every residual layer"
         <| Prop.forAll (Arb.fromGen (netCaseGen 1)) (fun case ->
-            let net = build case.Seed case.Width case.Recipes torch.float64 (Some 8)
+            use net = build case.Seed case.Width case.Recipes torch.float64 (Some 8)
             use trace = Trace.run net (tokensOf case net.Vocab)
             for l in 1 .. net.Depth do
                 let gamma = Forward.apply net.Parameters net.Spec.Layers.[l - 1].Gamma (trace.Stream(l - 1))
@@ -130,7 +130,7 @@ let toyTests =
     testList "toy carving" [
         for engine in engines do
             test (sprintf "the reference's quickstart: 4 paths and Σ paths + remainder = logits (float32, %A)" engine) {
-                let net = Toy.create 0 32 torch.float32
+                use net = Toy.create 0 32 torch.float32
                 let tokens = Carving.randomPrompt 0 net.Vocab 8
                 use session = Expand.session net tokens
                 let inner = session.Expand(Expansion.atLayer 2 [ Centre.Stream 0; Centre.Gamma 1 ] |> Expansion.withEngine engine)
@@ -142,7 +142,7 @@ let toyTests =
             }
 
         test "path names of the quickstart" {
-            let net = Toy.create 0 8 torch.float64
+            use net = Toy.create 0 8 torch.float64
             use session = Expand.session net (Carving.randomPrompt 1 net.Vocab 3)
             let carving = session.Unembed(session.Expand(Carving.twoStep 1 Engine.Taylor))
             Expect.equal
@@ -153,7 +153,7 @@ let toyTests =
 
         for engine in engines do
             test (sprintf "decoder around {Emb, h₁, γ₄(h₃)} at orders 0 and 1 on a deeper net; gradients reach softmax weights (%A)" engine) {
-                let net = Toy.createDeep 3 16 5 torch.float64
+                use net = Toy.createDeep 3 16 5 torch.float64
                 let tokens = Carving.randomPrompt 2 net.Vocab 6
                 use session = Expand.session net tokens
                 for order in [ 0; 1 ] do
@@ -212,7 +212,7 @@ let plans =
 let caching =
     testSequenced <| testList "one forward pass" [
         test "a composed plan and its parts evaluate with exactly one forward pass" {
-            let net = Toy.createDeep 4 8 4 torch.float64
+            use net = Toy.createDeep 4 8 4 torch.float64
             let before = Trace.forwardPasses ()
             use session = Expand.session net (Carving.randomPrompt 5 net.Vocab 4)
             let l1 = Expansion.atLayer 1 [ Centre.Encoder ]
@@ -226,7 +226,7 @@ let caching =
             Expect.isTrue (obj.ReferenceEquals(session.Expand l2, session.Expand l2)) "plans are memoised"
         }
         test "repeated sessions do not grow the live tensor count" {
-            let net = Toy.create 0 8 torch.float32
+            use net = Toy.create 0 8 torch.float32
             let once () =
                 use session = Expand.session net (Carving.randomPrompt 1 net.Vocab 5)
                 session.Unembed(session.Expand(Carving.twoStep 2 Engine.Taylor)) |> ignore

@@ -27,13 +27,14 @@ let private lookup (weights: Map<string, Tensor>) (prefix: string) (name: string
     | None -> failwithf "the reference asked for %s%s, which the test checkpoint does not have" prefix name
 
 /// GPT-2 options: `prefix` writes `transformer.` names (GPT2LMHeadModel) or bare ones (GPT2Model);
-/// `untiedHead` saves a separate lm_head with tie_word_embeddings false.
-type Gpt2Options = { Prefix: bool; UntiedHead: bool; ScaleByLayer: bool; Layers: int }
+/// `untiedHead` saves a separate lm_head with tie_word_embeddings false; `Vocab` and `Width` size the network
+/// (4 heads, MLP width 4·Width).
+type Gpt2Options = { Prefix: bool; UntiedHead: bool; ScaleByLayer: bool; Layers: int; Vocab: int; Width: int }
 
-let gpt2Defaults = { Prefix = true; UntiedHead = false; ScaleByLayer = false; Layers = 2 }
+let gpt2Defaults = { Prefix = true; UntiedHead = false; ScaleByLayer = false; Layers = 2; Vocab = 40; Width = 16 }
 
 let gpt2 (seed: int) (dtype: string) (o: Gpt2Options) : FamilyCase =
-    let vocab, d, heads, positions, inner = 40, 16, 4, 12, 64
+    let vocab, d, heads, positions, inner = o.Vocab, o.Width, 4, 12, 4 * o.Width
     let dir = tempDir ()
     let w = Weights(seed, dtype)
     let pre = if o.Prefix then "transformer." else ""

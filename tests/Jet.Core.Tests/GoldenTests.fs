@@ -100,7 +100,10 @@ let private plans: (string * (unit -> Expansion)) list =
 let tests =
     testList "golden files" [
         for name, make in families do
-            test (sprintf "the %s network prints as golden/net_%s.txt" name name) { expectGolden (sprintf "net_%s.txt" name) (string (make ())) }
+            test (sprintf "the %s network prints as golden/net_%s.txt" name name) {
+                use net = make ()
+                expectGolden (sprintf "net_%s.txt" name) (string net)
+            }
         for name, make in plans do
             test (sprintf "the %s plan prints as golden/plan_%s.txt" name name) {
                 let plan = make ()

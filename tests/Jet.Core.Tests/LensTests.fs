@@ -33,7 +33,7 @@ let identities =
     testList "iterative lens identities" [
         for name, make in nets do
             test (sprintf "%s: order 0 is the logit lens U·LN_f(h_l) at every stream" name) {
-                let net = make ()
+                use net = make ()
                 let z = tokens [ 3L; 17L; 4L; 9L; 1L ]
                 use result = IterativeLens.run net z LensOptions.Default
                 use trace = Trace.run net z
@@ -44,7 +44,8 @@ let identities =
             }
 
             test (sprintf "%s: in float32, order 0 is bitwise the direct logit lens" name) {
-                let net = Net.toDType torch.float32 (make ())
+                use original = make ()
+                use net = Net.toDType torch.float32 original
                 let z = tokens [ 1L; 5L; 7L; 9L ]
                 use result = IterativeLens.run net z LensOptions.Default
                 for stream in result.Streams do
@@ -53,7 +54,7 @@ let identities =
             }
 
             test (sprintf "%s: the lens at h_L equals the model's logits at orders 0, 1, 2" name) {
-                let net = make ()
+                use net = make ()
                 let z = tokens [ 8L; 2L; 30L ]
                 use trace = Trace.run net z
                 let expected = handDecoder net (trace.Stream net.Depth)
@@ -69,7 +70,7 @@ let identities =
             }
 
             test (sprintf "%s: order 1 is U·(LN_f(h_l) + D LN_f(h_l)[h_L − h_l]) (central differences)" name) {
-                let net = make ()
+                use net = make ()
                 let z = tokens [ 5L; 11L; 2L; 40L ]
                 use trace = Trace.run net z
                 use result = IterativeLens.run net z { LensOptions.Default with Streams = [ 0; 1 ]; Order = 1 }
@@ -125,21 +126,21 @@ let metrics =
 let badInput =
     testList "lens input checks" [
         test "streams outside 0..L name the valid range" {
-            let net = toy64 ()
+            use net = toy64 ()
             Expect.throwsWith<IndexRangeException> [ "h_3"; "h_0..h_2" ] (fun () -> IterativeLens.run net (tokens [ 1L ]) { LensOptions.Default with Streams = [ 0; 3 ] } |> ignore) "stream 3"
             Expect.throwsWith<IndexRangeException> [ "h_-1" ] (fun () -> IterativeLens.run net (tokens [ 1L ]) { LensOptions.Default with Streams = [ -1 ] } |> ignore) "stream -1"
         }
         test "a negative order and repeated streams are rejected" {
-            let net = toy64 ()
+            use net = toy64 ()
             Expect.throwsWith<InvalidOrderException> [ "The lens order must be an integer in 0..64"; "got -1" ] (fun () -> IterativeLens.run net (tokens [ 1L ]) { LensOptions.Default with Order = -1 } |> ignore) "order"
             Expect.throwsWith<InvalidPlanException> [ "repeat" ] (fun () -> IterativeLens.run net (tokens [ 1L ]) { LensOptions.Default with Streams = [ 1; 1 ] } |> ignore) "repeats"
         }
         test "token ids outside the vocabulary are rejected before indexing" {
-            let net = toy64 ()
+            use net = toy64 ()
             Expect.throwsWith<IndexRangeException> [ "0..99" ] (fun () -> IterativeLens.run net (tokens [ 1L; 100L ]) LensOptions.Default |> ignore) "id 100"
         }
         test "the joint lens needs increasing streams, iterations ≥ 0 and a positive learning rate" {
-            let net = toy64 ()
+            use net = toy64 ()
             let z = tokens [ 1L; 2L ]
             Expect.throwsWith<InvalidPlanException> [ "strictly increasing" ] (fun () -> JointLens.fit net z { JointLensOptions.Default with Streams = [ 2; 1 ] } |> ignore) "order"
             Expect.throwsWith<InvalidPlanException> [ "iterations" ] (fun () -> JointLens.fit net z { JointLensOptions.Default with Iterations = -1 } |> ignore) "iterations"
@@ -151,7 +152,7 @@ let joint =
     testList "joint lens" [
         for name, make in nets do
             test (sprintf "%s: Adam lowers the logit-space loss; weights are a softmax over centres" name) {
-                let net = make ()
+                use net = make ()
                 let z = tokens [ 3L; 14L; 15L; 9L; 2L; 6L ]
                 use result = JointLens.fit net z { JointLensOptions.Default with Order = 1; Iterations = 60; LearningRate = 0.05 }
                 Expect.equal result.Losses.Length 61 "the uniform-weight loss and one per step"
@@ -165,7 +166,7 @@ let joint =
             }
 
             test (sprintf "%s: the UᵀU loss equals the brute-force mean squared logit error" name) {
-                let net = make ()
+                use net = make ()
                 let z = tokens [ 7L; 1L; 12L ]
                 use result = JointLens.fit net z { JointLensOptions.Default with Streams = [ 0; 1; net.Depth ]; Iterations = 0 }
                 use trace = Trace.run net z
@@ -183,7 +184,7 @@ let memory =
     testSequenced
     <| testList "lens memory" [
         test "repeated lenses and joint lenses free their tensors" {
-            let net = Toy.create 1 8 torch.float32
+            use net = Toy.create 1 8 torch.float32
             let z = tokens [ 1L; 2L; 3L ]
             let settle = liveTensorsSettled
             let lens () = (use r = IterativeLens.run net z { LensOptions.Default with Order = 1 } in ())
@@ -208,7 +209,7 @@ let decoder =
     testList "decoder" [
         for name, make in nets do
             test (sprintf "%s: logits are U·LN_f(h) + b, the bias added once" name) {
-                let net = make ()
+                use net = make ()
                 let z = tokens [ 4L; 9L; 2L ]
                 use trace = Trace.run net z
                 let h = trace.Stream 1
@@ -223,7 +224,7 @@ let decoder =
                 Expect.tensorClose Accuracy.Float64 (Decoder.unembed net (a + b)) (Decoder.unembed net a + Decoder.unembed net b) "U is linear"
             }
             test (sprintf "%s: sweep rows equal the plain decoder, and the metric measures logit norms" name) {
-                let net = make ()
+                use net = make ()
                 let h = randn 33 [ 7L; int64 net.Width ]
                 let rows = Decoder.rows net h
                 Expect.equal rows.shape [| 7L; int64 net.Vocab |] "[B, vocab]"

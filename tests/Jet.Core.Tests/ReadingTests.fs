@@ -32,7 +32,7 @@ let private spacedWords =
 let tests =
     testList "readings" [
         test "lens: per-position top tokens and agreement are the tensors' values, means are the means over positions" {
-            let net = toy64 ()
+            use net = toy64 ()
             let tokens = batch ()
             use result = IterativeLens.run net tokens { Streams = [ 2; 0 ]; Order = 1; TopK = 3 }
             let readout = Readings.lens chars result 3
@@ -62,7 +62,7 @@ let tests =
         }
 
         test "joint lens: weights per position are the fitted weights, and sum to 1 over centres" {
-            let net = toy64 ()
+            use net = toy64 ()
             let tokens = batch ()
             use result = JointLens.fit net tokens { JointLensOptions.Default with Streams = [ 0; 1; 2 ]; Iterations = 5 }
             let readout = Readings.jointLens chars result 2
@@ -98,7 +98,7 @@ let tests =
         }
 
         test "carving: the summary's figures with the pieces of every top-1 token" {
-            let model = Model.toy 0 16 torch.float64
+            use model = Model.toy 0 16 torch.float64
             let tokens = Carving.randomPrompt 0 model.Net.Vocab 6
             use session = Expand.session model.Net tokens
             let summary = PathSummary.ofLogitPaths (session.Unembed(session.Expand(Carving.twoStep 1 Engine.Taylor)))

@@ -295,7 +295,7 @@ let gradients =
         }
 
         test "expansion weights given as a tensor get the same gradient from both engines" {
-            let net = Toy.create 3 6 torch.float64
+            use net = Toy.create 3 6 torch.float64
             let tokens = (torch.tensor [| 3L; 14L; 15L; 92L |]).unsqueeze 0
             let termsOf engine (weights: Tensor) =
                 use session = Expand.session net tokens
@@ -325,7 +325,7 @@ let engines =
         }
 
         test "every term of composed expansions, through the decoder, is the same with both engines" {
-            let net = Toy.create 8 6 torch.float64
+            use net = Toy.create 8 6 torch.float64
             let tokens = torch.tensor ([| 1L; 2L; 3L; 5L; 8L |])
             let pathsOf engine =
                 use session = Expand.session net tokens
@@ -393,7 +393,7 @@ let badInput =
 let memory =
     testSequenced <| testList "memory (Taylor)" [
         test "repeated Taylor-engine expansions leave the live tensor count unchanged" {
-            let net = Toy.create 4 8 torch.float32
+            use net = Toy.create 4 8 torch.float32
             let tokens = torch.tensor ([| 1L; 2L; 3L |])
             let run () =
                 use session = Expand.session net tokens

@@ -33,6 +33,35 @@ let liveTensorsSettled () =
     GC.Collect()
     Tensors.liveCount ()
 
+/// Resident memory of this process from /proc (Linux).
+module Memory =
+    [<System.Runtime.InteropServices.DllImport("libc", EntryPoint = "malloc_trim")>]
+    extern int private mallocTrim(unativeint pad)
+
+    let private statusMb (field: string) =
+        IO.File.ReadAllLines "/proc/self/status"
+        |> Array.find (fun l -> l.StartsWith(field + ":"))
+        |> fun l -> float (l.Split([| ' '; '\t' |], StringSplitOptions.RemoveEmptyEntries).[1]) / 1024.0
+
+    let currentMb () = statusMb "VmRSS"
+    let peakMb () = statusMb "VmHWM"
+
+    /// Resets the peak counter; false where the kernel refuses (then callers sample the current size instead).
+    let resetPeak () =
+        try
+            IO.File.WriteAllText("/proc/self/clear_refs", "5")
+            true
+        with _ -> false
+
+    /// Resident memory once the finalizers have run, the GC has decommitted its free memory and glibc has handed its
+    /// free heap pages back to the OS, so two readings differ by what is still allocated rather than by what the
+    /// allocators keep cached.
+    let settledMb () =
+        liveTensorsSettled () |> ignore
+        GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, true, true)
+        try mallocTrim 0un |> ignore with _ -> ()
+        currentMb ()
+
 module Expect =
     /// Runs `body` once to warm up, then `repeats` times; fails when the live tensor count grew by more than
     /// `slack` (use in `testSequenced` lists: the count is global).

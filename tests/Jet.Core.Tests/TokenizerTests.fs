@@ -77,7 +77,7 @@ let gpt2Tests =
             Expect.equal (it.Piece id) "<0xC3>" "lone lead byte"
         }
         test "the toy vocabulary of lm-buddy-tiny-gpt2-toyvocab reproduces transformers' GPT-2 tokenizer test" {
-            let model = Model.load (fixture [ "lm-buddy-tiny-gpt2-toyvocab" ]) TorchSharp.torch.float32 TorchSharp.torch.CPU
+            use model = Model.load (fixture [ "lm-buddy-tiny-gpt2-toyvocab" ]) TorchSharp.torch.float32 TorchSharp.torch.CPU
             let t = model.Tokenizer :?> HfTokenizer
             // test_tokenization_gpt2.py: "lower newer" with add_prefix_space → these tokens and ids.
             Expect.equal (t.Tokens " lower newer") [| "Ġlow"; "er"; "Ġ"; "n"; "e"; "w"; "er" |] "tokens"

@@ -52,7 +52,7 @@ let private execute (args: ParseResults<Args>) =
     if args.Contains Prob && args.Contains Logit then
         raise (InvalidPlanException "--prob and --logit exclude each other; give one.")
     let space = if args.Contains Logit then ScoreSpace.Logit else ScoreSpace.Probability
-    let model = ModelArgs.load (ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>)
+    use model = ModelArgs.load (ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>)
     let n = args.GetResult(Top, 10)
     Bigrams.pathFunction model.Net path |> ignore
     let options = sweepOptions space (args.Contains No_Diagonal) (args.GetResult(Batch_Size, SweepOptions.Default.BatchSize)) (sprintf "bigrams %O" path) (int64 model.Net.Vocab)

@@ -22,7 +22,7 @@ type Args =
             | Json -> "print one JSON object instead of text."
 
 let private execute (args: ParseResults<Args>) =
-    let model = ModelArgs.load (ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>)
+    use model = ModelArgs.load (ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>)
     let s = Model.summary model
     let layers = model.Net.Spec.Layers |> List.mapi (fun i l -> {| layer = i + 1; name = l.Name; block = l.Block; kind = (sprintf "%A" l.Kind).ToLowerInvariant() |})
     if args.Contains Json then

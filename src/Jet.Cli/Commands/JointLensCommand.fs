@@ -39,7 +39,7 @@ type Args =
 
 let private execute (args: ParseResults<Args>) =
     if args.Contains Layers then raise (InvalidPlanException RenamedLayers)
-    let model = ModelArgs.load (ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>)
+    use model = ModelArgs.load (ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>)
     let tokens = Model.encode model (args.GetResult Prompt)
     let defaults = JointLensOptions.Default
     let options =

@@ -40,6 +40,7 @@ let private execute (args: ParseResults<Args>) =
     let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>
     let compared = args.TryGetResult Compare |> Option.map (fun dir -> { request with Source = ModelArgs.source dir })
     let models = [ yield ModelArgs.load request; yield! compared |> Option.map ModelArgs.load |> Option.toList ]
+    use _ = { new System.IDisposable with member _.Dispose() = for m in models do m.Dispose() }
     let total = models |> List.sumBy (fun m -> int64 m.Net.Vocab)
     let batch = args.GetResult(Batch_Size, SweepOptions.Default.BatchSize)
     let options = BigramsCommand.sweepOptions ScoreSpace.Probability (args.Contains No_Diagonal) batch "mass" total

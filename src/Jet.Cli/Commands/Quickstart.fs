@@ -36,7 +36,7 @@ let private execute (args: ParseResults<Args>) =
     let out = args.GetResult(Out, "quickstart.png")
     if width < 1 then raise (IndexRangeException(sprintf "--d must be ≥ 1; got %d." width))
     Expansion.checkOrder "--order" order
-    let model = Model.toy seed width torch.float32
+    use model = Model.toy seed width torch.float32
     let tokens = Carving.randomPrompt seed model.Net.Vocab promptLength
     let plan = Carving.twoStep order Engine.Taylor
     use session = Expand.session model.Net tokens

@@ -28,7 +28,7 @@ type Args =
             | Json -> "print one JSON object instead of a table."
 
 let private execute (args: ParseResults<Args>) =
-    let model = ModelArgs.load (ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>)
+    use model = ModelArgs.load (ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>)
     let k = args.GetResult(Top, 5)
     if k < 1 || k > model.Net.Vocab then
         raise (IndexRangeException(sprintf "--top %d is outside 1..%d (the vocabulary size)." k model.Net.Vocab))

@@ -38,7 +38,8 @@ module Architectures =
             raise (DTypeException(sprintf "Models load as float32, float64, float16 or bfloat16; %O was asked for." dtype))
 
     /// Lowers the checkpoint in `directory` to a network whose parameters are `dtype` on `device`; returns the
-    /// network and its family. Every header, name and shape is checked before any tensor is read.
+    /// network (the caller owns it) and its family. Every header, name and shape is checked before any tensor is
+    /// read; on failure every tensor read is freed.
     let loadNet (directory: string) (dtype: torch.ScalarType) (device: torch.Device) : Net * Family =
         requireFloatingDType dtype
         Checkpoint.requireDirectory directory
@@ -47,4 +48,8 @@ module Architectures =
         use checkpoint = Checkpoint.openDirectory directory
         let lowering = family.Lower config checkpoint.Contains
         let parameters = Lowering.materialize checkpoint family.Name lowering.Tensors dtype device
-        Net.create lowering.Spec parameters, family
+        try
+            Net.create lowering.Spec parameters, family
+        with _ ->
+            parameters.Dispose()
+            reraise ()

@@ -200,4 +200,4 @@ module Lowering =
                 | StoredAs.Transposed -> stored.t ()
         for t in parameters.Values |> Seq.distinct do
             t.DetachFromDisposeScope() |> ignore
-        ParameterStore(parameters :> IReadOnlyDictionary<_, _>)
+        new ParameterStore(parameters :> IReadOnlyDictionary<_, _>)

@@ -3,8 +3,13 @@ namespace Jet.Core.Models
 open TorchSharp
 open Jet.Core
 
-/// A network with its tokenizer and where it came from: what the applications and the CLI work on.
+/// A network with its tokenizer and where it came from: what the applications and the CLI work on. The model owns its
+/// network: `use model = …` (or `Dispose`) frees the weights, after which every forward pass, lens or expansion of it
+/// fails with an ObjectDisposedException. A copy made with `{ model with … }` shares the network: dispose one of
+/// them.
 type Model =
+    // A record rather than a class: F# scripts read its fields without referencing Microsoft.ML.Tokenizers, which a
+    // member lookup on a type of this namespace needs (FS0074); so scripts dispose it through IDisposable.
     {
         Net: Net
         Tokenizer: ITokenizer
@@ -14,10 +19,16 @@ type Model =
         Source: string
     }
 
+    /// Frees the network's weights; later calls do nothing.
+    member m.Dispose() = m.Net.Dispose()
+
+    interface System.IDisposable with
+        member m.Dispose() = m.Dispose()
+
 /// Opening models.
 [<RequireQualifiedAccess>]
 module Model =
-    /// The built-in toy network (seed, width) with its character tokenizer.
+    /// The built-in toy network (seed, width) with its character tokenizer. The caller owns the model (dispose it).
     [<CompiledName("Toy")>]
     let toy (seed: int) (width: int) (dtype: torch.ScalarType) =
         { Net = Toy.create seed width dtype; Tokenizer = CharTokenizer.Instance; Family = "toy"; Source = "toy" }
@@ -43,11 +54,16 @@ module Model =
 
     /// Loads a Hugging Face checkpoint directory (config.json, model.safetensors or its shards, tokenizer files)
     /// as a network of `dtype` on `device` with its tokenizer. Families: gpt2, gpt_neo, gpt_neox, llama, mistral, gemma.
+    /// The caller owns the model (dispose it); when loading fails, every tensor read so far is freed.
     [<CompiledName("Load")>]
     let load (directory: string) (dtype: torch.ScalarType) (device: torch.Device) : Model =
         let net, family = Architectures.loadNet directory dtype device
-        let tokenizer = HfTokenizer.load directory net.Vocab (Architectures.addsBosByDefault family)
-        { Net = net; Tokenizer = tokenizer; Family = family.Name; Source = System.IO.Path.GetFullPath directory }
+        try
+            let tokenizer = HfTokenizer.load directory net.Vocab (Architectures.addsBosByDefault family)
+            { Net = net; Tokenizer = tokenizer; Family = family.Name; Source = System.IO.Path.GetFullPath directory }
+        with _ ->
+            net.Dispose()
+            reraise ()
 
     /// Only the tokenizer of "toy" or of a checkpoint directory, without reading any weights (a directory may
     /// hold just tokenizer files; config.json, when present, decides whether a bare tokenizer.model adds BOS).
@@ -65,12 +81,17 @@ module Model =
             HfTokenizer.load source vocab addBos
 
     /// "toy" opens the built-in toy network (seed ToySeed, width ToyWidth); anything else is a checkpoint directory.
+    /// The caller owns the model (dispose it).
     [<CompiledName("Resolve")>]
     let resolve (source: string) (dtype: torch.ScalarType) (device: torch.Device) : Model =
         if source = "toy" then
             Architectures.requireFloatingDType dtype
             let model = toy ToySeed ToyWidth dtype
-            if device.``type`` = DeviceType.CPU then model else { model with Net = Net.toDevice device model.Net }
+            if device.``type`` = DeviceType.CPU then model
+            else
+                // The toy is built on the CPU; the moved copy is the model, the CPU weights are freed here.
+                use cpu = model
+                { cpu with Net = Net.toDevice device cpu.Net }
         else load source dtype device
 
     /// What `jet info` reports about a model.

@@ -289,12 +289,16 @@ type SafetensorsFile(header: SafetensorsHeader) =
             [ for first, count in Safetensors.windows entry ->
                   fun () -> Safetensors.copyWindow map.Value (header.DataStart + entry.Begin + first) (destination + nativeint first) count ]
 
-    /// The tensor `name` as a fresh CPU tensor of its stored element type.
+    /// The tensor `name` as a fresh CPU tensor of its stored element type (freed again when a copy fails).
     member f.ReadRaw(name: string) : Tensor =
         let tensor = f.Allocate name
-        for copy in f.CopyJobs(name, tensor) do
-            copy ()
-        tensor
+        try
+            for copy in f.CopyJobs(name, tensor) do
+                copy ()
+            tensor
+        with _ ->
+            tensor.Dispose()
+            reraise ()
 
     /// Opens a file after validating its header.
     static member Open(path: string) = new SafetensorsFile(Safetensors.readHeader path)

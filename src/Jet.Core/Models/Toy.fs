@@ -32,12 +32,14 @@ module Toy =
             Unembedding = { Weight = "unembed.weight"; Bias = None; Tied = false }
         }
 
-    /// A seeded toy network (weights N(0, 1/fan_in), embeddings N(0, 1)) in the given dtype.
+    /// A seeded toy network (weights N(0, 1/fan_in), embeddings N(0, 1)) in the given dtype. The caller owns it.
     let createDeep (seed: int) (width: int) (blocks: int) (dtype: torch.ScalarType) : Net =
         if width < 1 then raise (IndexRangeException(sprintf "The toy width must be ≥ 1; got %d." width))
         if blocks < 1 then raise (IndexRangeException(sprintf "The toy needs at least one block; got %d." blocks))
         Native.ensure ()
-        let g = new torch.Generator(uint64 seed)
+        // The scope frees the float64 draws; only the parameters leave it, owned by the network.
+        use scope = torch.NewDisposeScope()
+        use g = new torch.Generator(uint64 seed)
         let d, h = int64 width, int64 (4 * width)
         let normal (shape: int64[]) (std: float) =
             (torch.randn (shape, dtype = torch.float64, generator = g) * std).to_type dtype
@@ -54,6 +56,8 @@ module Toy =
                 "ln_f.bias", normal [| d |] 0.1
                 "unembed.weight", normal [| int64 Vocab; d |] (1.0 / sqrt (float d))
             ]
+        for _, t in parameters do
+            t.DetachFromDisposeScope() |> ignore
         Net.create (spec width blocks) (ParameterStore.OfSeq parameters)
 
     /// The paper's two-block toy network.

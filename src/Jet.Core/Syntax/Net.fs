@@ -5,7 +5,9 @@ open System.Collections.Generic
 open TorchSharp
 
 
-/// A residual network: its structure (compared structurally) and its parameters (stored beside it).
+/// A residual network: its structure (compared structurally) and its parameters (stored beside it). The network owns
+/// its parameter store: `Dispose` frees the weights, after which the parameters (and so every forward pass, lens or
+/// expansion of this network) fail with an ObjectDisposedException; the structure stays readable.
 [<Sealed>]
 type Net(spec: NetSpec, parameters: ParameterStore) =
     member _.Spec = spec
@@ -17,6 +19,12 @@ type Net(spec: NetSpec, parameters: ParameterStore) =
     /// The element type of the token embedding (the network's working dtype).
     member _.DType = parameters.[spec.Encoder.TokenEmbedding].dtype
     member _.Device = parameters.[spec.Encoder.TokenEmbedding].device
+
+    /// Frees the network's weights (its parameter store); later calls do nothing.
+    member _.Dispose() = parameters.Dispose()
+
+    interface IDisposable with
+        member n.Dispose() = n.Dispose()
 
     /// The structure, as `Print.net` writes it.
     override _.ToString() = Print.net spec
@@ -50,26 +58,41 @@ module Net =
         | None, _ -> ()
         net
 
+    /// A validated network over `spec` and `parameters`. On success the network owns the store (disposing the network
+    /// disposes it); when validation fails the caller still owns it.
     [<CompiledName("Create")>]
-    let create spec parameters = Net(spec, parameters) |> validate
+    let create spec parameters = new Net(spec, parameters) |> validate
 
-    /// The same network with every parameter mapped by `convert`; tied parameters stay shared.
+    /// A new network with every parameter mapped by `convert` (tied parameters stay shared); `net` is untouched.
+    /// `convert` must return a tensor with its own storage (a copy), so that neither network's Dispose frees the
+    /// other's weights. On failure every converted tensor is freed.
     let private mapParameters (convert: Tensor -> Tensor) (net: Net) =
+        let source = net.Parameters.Tensors
+        Native.ensure ()
+        // The scope frees the detached views and, when a conversion fails, the tensors converted so far.
+        use scope = torch.NewDisposeScope()
         let converted = Dictionary<nativeint, Tensor>()
         let once (t: Tensor) =
             match converted.TryGetValue t.Handle with
             | true, c -> c
             | _ ->
-                let c = convert t
+                let c = convert (t.detach ())
                 converted.[t.Handle] <- c
                 c
-        Net(net.Spec, ParameterStore.OfSeq [ for kv in net.Parameters.Tensors -> kv.Key, once kv.Value ])
+        let pairs = [ for kv in source -> kv.Key, once kv.Value ]
+        for c in converted.Values do
+            c.DetachFromDisposeScope() |> ignore
+        new Net(net.Spec, ParameterStore.OfSeq pairs)
 
-    /// The same network with every parameter converted to `dtype` (float32 or float64).
-    let toDType (dtype: torch.ScalarType) (net: Net) = mapParameters (fun t -> t.detach().to_type dtype) net
+    /// A new network, with its own weights, whose parameters are `net`'s converted to `dtype` (float32 or float64).
+    /// `net` is untouched and still owned by the caller; dispose each network on its own. The weights are copied even
+    /// when they already have this dtype, so the two never share memory.
+    let toDType (dtype: torch.ScalarType) (net: Net) = mapParameters (fun t -> t.to_type (dtype, copy = true)) net
 
-    /// The same network with every parameter moved to `device` (for example `torch.CUDA` with a CUDA build of TorchSharp).
-    let toDevice (device: torch.Device) (net: Net) = mapParameters (fun t -> t.detach().``to`` device) net
+    /// A new network, with its own weights, whose parameters are `net`'s moved to `device` (for example `torch.CUDA`
+    /// with a CUDA build of TorchSharp). `net` is untouched and still owned by the caller; dispose each network on its
+    /// own. The weights are copied even when they are already on `device`, so the two never share memory.
+    let toDevice (device: torch.Device) (net: Net) = mapParameters (fun t -> t.``to`` (device, copy = true)) net
 
     /// The residual layers (1-based) of a block (1-based); fails with the valid range.
     [<CompiledName("LayersOfBlock")>]
