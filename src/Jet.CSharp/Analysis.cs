@@ -38,7 +38,7 @@ public sealed class Analysis : IDisposable
     {
         ArgumentNullException.ThrowIfNull(decoderPlan);
         var paths = session.Unembed(session.Expand(decoderPlan.Core));
-        var summary = Jet.Core.Apps.PathSummaryModule.OfLogitPaths(paths);
+        var summary = Jet.Core.Apps.CarvingSummary.Of(paths);
         var bias = FSharpOption<Tensor>.get_IsSome(paths.Bias) ? paths.Bias.Value : null;
         return new LogitCarving(Terms(paths.Paths), paths.Remainder, paths.Logits, bias, summary.ReconstructionError);
     }

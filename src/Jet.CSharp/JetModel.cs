@@ -28,7 +28,7 @@ public sealed class JetModel : IDisposable
     /// <summary>The paper's toy: vocabulary 100, width <paramref name="width"/>, two residual MLP blocks, LayerNorm,
     /// untied unembedding, seeded weights; its tokenizer maps printable ASCII characters to ids.</summary>
     public static JetModel Toy(int seed = 0, int width = 32, ScalarType dtype = ScalarType.Float32) =>
-        new(ModelModule.Toy(seed, width, dtype));
+        new(Model.Toy(seed, width, dtype));
 
     /// <summary>Loads a Hugging Face checkpoint directory (config.json, model.safetensors or its shards, tokenizer
     /// files). Families: GPT-2, GPT-Neo, GPT-NeoX (Pythia), Llama, Mistral, Gemma.</summary>
@@ -39,7 +39,7 @@ public sealed class JetModel : IDisposable
     {
         ArgumentException.ThrowIfNullOrEmpty(directory);
         Native.Ensure();
-        return new(ModelModule.Load(directory, dtype, device ?? torch.CPU));
+        return new(Model.Load(directory, dtype, device ?? torch.CPU));
     }
 
     /// <summary>"toy" for the built-in toy network, or a checkpoint directory (as the jet command's --model).</summary>
@@ -47,7 +47,7 @@ public sealed class JetModel : IDisposable
     {
         ArgumentException.ThrowIfNullOrEmpty(source);
         Native.Ensure();
-        return new(ModelModule.Resolve(source, dtype, torch.CPU));
+        return new(Model.Resolve(source, dtype, torch.CPU));
     }
 
     /// <summary>Wraps a network built with <see cref="NetworkBuilder"/> and a tokenizer (the toy's character
@@ -86,12 +86,12 @@ public sealed class JetModel : IDisposable
     /// <summary>The residual layer (1..L) of a block (1-based).</summary>
     public int LayerOf(int block, LayerPart part = LayerPart.Only)
     {
-        var layers = NetModule.LayersOfBlock(block, Core.Net);
+        var layers = Core.Net.LayersOfBlock(block);
         return part switch
         {
-            LayerPart.Attention => NetModule.LayerOfBlock(block, LayerKind.Attention, Core.Net),
-            LayerPart.Mlp => NetModule.LayerOfBlock(block, LayerKind.Mlp, Core.Net),
-            _ when layers.Length == 1 => layers.Head,
+            LayerPart.Attention => Core.Net.LayerOfBlock(block, LayerKind.Attention),
+            LayerPart.Mlp => Core.Net.LayerOfBlock(block, LayerKind.Mlp),
+            _ when layers.Length == 1 => layers[0],
             _ => throw new IndexRangeException(
                 $"Block {block} has {layers.Length} residual layers ({string.Join(", ", layers)}); ask for LayerPart.Attention or LayerPart.Mlp."),
         };
@@ -102,7 +102,7 @@ public sealed class JetModel : IDisposable
     {
         // The encoder's intermediate tensors are freed here rather than left to the finalizers.
         using var scope = torch.NewDisposeScope();
-        return ModelModule.Encode(Core, prompt).MoveToOuterDisposeScope();
+        return Core.Encode(prompt).MoveToOuterDisposeScope();
     }
 
     /// <summary>The text of some token ids.</summary>

@@ -213,6 +213,6 @@ public sealed class NetworkBuilder
             maxPositions is { } m ? FSharpOption<int>.Some(m) : FSharpOption<int>.None,
             encoder, ListModule.OfSeq(layers), finalNorm,
             new Jet.Core.Unembedding(u.Weight, FSharpOption<string>.None, u.Tied));
-        return NetModule.Create(spec, ParameterStore.OfSeq(parameters.Select(kv => Tuple.Create(kv.Key, kv.Value))));
+        return Net.Create(spec, ParameterStore.OfSeq(parameters.Select(kv => Tuple.Create(kv.Key, kv.Value))));
     }
 }

@@ -74,3 +74,9 @@ module PathSummary =
             RemainderNorm = scalar (carving.Remainder.norm ())
             ReconstructionError = scalar ((reconstructed - carving.Logits).abs().max ())
         }
+
+/// The summary under a .NET name, for C# (the `PathSummary` module compiles to `PathSummaryModule`).
+type CarvingSummary with
+    /// The summary of a decoder carving (batch row 0).
+    static member Of(carving: LogitPaths) = PathSummary.ofLogitPaths carving
+

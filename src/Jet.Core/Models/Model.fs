@@ -136,3 +136,17 @@ module Model =
             Parameters = net.Parameters.ScalarCount
             DType = (string net.DType).ToLowerInvariant()
         }
+
+/// The model functions under .NET names, for C# (the `Model` module compiles to `ModelModule`).
+type Model with
+    /// The built-in toy network (seed, width) with its character tokenizer. The caller owns the model (dispose it).
+    static member Toy(seed: int, width: int, dtype: torch.ScalarType) = Model.toy seed width dtype
+
+    /// Loads a Hugging Face checkpoint directory as a network of `dtype` on `device` with its tokenizer.
+    static member Load(directory: string, dtype: torch.ScalarType, device: torch.Device) = Model.load directory dtype device
+
+    /// "toy" or a checkpoint directory, as the jet command's --model reads it.
+    static member Resolve(source: string, dtype: torch.ScalarType, device: torch.Device) = Model.resolve source dtype device
+
+    /// Token ids of a prompt as a [1, seq] int64 tensor.
+    member model.Encode(prompt: string) = Model.encode model prompt

@@ -143,3 +143,15 @@ module Net =
             raise (IndexRangeException(sprintf "The sequence has %d tokens but the network accepts at most %d positions." batch.shape.[1] limit))
         | _ -> ()
         batch.``to``(net.Device)
+
+/// The network functions under .NET names, for C# (the `Net` module compiles to `NetModule`).
+type Net with
+    /// A network from its structure and parameters, validated; the network owns the store.
+    static member Create(spec: NetSpec, parameters: ParameterStore) = Net.create spec parameters
+
+    /// The residual layers (1-based) of a block (1-based); fails with the valid range.
+    member net.LayersOfBlock(block: int) : int[] = Net.layersOfBlock block net |> Array.ofList
+
+    /// The residual layer of a block whose kind matches (for example the MLP of block 3).
+    member net.LayerOfBlock(block: int, kind: LayerKind) = Net.layerOfBlock block kind net
+
