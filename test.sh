@@ -87,12 +87,26 @@ run_examples() {
   fi
 }
 
+# The F# sources stay as Fantomas formats them (.editorconfig: lines of at most 120 characters).
+run_format_check() {
+  echo "== formatting (fantomas --check)"
+  if dotnet tool restore > /tmp/jetdsl-tools.log 2>&1 && dotnet tool run fantomas --check src tests bench > /tmp/jetdsl-format.log 2>&1; then
+    echo "passed: fantomas --check src tests bench"
+    passed=$((passed + 1))
+  else
+    echo "FAILED: fantomas --check (run: dotnet tool run fantomas src tests bench)"
+    tail -20 /tmp/jetdsl-tools.log /tmp/jetdsl-format.log
+    failed=$((failed + 1))
+  fi
+}
+
 run_expecto "core tests" "tests/Jet.Core.Tests/bin/$configuration/net10.0/Jet.Core.Tests.dll"
 
 run_expecto "CLI tests" "tests/Jet.Cli.Tests/bin/$configuration/net10.0/Jet.Cli.Tests.dll"
 run_xunit "C# facade tests" tests/Jet.CSharp.Tests/Jet.CSharp.Tests.csproj
 run_scripts
 run_examples
+run_format_check
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -10,11 +10,15 @@ open System.IO
 let private candidates () =
     let fromEnvironment = Environment.GetEnvironmentVariable "JETDSL_FIXTURES"
     let rec repositoryRoot (dir: DirectoryInfo) =
-        if isNull dir then None
-        elif File.Exists(Path.Combine(dir.FullName, "JetDsl.sln")) then Some dir
-        else repositoryRoot dir.Parent
+        if isNull dir then
+            None
+        elif File.Exists(Path.Combine(dir.FullName, "JetDsl.sln")) then
+            Some dir
+        else
+            repositoryRoot dir.Parent
     [
-        if not (String.IsNullOrEmpty fromEnvironment) then fromEnvironment
+        if not (String.IsNullOrEmpty fromEnvironment) then
+            fromEnvironment
         match repositoryRoot (DirectoryInfo AppContext.BaseDirectory) with
         | Some root when not (isNull root.Parent) -> Path.Combine(root.Parent.FullName, "shared", "fixtures")
         | _ -> ()
@@ -27,7 +31,9 @@ let directory =
         (match candidates () |> List.tryFind Directory.Exists with
          | Some dir -> dir
          | None ->
-             failwithf "The shared fixtures were not found (looked in: %s); set JETDSL_FIXTURES to the fixtures folder." (String.concat ", " (candidates ())))
+             failwithf
+                 "The shared fixtures were not found (looked in: %s); set JETDSL_FIXTURES to the fixtures folder."
+                 (String.concat ", " (candidates ())))
 
 /// A path inside the fixtures folder.
 let path (parts: string list) = Path.Combine(Array.ofList (directory.Value :: parts))

@@ -20,7 +20,10 @@ extern int private mallocTrim(unativeint pad)
 let private trim () =
     GC.Collect()
     GC.WaitForPendingFinalizers()
-    try mallocTrim 0un |> ignore with _ -> ()
+    try
+        mallocTrim 0un |> ignore
+    with _ ->
+        ()
 
 /// GFLOP/s of the product of x [m, k] and W [n, k] in the faster of the layouts x·Wᵀ and W·xᵀ (the sweep's
 /// own matmul shape), median over runs.
@@ -46,7 +49,8 @@ let private pairedSweep (run: SweepOptions -> unit) (reference: unit -> unit) (b
                 clock.Restart()
                 reference ()
                 references.Add clock.Elapsed.TotalSeconds
-                clock.Restart() }
+                clock.Restart()
+        }
     run { SweepOptions.Default with BatchSize = batch; Progress = Some progress }
     batches.ToArray(), references.ToArray()
 
@@ -59,20 +63,42 @@ let run () =
     use _ = torch.no_grad ()
     let built = Stopwatch.StartNew()
     use net =
-        SyntheticNets.gpt2Like 2024
-            { Vocab = vocab; Width = width; Heads = 12; Blocks = 12; MaxPositions = 1024; Tied = true; UnembedBias = false }
+        SyntheticNets.gpt2Like
+            2024
+            {
+                Vocab = vocab
+                Width = width
+                Heads = 12
+                Blocks = 12
+                MaxPositions = 1024
+                Tied = true
+                UnembedBias = false
+            }
             torch.float32
     let weightsMb = float (net.Parameters.ScalarCount * 4L) / 1048576.0
-    emit {| suite = "bigram-sweep"; record = "model"; vocab = vocab; width = width; blocks = 12; parameters = net.Parameters.ScalarCount; weights_mb = weightsMb; build_s = built.Elapsed.TotalSeconds; threads = torch.get_num_threads () |}
+    emit
+        {|
+            suite = "bigram-sweep"
+            record = "model"
+            vocab = vocab
+            width = width
+            blocks = 12
+            parameters = net.Parameters.ScalarCount
+            weights_mb = weightsMb
+            build_s = built.Elapsed.TotalSeconds
+            threads = torch.get_num_threads ()
+        |}
     // The peak: the best GFLOP/s of the sweep's own matmul shape and of a large square product. The machine is
     // shared, so the peak is measured again right before every sweep; each sweep is compared with that peak and
     // with the best peak seen in the run.
     let measurePeak () =
         let shapes = [ 512L, int64 width, int64 vocab; 2048L, int64 width, int64 vocab; 2048L, 2048L, 2048L ]
-        [ for m, k, n in shapes ->
-              let g = matmulGflops m k n 5
-              emit {| suite = "bigram-sweep"; record = "matmul"; m = m; k = k; n = n; gflops = g |}
-              g ]
+        [
+            for m, k, n in shapes ->
+                let g = matmulGflops m k n 5
+                emit {| suite = "bigram-sweep"; record = "matmul"; m = m; k = k; n = n; gflops = g |}
+                g
+        ]
         |> List.max
     let peak = ref 0.0
     let d = float width
@@ -97,12 +123,14 @@ let run () =
         let u = net.Parameters.[net.Spec.Unembedding.Weight]
         // The same product in the faster of the two layouts (U·xᵀ, the one the sweep uses).
         let reference () = (use _ = u.matmul (x.t ()) in ())
-        let perBatch, perReference = pairedSweep (fun o -> Bigrams.globalTopK net path 100 o |> ignore) reference batch
+        let perBatch, perReference =
+            pairedSweep (fun o -> Bigrams.globalTopK net path 100 o |> ignore) reference batch
         // Full batches only: the last one is short.
         let full = perBatch.Length - 1
         let batchFlops = (flopsOf path) * float batch / v
         let referenceFlops = 2.0 * float batch * d * v
-        let ratios = Array.init full (fun i -> (batchFlops / perBatch.[i]) / (referenceFlops / perReference.[i]))
+        let ratios =
+            Array.init full (fun i -> (batchFlops / perBatch.[i]) / (referenceFlops / perReference.[i]))
         let wall = Array.sum perBatch
         let medianGflops = batchFlops / median perBatch.[.. full - 1] / 1e9
         emit

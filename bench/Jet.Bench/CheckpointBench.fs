@@ -44,17 +44,34 @@ let private shapes =
 /// Writes config.json and a float32 model.safetensors of random weights; returns the file's size in bytes.
 let private writeCheckpoint (dir: string) =
     let config =
-        {| architectures = [ "GPT2LMHeadModel" ]; model_type = "gpt2"; vocab_size = 50257; n_embd = 768; n_head = 12; n_layer = 12; n_positions = 1024; activation_function = "gelu_new"; layer_norm_epsilon = 1e-5 |}
+        {|
+            architectures = [ "GPT2LMHeadModel" ]
+            model_type = "gpt2"
+            vocab_size = 50257
+            n_embd = 768
+            n_head = 12
+            n_layer = 12
+            n_positions = 1024
+            activation_function = "gelu_new"
+            layer_norm_epsilon = 1e-5
+        |}
     File.WriteAllText(Path.Combine(dir, "config.json"), JsonSerializer.Serialize config)
     let mutable offset = 0L
     let entries =
         shapes
         |> List.map (fun (name, shape) ->
             let bytes = 4L * Array.fold (*) 1L shape
-            let e = sprintf "%s:{\"dtype\":\"F32\",\"shape\":[%s],\"data_offsets\":[%d,%d]}" (JsonSerializer.Serialize name) (shape |> Array.map string |> String.concat ",") offset (offset + bytes)
+            let e =
+                sprintf
+                    "%s:{\"dtype\":\"F32\",\"shape\":[%s],\"data_offsets\":[%d,%d]}"
+                    (JsonSerializer.Serialize name)
+                    (shape |> Array.map string |> String.concat ",")
+                    offset
+                    (offset + bytes)
             offset <- offset + bytes
             e)
-    let header = Encoding.UTF8.GetBytes("{\"__metadata__\":{\"format\":\"pt\"}," + String.concat "," entries + "}")
+    let header =
+        Encoding.UTF8.GetBytes("{\"__metadata__\":{\"format\":\"pt\"}," + String.concat "," entries + "}")
     let header = Array.append header (Array.create ((8 - header.Length % 8) % 8) (byte ' '))
     let path = Path.Combine(dir, "model.safetensors")
     use stream = File.Create path
@@ -63,7 +80,7 @@ let private writeCheckpoint (dir: string) =
     use g = new torch.Generator(1UL)
     for _, shape in shapes do
         use scope = torch.NewDisposeScope()
-        let t = torch.randn(shape, dtype = torch.float32, generator = g) * 0.02
+        let t = torch.randn (shape, dtype = torch.float32, generator = g) * 0.02
         stream.Write(t.bytes)
     stream.Flush()
     stream.Length
@@ -111,7 +128,11 @@ let run () =
                     let mutable offset = 0L
                     while offset < length do
                         let count = int (min (16L * 1024L * 1024L) (length - offset))
-                        let span = Span<byte>(NativePtr.toVoidPtr (NativePtr.add (NativePtr.ofVoidPtr<byte> memory) (int offset)), count)
+                        let span =
+                            Span<byte>(
+                                NativePtr.toVoidPtr (NativePtr.add (NativePtr.ofVoidPtr<byte> memory) (int offset)),
+                                count
+                            )
                         let read = RandomAccess.Read(handle, span, offset)
                         offset <- if read = 0 then length else offset + int64 read
                 finally
@@ -119,7 +140,8 @@ let run () =
         let buffer = Array.zeroCreate<byte> (16 * 1024 * 1024)
         let readStreamMs =
             medianMs 1 5 (fun () ->
-                use s = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan)
+                use s =
+                    new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan)
                 while s.Read(buffer, 0, buffer.Length) > 0 do
                     ())
         settle ()

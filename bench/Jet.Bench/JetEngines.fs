@@ -14,47 +14,53 @@ let private d, hidden, heads, vocab = 768L, 3072L, 12, 50257L
 let private parameters () =
     use g = new torch.Generator(1234UL)
     let normal (shape: int64[]) (std: float) = torch.randn (shape, generator = g) * std
-    ParameterStore.OfSeq [
-        "ln1.w", 1.0 + normal [| d |] 0.1
-        "ln1.b", normal [| d |] 0.1
-        "attn.qkv.w", normal [| 3L * d; d |] 0.02
-        "attn.qkv.b", normal [| 3L * d |] 0.02
-        "attn.out.w", normal [| d; d |] 0.02
-        "attn.out.b", normal [| d |] 0.02
-        "ln2.w", 1.0 + normal [| d |] 0.1
-        "ln2.b", normal [| d |] 0.1
-        "fc1.w", normal [| hidden; d |] 0.02
-        "fc1.b", normal [| hidden |] 0.02
-        "fc2.w", normal [| d; hidden |] 0.02
-        "fc2.b", normal [| d |] 0.02
-        "lnf.w", 1.0 + normal [| d |] 0.1
-        "lnf.b", normal [| d |] 0.1
-        "unembed.w", normal [| vocab; d |] 0.02
-    ]
+    ParameterStore.OfSeq
+        [
+            "ln1.w", 1.0 + normal [| d |] 0.1
+            "ln1.b", normal [| d |] 0.1
+            "attn.qkv.w", normal [| 3L * d; d |] 0.02
+            "attn.qkv.b", normal [| 3L * d |] 0.02
+            "attn.out.w", normal [| d; d |] 0.02
+            "attn.out.b", normal [| d |] 0.02
+            "ln2.w", 1.0 + normal [| d |] 0.1
+            "ln2.b", normal [| d |] 0.1
+            "fc1.w", normal [| hidden; d |] 0.02
+            "fc1.b", normal [| hidden |] 0.02
+            "fc2.w", normal [| d; hidden |] 0.02
+            "fc2.b", normal [| d |] 0.02
+            "lnf.w", 1.0 + normal [| d |] 0.1
+            "lnf.b", normal [| d |] 0.1
+            "unembed.w", normal [| vocab; d |] 0.02
+        ]
 
 let private layerNorm name = LayerNorm { Weight = Some(name + ".w"); Bias = Some(name + ".b"); Eps = 1e-5 }
 
 /// γ_mlp(h) = W₂ gelu_tanh(W₁ LN₂(h) + b₁) + b₂.
-let private mlp = Chain [ layerNorm "ln2"; Fn.affine "fc1.w" "fc1.b"; Act Activation.GeluTanh; Fn.affine "fc2.w" "fc2.b" ]
+let private mlp =
+    Chain [ layerNorm "ln2"; Fn.affine "fc1.w" "fc1.b"; Act Activation.GeluTanh; Fn.affine "fc2.w" "fc2.b" ]
 
 /// γ_attn(h) = Attn(LN₁(h)), GPT-2's fused QKV layout.
 let private attention =
-    Chain [
-        layerNorm "ln1"
-        Attention {
-            Heads = heads
-            KvHeads = heads
-            HeadDim = int d / heads
-            Projections = Projections.Fused({ Weight = "attn.qkv.w"; Bias = Some "attn.qkv.b" }, FusedLayout.Blocked)
-            Output = { Weight = "attn.out.w"; Bias = Some "attn.out.b" }
-            Rotary = None
-            Scaling = ScoreScaling.InverseSqrtHeadDim
-            Window = None
-        }
-    ]
+    Chain
+        [
+            layerNorm "ln1"
+            Attention
+                {
+                    Heads = heads
+                    KvHeads = heads
+                    HeadDim = int d / heads
+                    Projections =
+                        Projections.Fused({ Weight = "attn.qkv.w"; Bias = Some "attn.qkv.b" }, FusedLayout.Blocked)
+                    Output = { Weight = "attn.out.w"; Bias = Some "attn.out.b" }
+                    Rotary = None
+                    Scaling = ScoreScaling.InverseSqrtHeadDim
+                    Window = None
+                }
+        ]
 
 /// The whole block's γ: (h + γ_attn(h)) + γ_mlp(h + γ_attn(h)) − h, one Fn with no repeated work.
-let private block = Sum [ Chain [ Sum [ Fn.identity; attention ]; Sum [ Fn.identity; mlp ] ]; Scale(-1.0, Fn.identity) ]
+let private block =
+    Sum [ Chain [ Sum [ Fn.identity; attention ]; Sum [ Fn.identity; mlp ] ]; Scale(-1.0, Fn.identity) ]
 
 /// One benchmark work: a name, the forward map and the jet by an engine at an order, on fixed inputs.
 type private Work = { Name: string; Forward: unit -> Tensor; Jet: Engine -> int -> Tensor }
@@ -62,7 +68,11 @@ type private Work = { Name: string; Forward: unit -> Tensor; Jet: Engine -> int 
 let private gammaWork (ps: ParameterStore) name (fn: Fn) (positions: int64) =
     let centre = torch.randn [| 1L; positions; d |]
     let point = centre + 0.5 * torch.randn [| 1L; positions; d |]
-    { Name = name; Forward = (fun () -> Forward.apply ps fn centre); Jet = fun engine k -> Engines.jet engine ps fn k centre point }
+    {
+        Name = name
+        Forward = (fun () -> Forward.apply ps fn centre)
+        Jet = fun engine k -> Engines.jet engine ps fn k centre point
+    }
 
 /// U · J^k LN_f(c)(y): the decoder jet mapped to logits over the whole vocabulary.
 let private decoderWork (ps: ParameterStore) (positions: int64) =

@@ -12,16 +12,21 @@ let medianMs (warmup: int) (repeats: int) (run: unit -> unit) =
     for _ in 1..warmup do
         run ()
     let times =
-        [| for _ in 1..repeats ->
-               let sw = Stopwatch.StartNew()
-               run ()
-               sw.Elapsed.TotalMilliseconds |]
+        [|
+            for _ in 1..repeats ->
+                let sw = Stopwatch.StartNew()
+                run ()
+                sw.Elapsed.TotalMilliseconds
+        |]
     Array.sortInPlace times
     times.[times.Length / 2]
 
 /// Resets the kernel's peak-RSS counter of this process (Linux: writing 5 to /proc/self/clear_refs).
 let resetPeak () =
-    try File.WriteAllText("/proc/self/clear_refs", "5") with _ -> ()
+    try
+        File.WriteAllText("/proc/self/clear_refs", "5")
+    with _ ->
+        ()
 
 let private statusKb (field: string) =
     try
@@ -29,7 +34,8 @@ let private statusKb (field: string) =
         |> Array.tryFind (fun l -> l.StartsWith(field + ":"))
         |> Option.map (fun l -> float (l.Split([| ' '; '\t' |], StringSplitOptions.RemoveEmptyEntries).[1]))
         |> Option.defaultValue nan
-    with _ -> nan
+    with _ ->
+        nan
 
 /// Peak resident set size since the last `resetPeak`, in MiB (native libtorch memory included).
 let peakMb () = statusKb "VmHWM" / 1024.0
@@ -47,7 +53,10 @@ let settleNative () =
     GC.WaitForPendingFinalizers()
     GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, true, true)
     if RuntimeInformation.IsOSPlatform OSPlatform.Linux then
-        try mallocTrim 0un |> ignore with _ -> ()
+        try
+            mallocTrim 0un |> ignore
+        with _ ->
+            ()
 
 /// Prints one benchmark record as a JSON line.
 let emit (record: obj) =

@@ -18,7 +18,11 @@ let suites: (string * (unit -> unit)) list =
 let main argv =
     Jet.Core.Native.ensure ()
     torch.set_num_threads Environment.ProcessorCount
-    let chosen = if argv.Length = 0 then suites else suites |> List.filter (fun (n, _) -> Array.contains n argv)
+    let chosen =
+        if argv.Length = 0 then
+            suites
+        else
+            suites |> List.filter (fun (n, _) -> Array.contains n argv)
     if argv.Length > 0 && chosen.Length <> argv.Length then
         eprintfn "error: unknown suite in %A; suites are: %s" argv (suites |> List.map fst |> String.concat ", ")
         2

@@ -24,7 +24,10 @@ let printTable (headers: string list) (rows: string list list) =
         headers
         |> List.mapi (fun i h -> (h :: (rows |> List.map (fun r -> r.[i]))) |> List.map (fun s -> s.Length) |> List.max)
     let line (cells: string list) =
-        cells |> List.mapi (fun i c -> c.PadRight widths.[i]) |> String.concat "  " |> fun s -> s.TrimEnd()
+        cells
+        |> List.mapi (fun i c -> c.PadRight widths.[i])
+        |> String.concat "  "
+        |> fun s -> s.TrimEnd()
     printfn "%s" (line headers)
     printfn "%s" (widths |> List.map (fun w -> String('─', w)) |> String.concat "  ")
     for r in rows do
@@ -42,8 +45,15 @@ type ProgressBar(label: string, total: int64) =
             let elapsed = started.Elapsed.TotalSeconds
             if not Console.IsErrorRedirected then
                 let filled = percent * 30 / 100
-                eprintf "\r%s [%s%s] %3d%% %5.1fs" label (String('#', filled)) (String('.', 30 - filled)) percent elapsed
-                if done' >= total then eprintfn ""
+                eprintf
+                    "\r%s [%s%s] %3d%% %5.1fs"
+                    label
+                    (String('#', filled))
+                    (String('.', 30 - filled))
+                    percent
+                    elapsed
+                if done' >= total then
+                    eprintfn ""
             elif done' >= total then
                 eprintfn "%s: 100%% in %.1fs" label elapsed
     interface IProgress<int64> with
@@ -51,7 +61,8 @@ type ProgressBar(label: string, total: int64) =
 
 /// The error (and hidden usage text) of the lens commands' old `--layers`, which took stream indices.
 [<Literal>]
-let RenamedLayers = "--layers was renamed --streams (stream indices l of h_l, 0..L); for example --streams 0,1,2."
+let RenamedLayers =
+    "--layers was renamed --streams (stream indices l of h_l, 0..L); for example --streams 0,1,2."
 
 /// "0,3,6" → [0; 3; 6], for an option of comma-separated integers named `option` in errors.
 let parseIndices (option: string) (text: string) : int list =
@@ -59,7 +70,12 @@ let parseIndices (option: string) (text: string) : int list =
     let parse (p: string) =
         match Int32.TryParse p with
         | true, v -> v
-        | _ -> raise (InvalidPlanException(sprintf "%s must be comma-separated integers, for example 0,3,6; got %A." option text))
+        | _ ->
+            raise (
+                InvalidPlanException(
+                    sprintf "%s must be comma-separated integers, for example 0,3,6; got %A." option text
+                )
+            )
     if parts.Length = 0 then
         raise (InvalidPlanException(sprintf "%s is empty; give comma-separated integers, for example 0,3,6." option))
     parts |> Array.map parse |> List.ofArray

@@ -22,13 +22,20 @@ let tokenizerUsage =
 let dtypeUsage = "float32 (default), float64, bfloat16 or float16: the element type of the weights."
 
 /// The usage text of `--device`.
-let deviceUsage = "cpu (default), cuda or cuda:N; cuda needs a CUDA build of TorchSharp (docs/troubleshooting.md)."
+let deviceUsage =
+    "cpu (default), cuda or cuda:N; cuda needs a CUDA build of TorchSharp (docs/troubleshooting.md)."
 
 /// What the model arguments ask for, checked before any weights are read.
 type ModelRequest = { Source: string; DType: torch.ScalarType; Device: torch.Device }
 
 /// The element types `--dtype` accepts, by name.
-let private dtypes = [ "float32", torch.float32; "float64", torch.float64; "bfloat16", torch.bfloat16; "float16", torch.float16 ]
+let private dtypes =
+    [
+        "float32", torch.float32
+        "float64", torch.float64
+        "bfloat16", torch.bfloat16
+        "float16", torch.float16
+    ]
 
 /// The `--model` value, trimmed; fails when it is empty.
 let source (spec: string) =
@@ -61,22 +68,38 @@ let device (name: string option) =
             | _ -> None
         | _ -> None
     match parsed with
-    | None -> raise (DeviceUnavailableException(sprintf "Unknown --device '%s'; choose cpu, cuda or cuda:N (N a GPU index ≥ 0)." name))
+    | None ->
+        raise (
+            DeviceUnavailableException(
+                sprintf "Unknown --device '%s'; choose cpu, cuda or cuda:N (N a GPU index ≥ 0)." name
+            )
+        )
     | Some(false, _) -> torch.CPU
     | Some(true, index) ->
         Native.ensure ()
         if not (torch.cuda.is_available ()) then
             raise (
                 DeviceUnavailableException(
-                    sprintf "--device %s: CUDA is not available in this build, which uses the CPU-only TorchSharp package; to run on a GPU, switch to a CUDA build as docs/troubleshooting.md#using-a-gpu-cuda describes." name
+                    sprintf
+                        "--device %s: CUDA is not available in this build, which uses the CPU-only TorchSharp package; to run on a GPU, switch to a CUDA build as docs/troubleshooting.md#using-a-gpu-cuda describes."
+                        name
                 )
             )
         torch.device (DeviceType.CUDA, index)
 
 /// Reads a command's model arguments, given its `Model`, `Dtype` and `Device` cases; every name is checked here,
 /// before any weights are read.
-let read (args: ParseResults<'T>) (model: Expr<string -> 'T>) (dtypeCase: Expr<string -> 'T>) (deviceCase: Expr<string -> 'T>) =
-    { Source = source (args.GetResult model); DType = dtype (args.TryGetResult dtypeCase); Device = device (args.TryGetResult deviceCase) }
+let read
+    (args: ParseResults<'T>)
+    (model: Expr<string -> 'T>)
+    (dtypeCase: Expr<string -> 'T>)
+    (deviceCase: Expr<string -> 'T>)
+    =
+    {
+        Source = source (args.GetResult model)
+        DType = dtype (args.TryGetResult dtypeCase)
+        Device = device (args.TryGetResult deviceCase)
+    }
 
 /// Opens the model a request names: the built-in toy or a checkpoint directory, in its dtype on its device.
 let load (request: ModelRequest) : Model =

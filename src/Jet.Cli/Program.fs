@@ -19,7 +19,8 @@ type Command =
     interface IArgParserTemplate with
         member c.Usage =
             match c with
-            | Quickstart _ -> "the main job: carve the built-in toy network into four input→output paths (paper Sec. 4.2)."
+            | Quickstart _ ->
+                "the main job: carve the built-in toy network into four input→output paths (paper Sec. 4.2)."
             | Series _ -> "the jet of a built-in scalar function, order by order, against the exact value."
             | Info _ -> "a model's family, sizes, parameter count and dtype (--model toy|DIR)."
             | Tokenize _ -> "the token ids and pieces of a text under a model's tokenizer."

@@ -12,7 +12,14 @@ let private jetDll = Path.Combine(AppContext.BaseDirectory, "jet.dll")
 
 /// `jet args…` in `workingDirectory`; fails the test if it runs longer than `timeoutSeconds`.
 let runFrom (workingDirectory: string) (timeoutSeconds: int) (args: string list) : CliResult =
-    let info = ProcessStartInfo("dotnet", RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = workingDirectory)
+    let info =
+        ProcessStartInfo(
+            "dotnet",
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = workingDirectory
+        )
     info.ArgumentList.Add jetDll
     for a in args do
         info.ArgumentList.Add a
@@ -32,7 +39,8 @@ let runIn (dir: string) (args: string list) = runFrom dir 300 args
 
 /// Parses the single JSON line a `--json` command prints.
 let json (r: CliResult) =
-    if r.ExitCode <> 0 then failwithf "exit code %d, stderr: %s" r.ExitCode r.Stderr
+    if r.ExitCode <> 0 then
+        failwithf "exit code %d, stderr: %s" r.ExitCode r.Stderr
     JsonDocument.Parse(r.Stdout.Trim()).RootElement
 
 let private created = Collections.Concurrent.ConcurrentBag<string>()
@@ -40,7 +48,10 @@ let private created = Collections.Concurrent.ConcurrentBag<string>()
 // Temporary folders go when the test process ends.
 AppDomain.CurrentDomain.ProcessExit.Add(fun _ ->
     for dir in created do
-        try Directory.Delete(dir, true) with _ -> ())
+        try
+            Directory.Delete(dir, true)
+        with _ ->
+            ())
 
 /// A fresh temporary directory for output files, deleted when the test process exits.
 let tempDir () =

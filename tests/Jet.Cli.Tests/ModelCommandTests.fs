@@ -22,104 +22,184 @@ let private failsWith (fragments: string list) (r: CliResult) =
 let private brokenCheckpoint (weights: (byte[] -> byte[]) option) =
     let dir = tempDir ()
     File.Copy(Path.Combine(fakeGpt2, "config.json"), Path.Combine(dir, "config.json"))
-    weights |> Option.iter (fun f -> File.WriteAllBytes(Path.Combine(dir, "model.safetensors"), f (File.ReadAllBytes(Path.Combine(fakeGpt2, "model.safetensors")))))
+    weights
+    |> Option.iter (fun f ->
+        File.WriteAllBytes(
+            Path.Combine(dir, "model.safetensors"),
+            f (File.ReadAllBytes(Path.Combine(fakeGpt2, "model.safetensors")))
+        ))
     dir
 
 [<Tests>]
 let tests =
-    testList "jet info, tokenize, run" [
-        test "info on the GPT-2 fixture" {
-            let root = json (run [ "info"; "--model"; fakeGpt2; "--json" ])
-            Expect.equal (root.GetProperty("family").GetString()) "gpt2" "family"
-            Expect.equal (root.GetProperty("blocks").GetInt32()) 1 "blocks"
-            Expect.equal (root.GetProperty("residual_layers").GetInt32()) 2 "residual layers"
-            Expect.equal (root.GetProperty("width").GetInt32()) 2 "width"
-            Expect.equal (root.GetProperty("heads").GetInt32()) 1 "heads"
-            Expect.equal (root.GetProperty("vocab").GetInt32()) 50257 "vocabulary"
-            // 50257·2 (wte, also the head) + 1024·2 (wpe) + 1·(ln 4 + attn 18 + proj 6 + ln 4 + fc 24 + proj 18) + ln_f 4.
-            Expect.equal (root.GetProperty("parameters").GetInt64()) 102640L "parameters, tied head counted once"
-            Expect.equal (root.GetProperty("dtype").GetString()) "float32" "dtype"
-            let text = run [ "info"; "--model"; fakeGpt2 ]
-            Expect.equal text.ExitCode 0 "text mode"
-            Expect.stringContains text.Stdout "residual layers" "table"
-        }
-        test "info on the toy model" {
-            let root = json (run [ "info"; "--model"; "toy"; "--json"; "--dtype"; "float64" ])
-            Expect.equal (root.GetProperty("family").GetString()) "toy" "family"
-            Expect.equal (root.GetProperty("residual_layers").GetInt32()) 2 "two blocks"
-            Expect.equal (root.GetProperty("dtype").GetString()) "float64" "dtype"
-        }
-        test "tokenize \"Hello world\" with the GPT-2 fixture" {
-            let root = json (run [ "tokenize"; "--model"; fakeGpt2; "--text"; "Hello world"; "--json" ])
-            Expect.equal [ for x in root.GetProperty("ids").EnumerateArray() -> x.GetInt32() ] [ 15496; 995 ] "ids"
-            Expect.equal [ for x in root.GetProperty("tokens").EnumerateArray() -> x.GetString() ] [ "Hello"; "␣world" ] "pieces"
-        }
-        test "tokenize with a directory that holds only tokenizer files" {
-            let root = json (run [ "tokenize"; "--model"; (Jet.Tests.Fixtures.path [ "gpt2-tokenizer" ]); "--text"; "Hello world<|endoftext|>"; "--json" ])
-            Expect.equal [ for x in root.GetProperty("ids").EnumerateArray() -> x.GetInt32() ] [ 15496; 995; 50256 ] "ids"
-        }
-        test "tokenize with a directory without tokenizer files" {
-            run [ "tokenize"; "--model"; tempDir (); "--text"; "hi" ] |> failsWith [ "no tokenizer files" ]
-        }
-        test "tokenize with the toy's character tokenizer" {
-            let root = json (run [ "tokenize"; "--model"; "toy"; "--text"; "hi"; "--json" ])
-            Expect.equal [ for x in root.GetProperty("ids").EnumerateArray() -> x.GetInt32() ] [ 72; 73 ] "'h' and 'i'"
-        }
-        test "run on the GPT-2 fixture prints the model's own top-K logits at every position" {
-            let root = json (run [ "run"; "--model"; fakeGpt2; "--prompt"; "Hello world"; "--top"; "4"; "--json" ])
-            let tokens = [ for t in root.GetProperty("tokens").EnumerateArray() -> t.GetProperty("id").GetInt32(), t.GetProperty("text").GetString() ]
-            Expect.equal tokens [ 15496, "Hello"; 995, " world" ] "prompt tokens"
-            let positions = [ for p in root.GetProperty("positions").EnumerateArray() -> [ for t in p.GetProperty("top").EnumerateArray() -> t.GetProperty("id").GetInt32(), t.GetProperty("logit").GetDouble() ] ]
-            Expect.equal positions.Length 2 "one entry per position"
-            // The same logits computed in this process through the library.
-            Jet.Core.Native.ensure ()
-            use model = Jet.Core.Models.Model.load fakeGpt2 torch.float32 torch.CPU
-            use trace = Jet.Core.Trace.run model.Net (torch.tensor [| 15496L; 995L |])
-            let logits = (Jet.Core.Trace.logits trace).[0L]
-            positions
-            |> List.iteri (fun p top ->
-                Expect.equal top.Length 4 "top 4"
-                let struct (expected: TorchSharp.torch.Tensor, _) = logits.[int64 p].topk(4)
-                for j, (id, logit) in List.indexed top do
-                    Expect.floatClose Accuracy.medium logit (logits.[int64 p, int64 id].item<float32>() |> float) (sprintf "logit of %d at position %d" id p)
-                    Expect.floatClose Accuracy.medium logit (expected.[int64 j].item<float32>() |> float) (sprintf "rank %d at position %d" j p))
-        }
-        test "run on the toy model, as a table" {
-            let r = run [ "run"; "--model"; "toy"; "--prompt"; "abc"; "--top"; "2" ]
-            Expect.equal r.ExitCode 0 (sprintf "exit code (stderr: %s)" r.Stderr)
-            Expect.stringContains r.Stdout "top 2 next tokens" "header"
-        }
-        test "a missing directory" { run [ "run"; "--model"; "/no/such/model"; "--prompt"; "hi" ] |> failsWith [ "/no/such/model"; "does not exist" ] }
-        test "a directory without config.json" {
-            run [ "info"; "--model"; tempDir () ] |> failsWith [ "config.json" ]
-        }
-        test "a checkpoint without weights" {
-            run [ "info"; "--model"; brokenCheckpoint None ] |> failsWith [ "no weights"; "model.safetensors" ]
-        }
-        test "an unsupported architecture" {
-            let dir = brokenCheckpoint None
-            File.WriteAllText(Path.Combine(dir, "config.json"), "{\"architectures\":[\"T5ForConditionalGeneration\"],\"model_type\":\"t5\"}")
-            run [ "info"; "--model"; dir ] |> failsWith [ "T5ForConditionalGeneration"; "Supported architectures"; "LlamaForCausalLM" ]
-        }
-        test "a truncated weights file" {
-            let dir = brokenCheckpoint(Some(fun bytes -> Array.sub bytes 0 (bytes.Length / 2)))
-            run [ "run"; "--model"; dir; "--prompt"; "hi" ] |> failsWith [ "model.safetensors"; "truncated" ]
-        }
-        test "a header length beyond the file" {
-            let dir = brokenCheckpoint(Some(fun bytes -> Array.append (BitConverter.GetBytes 999999999UL) (Array.sub bytes 8 100)))
-            run [ "info"; "--model"; dir ] |> failsWith [ "header length 999999999"; "beyond the file" ]
-        }
-        test "an empty prompt" { run [ "run"; "--model"; fakeGpt2; "--prompt"; "" ] |> failsWith [ "prompt is empty" ] }
-        test "a prompt longer than the context" {
-            let prompt = String.replicate 1100 " a"
-            run [ "run"; "--model"; fakeGpt2; "--prompt"; prompt ] |> failsWith [ "1100 tokens"; "at most 1024 positions" ]
-        }
-        test "info and run take --device: cpu works, CUDA on this CPU-only build says how to switch" {
-            let root = json (run [ "run"; "--model"; "toy"; "--prompt"; "ab"; "--top"; "1"; "--device"; "cpu"; "--dtype"; "float64"; "--json" ])
-            Expect.equal (root.GetProperty("positions").GetArrayLength()) 2 "run on the CPU"
-            run [ "info"; "--model"; "toy"; "--device"; "cuda:0" ] |> failsWith [ "--device cuda:0"; "CUDA is not available"; "docs/troubleshooting.md#using-a-gpu-cuda" ]
-            run [ "run"; "--model"; "toy"; "--prompt"; "ab"; "--device"; "cuda:x" ] |> failsWith [ "Unknown --device 'cuda:x'" ]
-            run [ "info"; "--model"; "  " ] |> failsWith [ "--model is empty" ]
-        }
-        test "a --top outside the vocabulary" { run [ "run"; "--model"; "toy"; "--prompt"; "a"; "--top"; "0" ] |> failsWith [ "--top 0"; "1..100" ] }
-    ]
+    testList
+        "jet info, tokenize, run"
+        [
+            test "info on the GPT-2 fixture" {
+                let root = json (run [ "info"; "--model"; fakeGpt2; "--json" ])
+                Expect.equal (root.GetProperty("family").GetString()) "gpt2" "family"
+                Expect.equal (root.GetProperty("blocks").GetInt32()) 1 "blocks"
+                Expect.equal (root.GetProperty("residual_layers").GetInt32()) 2 "residual layers"
+                Expect.equal (root.GetProperty("width").GetInt32()) 2 "width"
+                Expect.equal (root.GetProperty("heads").GetInt32()) 1 "heads"
+                Expect.equal (root.GetProperty("vocab").GetInt32()) 50257 "vocabulary"
+                // 50257·2 (wte, also the head) + 1024·2 (wpe) + 1·(ln 4 + attn 18 + proj 6 + ln 4 + fc 24 + proj 18) + ln_f 4.
+                Expect.equal (root.GetProperty("parameters").GetInt64()) 102640L "parameters, tied head counted once"
+                Expect.equal (root.GetProperty("dtype").GetString()) "float32" "dtype"
+                let text = run [ "info"; "--model"; fakeGpt2 ]
+                Expect.equal text.ExitCode 0 "text mode"
+                Expect.stringContains text.Stdout "residual layers" "table"
+            }
+            test "info on the toy model" {
+                let root = json (run [ "info"; "--model"; "toy"; "--json"; "--dtype"; "float64" ])
+                Expect.equal (root.GetProperty("family").GetString()) "toy" "family"
+                Expect.equal (root.GetProperty("residual_layers").GetInt32()) 2 "two blocks"
+                Expect.equal (root.GetProperty("dtype").GetString()) "float64" "dtype"
+            }
+            test "tokenize \"Hello world\" with the GPT-2 fixture" {
+                let root = json (run [ "tokenize"; "--model"; fakeGpt2; "--text"; "Hello world"; "--json" ])
+                Expect.equal [ for x in root.GetProperty("ids").EnumerateArray() -> x.GetInt32() ] [ 15496; 995 ] "ids"
+                Expect.equal
+                    [ for x in root.GetProperty("tokens").EnumerateArray() -> x.GetString() ]
+                    [ "Hello"; "␣world" ]
+                    "pieces"
+            }
+            test "tokenize with a directory that holds only tokenizer files" {
+                let root =
+                    json (
+                        run
+                            [
+                                "tokenize"
+                                "--model"
+                                (Jet.Tests.Fixtures.path [ "gpt2-tokenizer" ])
+                                "--text"
+                                "Hello world<|endoftext|>"
+                                "--json"
+                            ]
+                    )
+                Expect.equal
+                    [ for x in root.GetProperty("ids").EnumerateArray() -> x.GetInt32() ]
+                    [ 15496; 995; 50256 ]
+                    "ids"
+            }
+            test "tokenize with a directory without tokenizer files" {
+                run [ "tokenize"; "--model"; tempDir (); "--text"; "hi" ] |> failsWith [ "no tokenizer files" ]
+            }
+            test "tokenize with the toy's character tokenizer" {
+                let root = json (run [ "tokenize"; "--model"; "toy"; "--text"; "hi"; "--json" ])
+                Expect.equal
+                    [ for x in root.GetProperty("ids").EnumerateArray() -> x.GetInt32() ]
+                    [ 72; 73 ]
+                    "'h' and 'i'"
+            }
+            test "run on the GPT-2 fixture prints the model's own top-K logits at every position" {
+                let root = json (run [ "run"; "--model"; fakeGpt2; "--prompt"; "Hello world"; "--top"; "4"; "--json" ])
+                let tokens =
+                    [
+                        for t in root.GetProperty("tokens").EnumerateArray() ->
+                            t.GetProperty("id").GetInt32(), t.GetProperty("text").GetString()
+                    ]
+                Expect.equal tokens [ 15496, "Hello"; 995, " world" ] "prompt tokens"
+                let positions =
+                    [
+                        for p in root.GetProperty("positions").EnumerateArray() ->
+                            [
+                                for t in p.GetProperty("top").EnumerateArray() ->
+                                    t.GetProperty("id").GetInt32(), t.GetProperty("logit").GetDouble()
+                            ]
+                    ]
+                Expect.equal positions.Length 2 "one entry per position"
+                // The same logits computed in this process through the library.
+                Jet.Core.Native.ensure ()
+                use model = Jet.Core.Models.Model.load fakeGpt2 torch.float32 torch.CPU
+                use trace = Jet.Core.Trace.run model.Net (torch.tensor [| 15496L; 995L |])
+                let logits = (Jet.Core.Trace.logits trace).[0L]
+                positions
+                |> List.iteri (fun p top ->
+                    Expect.equal top.Length 4 "top 4"
+                    let struct (expected: TorchSharp.torch.Tensor, _) = logits.[int64 p].topk (4)
+                    for j, (id, logit) in List.indexed top do
+                        Expect.floatClose
+                            Accuracy.medium
+                            logit
+                            (logits.[int64 p, int64 id].item<float32> () |> float)
+                            (sprintf "logit of %d at position %d" id p)
+                        Expect.floatClose
+                            Accuracy.medium
+                            logit
+                            (expected.[int64 j].item<float32> () |> float)
+                            (sprintf "rank %d at position %d" j p))
+            }
+            test "run on the toy model, as a table" {
+                let r = run [ "run"; "--model"; "toy"; "--prompt"; "abc"; "--top"; "2" ]
+                Expect.equal r.ExitCode 0 (sprintf "exit code (stderr: %s)" r.Stderr)
+                Expect.stringContains r.Stdout "top 2 next tokens" "header"
+            }
+            test "a missing directory" {
+                run [ "run"; "--model"; "/no/such/model"; "--prompt"; "hi" ]
+                |> failsWith [ "/no/such/model"; "does not exist" ]
+            }
+            test "a directory without config.json" {
+                run [ "info"; "--model"; tempDir () ] |> failsWith [ "config.json" ]
+            }
+            test "a checkpoint without weights" {
+                run [ "info"; "--model"; brokenCheckpoint None ] |> failsWith [ "no weights"; "model.safetensors" ]
+            }
+            test "an unsupported architecture" {
+                let dir = brokenCheckpoint None
+                File.WriteAllText(
+                    Path.Combine(dir, "config.json"),
+                    "{\"architectures\":[\"T5ForConditionalGeneration\"],\"model_type\":\"t5\"}"
+                )
+                run [ "info"; "--model"; dir ]
+                |> failsWith [ "T5ForConditionalGeneration"; "Supported architectures"; "LlamaForCausalLM" ]
+            }
+            test "a truncated weights file" {
+                let dir = brokenCheckpoint (Some(fun bytes -> Array.sub bytes 0 (bytes.Length / 2)))
+                run [ "run"; "--model"; dir; "--prompt"; "hi" ] |> failsWith [ "model.safetensors"; "truncated" ]
+            }
+            test "a header length beyond the file" {
+                let dir =
+                    brokenCheckpoint (
+                        Some(fun bytes -> Array.append (BitConverter.GetBytes 999999999UL) (Array.sub bytes 8 100))
+                    )
+                run [ "info"; "--model"; dir ] |> failsWith [ "header length 999999999"; "beyond the file" ]
+            }
+            test "an empty prompt" {
+                run [ "run"; "--model"; fakeGpt2; "--prompt"; "" ] |> failsWith [ "prompt is empty" ]
+            }
+            test "a prompt longer than the context" {
+                let prompt = String.replicate 1100 " a"
+                run [ "run"; "--model"; fakeGpt2; "--prompt"; prompt ]
+                |> failsWith [ "1100 tokens"; "at most 1024 positions" ]
+            }
+            test "info and run take --device: cpu works, CUDA on this CPU-only build says how to switch" {
+                let root =
+                    json (
+                        run
+                            [
+                                "run"
+                                "--model"
+                                "toy"
+                                "--prompt"
+                                "ab"
+                                "--top"
+                                "1"
+                                "--device"
+                                "cpu"
+                                "--dtype"
+                                "float64"
+                                "--json"
+                            ]
+                    )
+                Expect.equal (root.GetProperty("positions").GetArrayLength()) 2 "run on the CPU"
+                run [ "info"; "--model"; "toy"; "--device"; "cuda:0" ]
+                |> failsWith [ "--device cuda:0"; "CUDA is not available"; "docs/troubleshooting.md#using-a-gpu-cuda" ]
+                run [ "run"; "--model"; "toy"; "--prompt"; "ab"; "--device"; "cuda:x" ]
+                |> failsWith [ "Unknown --device 'cuda:x'" ]
+                run [ "info"; "--model"; "  " ] |> failsWith [ "--model is empty" ]
+            }
+            test "a --top outside the vocabulary" {
+                run [ "run"; "--model"; "toy"; "--prompt"; "a"; "--top"; "0" ] |> failsWith [ "--top 0"; "1..100" ]
+            }
+        ]

@@ -45,59 +45,104 @@ let private checkAgainstReference (accuracy: Accuracy) (case: FamilyCase) (model
         Expect.tensorClose accuracy (trace.Stream l).[0] reference.Streams.[l] (sprintf "h%d" l)
         // γ never contains the skip: evaluating the layer's syntax on h_{l−1} gives exactly h_l − h_{l−1}.
         let gamma = Forward.apply model.Net.Parameters model.Net.Spec.Layers.[i].Gamma (trace.Stream(l - 1))
-        Expect.tensorClose accuracy gamma.[0] (reference.Streams.[l] - reference.Streams.[l - 1]) (sprintf "γ%d = h%d − h%d" l l i))
+        Expect.tensorClose
+            accuracy
+            gamma.[0]
+            (reference.Streams.[l] - reference.Streams.[l - 1])
+            (sprintf "γ%d = h%d − h%d" l l i))
     Expect.tensorClose accuracy (Trace.logits trace).[0] reference.Logits "logits"
 
 let referenceTests =
-    testList "families match their reference implementations" [
-        for name, make in families do
-            test (sprintf "%s stored as F64, computed in float64" name) {
-                let case = make "F64"
-                use model = load case.Dir torch.float64
-                checkAgainstReference exact case model
-            }
-            for stored in [ "F32"; "BF16"; "F16" ] do
-                test (sprintf "%s stored as %s, converted to float64" name stored) {
-                    // The reference uses the same rounded weights, so only the conversion is under test.
-                    let case = make stored
-                    use model = load case.Dir torch.float64
-                    Expect.equal model.Net.DType torch.float64 "parameters converted to float64"
-                    checkAgainstReference exact case model
-                }
-            test (sprintf "%s stored as F32, computed in float32" name) {
-                let case = make "F32"
-                use model = load case.Dir torch.float32
-                Expect.equal model.Net.DType torch.float32 "float32 parameters"
-                checkAgainstReference (Accuracy.Of(2e-4, 2e-4)) case model
-            }
-    ]
-
-let expansionTests =
-    testList "expansion invariants hold on every family" [
-        for name, make in families do
-            for engine in [ Engine.Taylor; Engine.Jvp ] do
-                test (sprintf "%s, %A engine" name engine) {
+    testList
+        "families match their reference implementations"
+        [
+            for name, make in families do
+                test (sprintf "%s stored as F64, computed in float64" name) {
                     let case = make "F64"
                     use model = load case.Dir torch.float64
-                    let reference = case.Reference tokens
-                    use session = Expand.session model.Net (torch.tensor tokens)
-                    let sum (terms: Term list) = terms |> List.map (fun t -> t.Value) |> List.reduce (+)
-                    for l in 1 .. model.Net.Depth do
-                        // Around h_{l−1} itself the jet is exact at any order: no remainder.
-                        let self = session.Expand(Expansion.atLayer l [ Centre.Stream(l - 1) ] |> Expansion.withOrder 2 |> Expansion.withEngine engine)
-                        Expect.tensorClose exact self.Target.[0] reference.Streams.[l] (sprintf "target of layer %d is h%d" l l)
-                        Expect.tensorClose exact (sum self.Terms) self.Target (sprintf "layer %d: Σ terms around h%d = h%d" l (l - 1) l)
-                        Expect.isLessThan (maxAbsGap self.Remainder (torch.zeros_like self.Remainder)) 1e-9 (sprintf "layer %d: no remainder around the variate" l)
-                        // Around two centres the remainder is not zero, but Σ terms + remainder is the target.
-                        let two = session.Expand(Expansion.atLayer l [ Centre.Encoder; Centre.Stream(l - 1) ] |> Expansion.withOrder 1 |> Expansion.withEngine engine)
-                        Expect.tensorClose exact (sum two.Terms + two.Remainder).[0] reference.Streams.[l] (sprintf "layer %d: Σ terms + remainder = h%d" l l)
-                    let decoder = session.Expand(Expansion.atDecoder [ Centre.Stream model.Net.Depth; Centre.Encoder ] |> Expansion.withOrder 1 |> Expansion.withEngine engine)
-                    let logits = session.Unembed decoder
-                    let total = (logits.Paths |> List.map (fun p -> p.Value) |> List.reduce (+)) + logits.Remainder
-                    let total = match logits.Bias with Some b -> total + b | None -> total
-                    Expect.tensorClose exact total.[0] reference.Logits "decoder: Σ U·terms + U·remainder = the reference logits"
+                    checkAgainstReference exact case model
                 }
-    ]
+                for stored in [ "F32"; "BF16"; "F16" ] do
+                    test (sprintf "%s stored as %s, converted to float64" name stored) {
+                        // The reference uses the same rounded weights, so only the conversion is under test.
+                        let case = make stored
+                        use model = load case.Dir torch.float64
+                        Expect.equal model.Net.DType torch.float64 "parameters converted to float64"
+                        checkAgainstReference exact case model
+                    }
+                test (sprintf "%s stored as F32, computed in float32" name) {
+                    let case = make "F32"
+                    use model = load case.Dir torch.float32
+                    Expect.equal model.Net.DType torch.float32 "float32 parameters"
+                    checkAgainstReference (Accuracy.Of(2e-4, 2e-4)) case model
+                }
+        ]
+
+let expansionTests =
+    testList
+        "expansion invariants hold on every family"
+        [
+            for name, make in families do
+                for engine in [ Engine.Taylor; Engine.Jvp ] do
+                    test (sprintf "%s, %A engine" name engine) {
+                        let case = make "F64"
+                        use model = load case.Dir torch.float64
+                        let reference = case.Reference tokens
+                        use session = Expand.session model.Net (torch.tensor tokens)
+                        let sum (terms: Term list) = terms |> List.map (fun t -> t.Value) |> List.reduce (+)
+                        for l in 1 .. model.Net.Depth do
+                            // Around h_{l−1} itself the jet is exact at any order: no remainder.
+                            let self =
+                                session.Expand(
+                                    Expansion.atLayer l [ Centre.Stream(l - 1) ]
+                                    |> Expansion.withOrder 2
+                                    |> Expansion.withEngine engine
+                                )
+                            Expect.tensorClose
+                                exact
+                                self.Target.[0]
+                                reference.Streams.[l]
+                                (sprintf "target of layer %d is h%d" l l)
+                            Expect.tensorClose
+                                exact
+                                (sum self.Terms)
+                                self.Target
+                                (sprintf "layer %d: Σ terms around h%d = h%d" l (l - 1) l)
+                            Expect.isLessThan
+                                (maxAbsGap self.Remainder (torch.zeros_like self.Remainder))
+                                1e-9
+                                (sprintf "layer %d: no remainder around the variate" l)
+                            // Around two centres the remainder is not zero, but Σ terms + remainder is the target.
+                            let two =
+                                session.Expand(
+                                    Expansion.atLayer l [ Centre.Encoder; Centre.Stream(l - 1) ]
+                                    |> Expansion.withOrder 1
+                                    |> Expansion.withEngine engine
+                                )
+                            Expect.tensorClose
+                                exact
+                                (sum two.Terms + two.Remainder).[0]
+                                reference.Streams.[l]
+                                (sprintf "layer %d: Σ terms + remainder = h%d" l l)
+                        let decoder =
+                            session.Expand(
+                                Expansion.atDecoder [ Centre.Stream model.Net.Depth; Centre.Encoder ]
+                                |> Expansion.withOrder 1
+                                |> Expansion.withEngine engine
+                            )
+                        let logits = session.Unembed decoder
+                        let total = (logits.Paths |> List.map (fun p -> p.Value) |> List.reduce (+)) + logits.Remainder
+                        let total =
+                            match logits.Bias with
+                            | Some b -> total + b
+                            | None -> total
+                        Expect.tensorClose
+                            exact
+                            total.[0]
+                            reference.Logits
+                            "decoder: Σ U·terms + U·remainder = the reference logits"
+                    }
+        ]
 
 let private attentions (net: Net) =
     let rec find (f: Fn) =
@@ -120,196 +165,280 @@ let private norms (f: Fn) =
     find f
 
 let quirkTests =
-    testList "family quirks" [
-        test "GPT-2 without the transformer. prefix and without a head (GPT2Model) ties U to wte" {
-            let case = gpt2 21 "F64" { gpt2Defaults with Prefix = false }
-            use model = load case.Dir torch.float64
-            Expect.isTrue model.Net.Spec.Unembedding.Tied "tied"
-            Expect.equal model.Net.Spec.Unembedding.Weight "wte.weight" "U is wte"
-            checkAgainstReference exact case model
-        }
-        test "GPT-2 with a saved lm_head and tie_word_embeddings false uses the separate head" {
-            let case = gpt2 22 "F64" { gpt2Defaults with UntiedHead = true }
-            use model = load case.Dir torch.float64
-            Expect.isFalse model.Net.Spec.Unembedding.Tied "untied"
-            Expect.equal model.Net.Spec.Unembedding.Weight "lm_head.weight" "U is lm_head"
-            checkAgainstReference exact case model
-        }
-        test "GPT-2 with and without the prefix lowers to the same syntax" {
-            use a = load (gpt2 23 "F64" gpt2Defaults).Dir torch.float64
-            use b = load (gpt2 23 "F64" { gpt2Defaults with Prefix = false }).Dir torch.float64
-            Expect.equal a.Net.Spec b.Net.Spec "same NetSpec"
-        }
-        test "GPT-2 scale_attn_by_inverse_layer_idx divides scores by the layer number" {
-            let case = gpt2 24 "F64" { gpt2Defaults with ScaleByLayer = true }
-            use model = load case.Dir torch.float64
-            checkAgainstReference exact case model
-        }
-        test "GPT-Neo does not scale attention scores, and scaling them would change the logits" {
-            let case = gptNeo 31 "F64"
-            use model = load case.Dir torch.float64
-            for a in attentions model.Net do
-                Expect.equal a.Scaling ScoreScaling.Unscaled "every GPT-Neo attention is unscaled"
-            use trace = Trace.run model.Net (torch.tensor tokens)
-            let scaled = (gptNeoWith 31 "F64" 3 true).Reference tokens
-            Expect.tensorNotClose (Accuracy.Of(1e-3, 0.0)) (Trace.logits trace).[0] scaled.Logits "a 1/√d_head reference differs"
-        }
-        test "GPT-Neo local layers see only the last window_size positions; global layers see all" {
-            let case = gptNeo 32 "F64"
-            use model = load case.Dir torch.float64
-            let windows = attentions model.Net |> List.map (fun a -> a.Window)
-            Expect.equal windows [ None; Some 3 ] "global then local with window 3"
-            use trace = Trace.run model.Net (torch.tensor tokens)
-            let perturbAt0 (x: Tensor) =
-                let y = x.clone ()
-                // Not a constant shift, which the pre-norm would remove.
-                y.[0L, 0L] <- y.[0L, 0L] + torch.linspace (-1.0, 1.0, x.shape.[2], dtype = torch.float64)
-                y
-            let gamma l (x: Tensor) = Forward.apply model.Net.Parameters model.Net.Spec.Layers.[l - 1].Gamma x
-            // Layer 3 is the local attention of block 2: positions ≥ 3 never see position 0.
-            let local, localPerturbed = gamma 3 (trace.Stream 2), gamma 3 (perturbAt0 (trace.Stream 2))
-            Expect.tensorClose exact (localPerturbed.narrow (1L, 3L, 6L)) (local.narrow (1L, 3L, 6L)) "local layer: positions 3.. unchanged"
-            Expect.tensorNotClose exact (localPerturbed.narrow (1L, 0L, 3L)) (local.narrow (1L, 0L, 3L)) "local layer: positions 0..2 change"
-            let globalLayer, globalPerturbed = gamma 1 (trace.Stream 0), gamma 1 (perturbAt0 (trace.Stream 0))
-            Expect.tensorNotClose exact (globalPerturbed.narrow (1L, 8L, 1L)) (globalLayer.narrow (1L, 8L, 1L)) "global layer: the last position sees position 0"
-        }
-        test "GPT-NeoX rotates only rotary_pct of each head (rotate-half), and full rotation would differ" {
-            let case = gptNeoX 41 "F64" true
-            use model = load case.Dir torch.float64
-            for a in attentions model.Net do
-                Expect.equal a.Rotary (Some { Fraction = 0.25; Base = 10000.0; Style = RotaryStyle.RotateHalf }) "a quarter of each 16-dim head"
-                Expect.equal (Primitives.SelfAttention.rotaryDims a.Rotary.Value a.HeadDim) 4 "4 rotated coordinates"
-            use trace = Trace.run model.Net (torch.tensor tokens)
-            let full = (gptNeoXWith 41 "F64" true 0.25 16).Reference tokens
-            Expect.tensorNotClose (Accuracy.Of(1e-3, 0.0)) (Trace.logits trace).[0] full.Logits "rotating all 16 coordinates differs"
-            let whole = gptNeoXWith 42 "F64" true 1.0 16
-            use model = load whole.Dir torch.float64
-            checkAgainstReference exact whole model
-        }
-        test "GPT-NeoX parallel residual is one layer per block with γ = attn(LN₁h) + mlp(LN₂h); sequential is two" {
-            use parallelModel = load (gptNeoX 43 "F64" true).Dir torch.float64
-            Expect.equal (parallelModel.Net.Spec.Layers |> List.map (fun l -> l.Kind)) [ LayerKind.Parallel; LayerKind.Parallel ] "one parallel layer per block"
-            match parallelModel.Net.Spec.Layers.[0].Gamma with
-            | Sum [ Chain(LayerNorm _ :: [ Attention _ ]); Chain(LayerNorm _ :: _) ] -> ()
-            | other -> failtestf "γ₁ should be LN₁ ▸ attention + LN₂ ▸ MLP, got %O" other
-            use sequential = load (gptNeoX 43 "F64" false).Dir torch.float64
-            Expect.equal (sequential.Net.Spec.Layers |> List.map (fun l -> l.Kind)) [ LayerKind.Attention; LayerKind.Mlp; LayerKind.Attention; LayerKind.Mlp ] "attention then MLP"
-            Expect.equal (Net.layersOfBlock 2 sequential.Net) [ 3; 4 ] "block 2 is layers 3 and 4"
-            Expect.isFalse parallelModel.Net.Spec.Unembedding.Tied "embed_out is untied"
-        }
-        test "Gemma scales embeddings by √d, normalises with (1 + w), takes head_dim from the config and ties its head" {
-            let case = gemma 51 "F64"
-            use model = load case.Dir torch.float64
-            Expect.equal model.Net.Spec.Encoder.Scale (Some 4.0) "√16"
-            let allNorms = model.Net.Spec.FinalNorm :: (model.Net.Spec.Layers |> List.map (fun l -> l.Gamma)) |> List.collect norms
-            Expect.equal allNorms.Length 5 "two per block and the final norm"
-            Expect.isTrue (allNorms |> List.forall (fun n -> n.PlusOne)) "every norm is (1 + w)"
-            for a in attentions model.Net do
-                Expect.equal (a.Heads, a.HeadDim) (4, 8) "4 heads of 8 although d = 16"
-            Expect.isTrue model.Net.Spec.Unembedding.Tied "tied head"
-            use trace = Trace.run model.Net (torch.tensor tokens)
-            let table = case.Weights.["model.embed_tokens.weight"]
-            Expect.tensorClose exact (trace.Stream 0).[0] (table.index_select (0L, torch.tensor tokens) * 4.0) "h₀ = √d · E[z]"
-            match model.Net.Spec.Layers.[1].Gamma with
-            | Chain [ RmsNorm _; GatedMlp g ] -> Expect.equal g.Activation Activation.GeluTanh "GeGLU with the tanh GELU"
-            | other -> failtestf "the MLP layer should be RMSNorm ▸ GatedMlp, got %O" other
-        }
-        test "Llama uses grouped KV heads, SwiGLU and an untied head" {
-            let case = llama 61 "F64"
-            use model = load case.Dir torch.float64
-            for a in attentions model.Net do
-                Expect.equal (a.Heads, a.KvHeads) (4, 2) "4 query heads share 2 KV heads"
-                Expect.equal a.Window None "no window"
-            Expect.equal model.Net.Parameters.["layers.0.self_attn.k_proj.weight"].shape [| 8L; 16L |] "k_proj is [kv · head_dim, d]"
-            Expect.equal model.Net.Spec.Unembedding.Weight "lm_head.weight" "separate head"
-            match model.Net.Spec.Layers.[1].Gamma with
-            | Chain [ RmsNorm n; GatedMlp g ] ->
-                Expect.isFalse n.PlusOne "plain RMSNorm"
-                Expect.equal g.Activation Activation.Silu "SwiGLU"
-            | other -> failtestf "the MLP layer should be RMSNorm ▸ GatedMlp, got %O" other
-        }
-        test "Mistral's sliding window masks keys more than sliding_window − 1 positions back" {
-            let case = mistral 71 "F64"
-            use model = load case.Dir torch.float64
-            for a in attentions model.Net do
-                Expect.equal a.Window (Some 3) "window 3"
-            use trace = Trace.run model.Net (torch.tensor tokens)
-            let unwindowed = (llamaLike 71 "F64" "mistral" None).Reference tokens
-            Expect.tensorNotClose (Accuracy.Of(1e-6, 0.0)) (Trace.logits trace).[0] unwindowed.Logits "without the window the logits differ"
-        }
-        test "Mistral with sliding_window null has no window" {
-            let case = llamaLike 72 "F64" "mistral" None
-            let config = File.ReadAllText(Path.Combine(case.Dir, "config.json")).Replace("\"sliding_window\":3", "\"sliding_window\":null")
-            File.WriteAllText(Path.Combine(case.Dir, "config.json"), config)
-            use model = load case.Dir torch.float64
-            for a in attentions model.Net do
-                Expect.equal a.Window None "no window"
-            checkAgainstReference exact case model
-        }
-    ]
+    testList
+        "family quirks"
+        [
+            test "GPT-2 without the transformer. prefix and without a head (GPT2Model) ties U to wte" {
+                let case = gpt2 21 "F64" { gpt2Defaults with Prefix = false }
+                use model = load case.Dir torch.float64
+                Expect.isTrue model.Net.Spec.Unembedding.Tied "tied"
+                Expect.equal model.Net.Spec.Unembedding.Weight "wte.weight" "U is wte"
+                checkAgainstReference exact case model
+            }
+            test "GPT-2 with a saved lm_head and tie_word_embeddings false uses the separate head" {
+                let case = gpt2 22 "F64" { gpt2Defaults with UntiedHead = true }
+                use model = load case.Dir torch.float64
+                Expect.isFalse model.Net.Spec.Unembedding.Tied "untied"
+                Expect.equal model.Net.Spec.Unembedding.Weight "lm_head.weight" "U is lm_head"
+                checkAgainstReference exact case model
+            }
+            test "GPT-2 with and without the prefix lowers to the same syntax" {
+                use a = load (gpt2 23 "F64" gpt2Defaults).Dir torch.float64
+                use b = load (gpt2 23 "F64" { gpt2Defaults with Prefix = false }).Dir torch.float64
+                Expect.equal a.Net.Spec b.Net.Spec "same NetSpec"
+            }
+            test "GPT-2 scale_attn_by_inverse_layer_idx divides scores by the layer number" {
+                let case = gpt2 24 "F64" { gpt2Defaults with ScaleByLayer = true }
+                use model = load case.Dir torch.float64
+                checkAgainstReference exact case model
+            }
+            test "GPT-Neo does not scale attention scores, and scaling them would change the logits" {
+                let case = gptNeo 31 "F64"
+                use model = load case.Dir torch.float64
+                for a in attentions model.Net do
+                    Expect.equal a.Scaling ScoreScaling.Unscaled "every GPT-Neo attention is unscaled"
+                use trace = Trace.run model.Net (torch.tensor tokens)
+                let scaled = (gptNeoWith 31 "F64" 3 true).Reference tokens
+                Expect.tensorNotClose
+                    (Accuracy.Of(1e-3, 0.0))
+                    (Trace.logits trace).[0]
+                    scaled.Logits
+                    "a 1/√d_head reference differs"
+            }
+            test "GPT-Neo local layers see only the last window_size positions; global layers see all" {
+                let case = gptNeo 32 "F64"
+                use model = load case.Dir torch.float64
+                let windows = attentions model.Net |> List.map (fun a -> a.Window)
+                Expect.equal windows [ None; Some 3 ] "global then local with window 3"
+                use trace = Trace.run model.Net (torch.tensor tokens)
+                let perturbAt0 (x: Tensor) =
+                    let y = x.clone ()
+                    // Not a constant shift, which the pre-norm would remove.
+                    y.[0L, 0L] <- y.[0L, 0L] + torch.linspace (-1.0, 1.0, x.shape.[2], dtype = torch.float64)
+                    y
+                let gamma l (x: Tensor) = Forward.apply model.Net.Parameters model.Net.Spec.Layers.[l - 1].Gamma x
+                // Layer 3 is the local attention of block 2: positions ≥ 3 never see position 0.
+                let local, localPerturbed = gamma 3 (trace.Stream 2), gamma 3 (perturbAt0 (trace.Stream 2))
+                Expect.tensorClose
+                    exact
+                    (localPerturbed.narrow (1L, 3L, 6L))
+                    (local.narrow (1L, 3L, 6L))
+                    "local layer: positions 3.. unchanged"
+                Expect.tensorNotClose
+                    exact
+                    (localPerturbed.narrow (1L, 0L, 3L))
+                    (local.narrow (1L, 0L, 3L))
+                    "local layer: positions 0..2 change"
+                let globalLayer, globalPerturbed = gamma 1 (trace.Stream 0), gamma 1 (perturbAt0 (trace.Stream 0))
+                Expect.tensorNotClose
+                    exact
+                    (globalPerturbed.narrow (1L, 8L, 1L))
+                    (globalLayer.narrow (1L, 8L, 1L))
+                    "global layer: the last position sees position 0"
+            }
+            test "GPT-NeoX rotates only rotary_pct of each head (rotate-half), and full rotation would differ" {
+                let case = gptNeoX 41 "F64" true
+                use model = load case.Dir torch.float64
+                for a in attentions model.Net do
+                    Expect.equal
+                        a.Rotary
+                        (Some { Fraction = 0.25; Base = 10000.0; Style = RotaryStyle.RotateHalf })
+                        "a quarter of each 16-dim head"
+                    Expect.equal
+                        (Primitives.SelfAttention.rotaryDims a.Rotary.Value a.HeadDim)
+                        4
+                        "4 rotated coordinates"
+                use trace = Trace.run model.Net (torch.tensor tokens)
+                let full = (gptNeoXWith 41 "F64" true 0.25 16).Reference tokens
+                Expect.tensorNotClose
+                    (Accuracy.Of(1e-3, 0.0))
+                    (Trace.logits trace).[0]
+                    full.Logits
+                    "rotating all 16 coordinates differs"
+                let whole = gptNeoXWith 42 "F64" true 1.0 16
+                use model = load whole.Dir torch.float64
+                checkAgainstReference exact whole model
+            }
+            test "GPT-NeoX parallel residual is one layer per block with γ = attn(LN₁h) + mlp(LN₂h); sequential is two" {
+                use parallelModel = load (gptNeoX 43 "F64" true).Dir torch.float64
+                Expect.equal
+                    (parallelModel.Net.Spec.Layers |> List.map (fun l -> l.Kind))
+                    [ LayerKind.Parallel; LayerKind.Parallel ]
+                    "one parallel layer per block"
+                match parallelModel.Net.Spec.Layers.[0].Gamma with
+                | Sum [ Chain(LayerNorm _ :: [ Attention _ ]); Chain(LayerNorm _ :: _) ] -> ()
+                | other -> failtestf "γ₁ should be LN₁ ▸ attention + LN₂ ▸ MLP, got %O" other
+                use sequential = load (gptNeoX 43 "F64" false).Dir torch.float64
+                Expect.equal
+                    (sequential.Net.Spec.Layers |> List.map (fun l -> l.Kind))
+                    [ LayerKind.Attention; LayerKind.Mlp; LayerKind.Attention; LayerKind.Mlp ]
+                    "attention then MLP"
+                Expect.equal (Net.layersOfBlock 2 sequential.Net) [ 3; 4 ] "block 2 is layers 3 and 4"
+                Expect.isFalse parallelModel.Net.Spec.Unembedding.Tied "embed_out is untied"
+            }
+            test
+                "Gemma scales embeddings by √d, normalises with (1 + w), takes head_dim from the config and ties its head" {
+                let case = gemma 51 "F64"
+                use model = load case.Dir torch.float64
+                Expect.equal model.Net.Spec.Encoder.Scale (Some 4.0) "√16"
+                let allNorms =
+                    model.Net.Spec.FinalNorm :: (model.Net.Spec.Layers |> List.map (fun l -> l.Gamma))
+                    |> List.collect norms
+                Expect.equal allNorms.Length 5 "two per block and the final norm"
+                Expect.isTrue (allNorms |> List.forall (fun n -> n.PlusOne)) "every norm is (1 + w)"
+                for a in attentions model.Net do
+                    Expect.equal (a.Heads, a.HeadDim) (4, 8) "4 heads of 8 although d = 16"
+                Expect.isTrue model.Net.Spec.Unembedding.Tied "tied head"
+                use trace = Trace.run model.Net (torch.tensor tokens)
+                let table = case.Weights.["model.embed_tokens.weight"]
+                Expect.tensorClose
+                    exact
+                    (trace.Stream 0).[0]
+                    (table.index_select (0L, torch.tensor tokens) * 4.0)
+                    "h₀ = √d · E[z]"
+                match model.Net.Spec.Layers.[1].Gamma with
+                | Chain [ RmsNorm _; GatedMlp g ] ->
+                    Expect.equal g.Activation Activation.GeluTanh "GeGLU with the tanh GELU"
+                | other -> failtestf "the MLP layer should be RMSNorm ▸ GatedMlp, got %O" other
+            }
+            test "Llama uses grouped KV heads, SwiGLU and an untied head" {
+                let case = llama 61 "F64"
+                use model = load case.Dir torch.float64
+                for a in attentions model.Net do
+                    Expect.equal (a.Heads, a.KvHeads) (4, 2) "4 query heads share 2 KV heads"
+                    Expect.equal a.Window None "no window"
+                Expect.equal
+                    model.Net.Parameters.["layers.0.self_attn.k_proj.weight"].shape
+                    [| 8L; 16L |]
+                    "k_proj is [kv · head_dim, d]"
+                Expect.equal model.Net.Spec.Unembedding.Weight "lm_head.weight" "separate head"
+                match model.Net.Spec.Layers.[1].Gamma with
+                | Chain [ RmsNorm n; GatedMlp g ] ->
+                    Expect.isFalse n.PlusOne "plain RMSNorm"
+                    Expect.equal g.Activation Activation.Silu "SwiGLU"
+                | other -> failtestf "the MLP layer should be RMSNorm ▸ GatedMlp, got %O" other
+            }
+            test "Mistral's sliding window masks keys more than sliding_window − 1 positions back" {
+                let case = mistral 71 "F64"
+                use model = load case.Dir torch.float64
+                for a in attentions model.Net do
+                    Expect.equal a.Window (Some 3) "window 3"
+                use trace = Trace.run model.Net (torch.tensor tokens)
+                let unwindowed = (llamaLike 71 "F64" "mistral" None).Reference tokens
+                Expect.tensorNotClose
+                    (Accuracy.Of(1e-6, 0.0))
+                    (Trace.logits trace).[0]
+                    unwindowed.Logits
+                    "without the window the logits differ"
+            }
+            test "Mistral with sliding_window null has no window" {
+                let case = llamaLike 72 "F64" "mistral" None
+                let config =
+                    File
+                        .ReadAllText(Path.Combine(case.Dir, "config.json"))
+                        .Replace("\"sliding_window\":3", "\"sliding_window\":null")
+                File.WriteAllText(Path.Combine(case.Dir, "config.json"), config)
+                use model = load case.Dir torch.float64
+                for a in attentions model.Net do
+                    Expect.equal a.Window None "no window"
+                checkAgainstReference exact case model
+            }
+        ]
 
 let shardTests =
-    testList "sharded checkpoints" [
-        test "weights split across two shards with model.safetensors.index.json load as one" {
-            let case = llama 81 "F32"
-            use single = load case.Dir torch.float64
-            let sharded = tempDir ()
-            File.Copy(Path.Combine(case.Dir, "config.json"), Path.Combine(sharded, "config.json"))
-            let names = case.Weights |> Map.toList
-            let half = names.Length / 2
-            let first, second = List.take half names, List.skip half names
-            writeSafetensors (Path.Combine(sharded, "model-00001-of-00002.safetensors")) "F32" first
-            writeSafetensors (Path.Combine(sharded, "model-00002-of-00002.safetensors")) "BF16" second
-            let entries =
-                [ for n, _ in first -> sprintf "%s:\"model-00001-of-00002.safetensors\"" (Text.Json.JsonSerializer.Serialize n) ]
-                @ [ for n, _ in second -> sprintf "%s:\"model-00002-of-00002.safetensors\"" (Text.Json.JsonSerializer.Serialize n) ]
-            File.WriteAllText(Path.Combine(sharded, "model.safetensors.index.json"), "{\"metadata\":{\"total_size\":1},\"weight_map\":{" + String.concat "," entries + "}}")
-            use model = load sharded torch.float64
-            Expect.equal model.Net.Spec single.Net.Spec "same structure"
-            let parameter (name: string) = if name.StartsWith "model." then name.Substring 6 else name
-            for n, _ in first do
-                let p = parameter n
-                Expect.tensorClose exact model.Net.Parameters.[p] single.Net.Parameters.[p] (sprintf "%s from shard 1 (F32)" p)
-            let p = parameter (fst second.Head)
-            let expected = single.Net.Parameters.[p].to_type(torch.bfloat16).to_type torch.float64
-            Expect.tensorClose exact model.Net.Parameters.[p] expected (sprintf "%s from shard 2 (BF16)" p)
-        }
-    ]
+    testList
+        "sharded checkpoints"
+        [
+            test "weights split across two shards with model.safetensors.index.json load as one" {
+                let case = llama 81 "F32"
+                use single = load case.Dir torch.float64
+                let sharded = tempDir ()
+                File.Copy(Path.Combine(case.Dir, "config.json"), Path.Combine(sharded, "config.json"))
+                let names = case.Weights |> Map.toList
+                let half = names.Length / 2
+                let first, second = List.take half names, List.skip half names
+                writeSafetensors (Path.Combine(sharded, "model-00001-of-00002.safetensors")) "F32" first
+                writeSafetensors (Path.Combine(sharded, "model-00002-of-00002.safetensors")) "BF16" second
+                let entries =
+                    [
+                        for n, _ in first ->
+                            sprintf "%s:\"model-00001-of-00002.safetensors\"" (Text.Json.JsonSerializer.Serialize n)
+                    ]
+                    @ [
+                        for n, _ in second ->
+                            sprintf "%s:\"model-00002-of-00002.safetensors\"" (Text.Json.JsonSerializer.Serialize n)
+                    ]
+                File.WriteAllText(
+                    Path.Combine(sharded, "model.safetensors.index.json"),
+                    "{\"metadata\":{\"total_size\":1},\"weight_map\":{" + String.concat "," entries + "}}"
+                )
+                use model = load sharded torch.float64
+                Expect.equal model.Net.Spec single.Net.Spec "same structure"
+                let parameter (name: string) = if name.StartsWith "model." then name.Substring 6 else name
+                for n, _ in first do
+                    let p = parameter n
+                    Expect.tensorClose
+                        exact
+                        model.Net.Parameters.[p]
+                        single.Net.Parameters.[p]
+                        (sprintf "%s from shard 1 (F32)" p)
+                let p = parameter (fst second.Head)
+                let expected = single.Net.Parameters.[p].to_type(torch.bfloat16).to_type torch.float64
+                Expect.tensorClose exact model.Net.Parameters.[p] expected (sprintf "%s from shard 2 (BF16)" p)
+            }
+        ]
 
 let fixtureTests =
-    testList "real checkpoint fixtures" [
-        test "lm-buddy-fake-gpt2: GPT2LMHeadModel, transformer. prefix, head tied to wte, matches the reference" {
-            let dir = Path.Combine(fixtures, "lm-buddy-fake-gpt2")
-            use model = load dir torch.float64
-            Expect.equal model.Family "gpt2" "family"
-            Expect.equal (model.Net.Vocab, model.Net.Width, model.Net.Depth) (50257, 2, 2) "vocab, width, layers"
-            Expect.isTrue model.Net.Spec.Unembedding.Tied "tied head"
-            Expect.equal model.Net.Spec.Unembedding.Weight "wte.weight" "U is wte"
-            let ids = model.Tokenizer.Encode "Hello world"
-            Expect.equal ids [| 15496; 995 |] "Hello world"
-            let weights = readAll (Path.Combine(dir, "model.safetensors"))
-            let w name = weights.["transformer." + name]
-            let reference = ReferenceModels.gpt2 w (w "wte.weight") { Layers = 1; Heads = 1; Eps = 1e-5; Act = "gelu_new"; ScaleByLayer = false } (ids |> Array.map int64)
-            use trace = Trace.run model.Net (torch.tensor (ids |> Array.map int64))
-            Expect.tensorClose exact (Trace.logits trace).[0] reference.Logits "logits"
-            use model32 = load dir torch.float32
-            use trace32 = Trace.run model32.Net (torch.tensor (ids |> Array.map int64))
-            Expect.tensorClose (Accuracy.Of(1e-5, 1e-5)) (Trace.logits trace32).[0] reference.Logits "float32 logits"
-        }
-        test "lm-buddy-tiny-gpt2-toyvocab: GPT2Model without prefix or head, toy BPE vocabulary" {
-            let dir = Path.Combine(fixtures, "lm-buddy-tiny-gpt2-toyvocab")
-            use model = load dir torch.float64
-            Expect.equal (model.Net.Vocab, model.Net.Width, model.Net.Depth) (21, 2, 2) "vocab, width, layers"
-            Expect.isTrue model.Net.Spec.Unembedding.Tied "a base model decodes with wte"
-            // transformers' test_tokenization_gpt2: " lower newer" (add_prefix_space) → these ids.
-            let ids = model.Tokenizer.Encode " lower newer"
-            Expect.equal ids [| 14; 15; 10; 9; 3; 2; 15 |] "HF reference ids"
-            let weights = readAll (Path.Combine(dir, "model.safetensors"))
-            let reference = ReferenceModels.gpt2 (fun n -> weights.[n]) weights.["wte.weight"] { Layers = 1; Heads = 1; Eps = 1e-5; Act = "gelu_new"; ScaleByLayer = false } (ids |> Array.map int64)
-            use trace = Trace.run model.Net (torch.tensor (ids |> Array.map int64))
-            Expect.tensorClose exact (Trace.logits trace).[0] reference.Logits "logits"
-        }
-    ]
+    testList
+        "real checkpoint fixtures"
+        [
+            test "lm-buddy-fake-gpt2: GPT2LMHeadModel, transformer. prefix, head tied to wte, matches the reference" {
+                let dir = Path.Combine(fixtures, "lm-buddy-fake-gpt2")
+                use model = load dir torch.float64
+                Expect.equal model.Family "gpt2" "family"
+                Expect.equal (model.Net.Vocab, model.Net.Width, model.Net.Depth) (50257, 2, 2) "vocab, width, layers"
+                Expect.isTrue model.Net.Spec.Unembedding.Tied "tied head"
+                Expect.equal model.Net.Spec.Unembedding.Weight "wte.weight" "U is wte"
+                let ids = model.Tokenizer.Encode "Hello world"
+                Expect.equal ids [| 15496; 995 |] "Hello world"
+                let weights = readAll (Path.Combine(dir, "model.safetensors"))
+                let w name = weights.["transformer." + name]
+                let reference =
+                    ReferenceModels.gpt2
+                        w
+                        (w "wte.weight")
+                        { Layers = 1; Heads = 1; Eps = 1e-5; Act = "gelu_new"; ScaleByLayer = false }
+                        (ids |> Array.map int64)
+                use trace = Trace.run model.Net (torch.tensor (ids |> Array.map int64))
+                Expect.tensorClose exact (Trace.logits trace).[0] reference.Logits "logits"
+                use model32 = load dir torch.float32
+                use trace32 = Trace.run model32.Net (torch.tensor (ids |> Array.map int64))
+                Expect.tensorClose
+                    (Accuracy.Of(1e-5, 1e-5))
+                    (Trace.logits trace32).[0]
+                    reference.Logits
+                    "float32 logits"
+            }
+            test "lm-buddy-tiny-gpt2-toyvocab: GPT2Model without prefix or head, toy BPE vocabulary" {
+                let dir = Path.Combine(fixtures, "lm-buddy-tiny-gpt2-toyvocab")
+                use model = load dir torch.float64
+                Expect.equal (model.Net.Vocab, model.Net.Width, model.Net.Depth) (21, 2, 2) "vocab, width, layers"
+                Expect.isTrue model.Net.Spec.Unembedding.Tied "a base model decodes with wte"
+                // transformers' test_tokenization_gpt2: " lower newer" (add_prefix_space) → these ids.
+                let ids = model.Tokenizer.Encode " lower newer"
+                Expect.equal ids [| 14; 15; 10; 9; 3; 2; 15 |] "HF reference ids"
+                let weights = readAll (Path.Combine(dir, "model.safetensors"))
+                let reference =
+                    ReferenceModels.gpt2
+                        (fun n -> weights.[n])
+                        weights.["wte.weight"]
+                        { Layers = 1; Heads = 1; Eps = 1e-5; Act = "gelu_new"; ScaleByLayer = false }
+                        (ids |> Array.map int64)
+                use trace = Trace.run model.Net (torch.tensor (ids |> Array.map int64))
+                Expect.tensorClose exact (Trace.logits trace).[0] reference.Logits "logits"
+            }
+        ]
 
 [<Tests>]
-let tests = testList "checkpoints" [ referenceTests; expansionTests; quirkTests; shardTests; fixtureTests ]
+let tests =
+    testList "checkpoints" [ referenceTests; expansionTests; quirkTests; shardTests; fixtureTests ]

@@ -31,7 +31,8 @@ let private lookup (weights: Map<string, Tensor>) (prefix: string) (name: string
 /// (4 heads, MLP width 4·Width).
 type Gpt2Options = { Prefix: bool; UntiedHead: bool; ScaleByLayer: bool; Layers: int; Vocab: int; Width: int }
 
-let gpt2Defaults = { Prefix = true; UntiedHead = false; ScaleByLayer = false; Layers = 2; Vocab = 40; Width = 16 }
+let gpt2Defaults =
+    { Prefix = true; UntiedHead = false; ScaleByLayer = false; Layers = 2; Vocab = 40; Width = 16 }
 
 let gpt2 (seed: int) (dtype: string) (o: Gpt2Options) : FamilyCase =
     let vocab, d, heads, positions, inner = o.Vocab, o.Width, 4, 12, 4 * o.Width
@@ -50,8 +51,14 @@ let gpt2 (seed: int) (dtype: string) (o: Gpt2Options) : FamilyCase =
         w.Normal(p "attn.c_proj.weight", [ d; d ], 0.3) |> ignore
         w.Normal(p "attn.c_proj.bias", [ d ], 0.1) |> ignore
         // The causal-mask buffers old checkpoints carry; loaders ignore them.
-        w.Add(p "attn.bias", torch.ones(int64 positions, int64 positions, dtype = torch.float64).tril().reshape(1L, 1L, int64 positions, int64 positions))
-        w.Add(p "attn.masked_bias", torch.tensor(-10000.0, dtype = torch.float64))
+        w.Add(
+            p "attn.bias",
+            torch
+                .ones(int64 positions, int64 positions, dtype = torch.float64)
+                .tril()
+                .reshape (1L, 1L, int64 positions, int64 positions)
+        )
+        w.Add(p "attn.masked_bias", torch.tensor (-10000.0, dtype = torch.float64))
         w.AroundOne(p "ln_2.weight", [ d ], 0.1) |> ignore
         w.Normal(p "ln_2.bias", [ d ], 0.1) |> ignore
         w.Normal(p "mlp.c_fc.weight", [ d; inner ], 0.3) |> ignore
@@ -60,7 +67,8 @@ let gpt2 (seed: int) (dtype: string) (o: Gpt2Options) : FamilyCase =
         w.Normal(p "mlp.c_proj.bias", [ d ], 0.1) |> ignore
     w.AroundOne(pre + "ln_f.weight", [ d ], 0.1) |> ignore
     w.Normal(pre + "ln_f.bias", [ d ], 0.1) |> ignore
-    if o.UntiedHead then w.Normal("lm_head.weight", [ vocab; d ], 0.3) |> ignore
+    if o.UntiedHead then
+        w.Normal("lm_head.weight", [ vocab; d ], 0.3) |> ignore
     w.Save dir
     writeConfig
         dir
@@ -83,9 +91,22 @@ let gpt2 (seed: int) (dtype: string) (o: Gpt2Options) : FamilyCase =
         |}
     let weights = w.Map
     let get = lookup weights pre
-    let head = if o.UntiedHead then weights.["lm_head.weight"] else get "wte.weight"
-    let config: Gpt2Config = { Layers = o.Layers; Heads = heads; Eps = 1e-5; Act = "gelu_new"; ScaleByLayer = o.ScaleByLayer }
-    { Name = "gpt2"; Dir = dir; Weights = weights; Reference = ReferenceModels.gpt2 get head config; Vocab = vocab; LayersPerBlock = 2; Blocks = o.Layers }
+    let head =
+        if o.UntiedHead then
+            weights.["lm_head.weight"]
+        else
+            get "wte.weight"
+    let config: Gpt2Config =
+        { Layers = o.Layers; Heads = heads; Eps = 1e-5; Act = "gelu_new"; ScaleByLayer = o.ScaleByLayer }
+    {
+        Name = "gpt2"
+        Dir = dir
+        Weights = weights
+        Reference = ReferenceModels.gpt2 get head config
+        Vocab = vocab
+        LayersPerBlock = 2
+        Blocks = o.Layers
+    }
 
 /// GPT-Neo with one global and one local layer (window 3).
 let gptNeoWith (seed: int) (dtype: string) (window: int) (scaledReference: bool) : FamilyCase =
@@ -132,13 +153,35 @@ let gptNeoWith (seed: int) (dtype: string) (window: int) (scaledReference: bool)
         |}
     let weights = w.Map
     let get = lookup weights pre
-    let config: GptNeoConfig = { Layers = kinds.Length; Heads = heads; Eps = 1e-5; Kinds = kinds; Window = window; Scaled = scaledReference }
-    { Name = "gpt_neo"; Dir = dir; Weights = weights; Reference = ReferenceModels.gptNeo get (get "wte.weight") config; Vocab = vocab; LayersPerBlock = 2; Blocks = kinds.Length }
+    let config: GptNeoConfig =
+        {
+            Layers = kinds.Length
+            Heads = heads
+            Eps = 1e-5
+            Kinds = kinds
+            Window = window
+            Scaled = scaledReference
+        }
+    {
+        Name = "gpt_neo"
+        Dir = dir
+        Weights = weights
+        Reference = ReferenceModels.gptNeo get (get "wte.weight") config
+        Vocab = vocab
+        LayersPerBlock = 2
+        Blocks = kinds.Length
+    }
 
 let gptNeo seed dtype = gptNeoWith seed dtype 3 false
 
 /// GPT-NeoX with head_dim 16 and rotary_pct 0.25 (4 rotated coordinates per head).
-let gptNeoXWith (seed: int) (dtype: string) (parallelResidual: bool) (rotaryPct: float) (referenceRotaryDims: int) : FamilyCase =
+let gptNeoXWith
+    (seed: int)
+    (dtype: string)
+    (parallelResidual: bool)
+    (rotaryPct: float)
+    (referenceRotaryDims: int)
+    : FamilyCase =
     let vocab, d, heads, positions, inner, layers = 40, 32, 2, 12, 64, 2
     let dir = tempDir ()
     let w = Weights(seed, dtype)
@@ -153,7 +196,7 @@ let gptNeoXWith (seed: int) (dtype: string) (parallelResidual: bool) (rotaryPct:
         w.Normal(p "attention.dense.weight", [ d; d ], 0.3) |> ignore
         w.Normal(p "attention.dense.bias", [ d ], 0.1) |> ignore
         // A buffer some checkpoints carry; loaders ignore it.
-        w.Add(p "attention.rotary_emb.inv_freq", torch.ones(2L, dtype = torch.float64))
+        w.Add(p "attention.rotary_emb.inv_freq", torch.ones (2L, dtype = torch.float64))
         w.Normal(p "mlp.dense_h_to_4h.weight", [ inner; d ], 0.3) |> ignore
         w.Normal(p "mlp.dense_h_to_4h.bias", [ inner ], 0.1) |> ignore
         w.Normal(p "mlp.dense_4h_to_h.weight", [ d; inner ], 0.2) |> ignore
@@ -181,8 +224,24 @@ let gptNeoXWith (seed: int) (dtype: string) (parallelResidual: bool) (rotaryPct:
             tie_word_embeddings = false
         |}
     let weights = w.Map
-    let config: GptNeoXConfig = { Layers = layers; Heads = heads; Eps = 1e-5; RotaryDims = referenceRotaryDims; Base = 10000.0; Parallel = parallelResidual }
-    { Name = "gpt_neox"; Dir = dir; Weights = weights; Reference = ReferenceModels.gptNeoX (lookup weights "") config; Vocab = vocab; LayersPerBlock = (if parallelResidual then 1 else 2); Blocks = layers }
+    let config: GptNeoXConfig =
+        {
+            Layers = layers
+            Heads = heads
+            Eps = 1e-5
+            RotaryDims = referenceRotaryDims
+            Base = 10000.0
+            Parallel = parallelResidual
+        }
+    {
+        Name = "gpt_neox"
+        Dir = dir
+        Weights = weights
+        Reference = ReferenceModels.gptNeoX (lookup weights "") config
+        Vocab = vocab
+        LayersPerBlock = (if parallelResidual then 1 else 2)
+        Blocks = layers
+    }
 
 let gptNeoX seed dtype parallelResidual = gptNeoXWith seed dtype parallelResidual 0.25 4
 
@@ -194,7 +253,11 @@ let llamaLike (seed: int) (dtype: string) (kind: string) (referenceWindow: int o
     let headDim = if gemma then 8 else d / heads
     let dir = tempDir ()
     let w = Weights(seed, dtype)
-    let norm name = if gemma then w.Normal(name, [ d ], 0.1) else w.AroundOne(name, [ d ], 0.1)
+    let norm name =
+        if gemma then
+            w.Normal(name, [ d ], 0.1)
+        else
+            w.AroundOne(name, [ d ], 0.1)
     w.Normal("model.embed_tokens.weight", [ vocab; d ], (if gemma then 0.3 else 1.0)) |> ignore
     for l in 0 .. layers - 1 do
         let p n = sprintf "model.layers.%d.%s" l n
@@ -208,7 +271,8 @@ let llamaLike (seed: int) (dtype: string) (kind: string) (referenceWindow: int o
         w.Normal(p "mlp.up_proj.weight", [ inner; d ], 0.3) |> ignore
         w.Normal(p "mlp.down_proj.weight", [ d; inner ], 0.2) |> ignore
     norm "model.norm.weight" |> ignore
-    if not gemma then w.Normal("lm_head.weight", [ vocab; d ], 0.3) |> ignore
+    if not gemma then
+        w.Normal("lm_head.weight", [ vocab; d ], 0.3) |> ignore
     w.Save dir
     let common =
         {|
@@ -224,8 +288,24 @@ let llamaLike (seed: int) (dtype: string) (kind: string) (referenceWindow: int o
             rope_theta = 500.0
         |}
     match kind with
-    | "llama" -> writeConfig dir {| common with architectures = [ "LlamaForCausalLM" ]; hidden_act = "silu"; tie_word_embeddings = false; rope_scaling = (null: obj) |}
-    | "mistral" -> writeConfig dir {| common with architectures = [ "MistralForCausalLM" ]; hidden_act = "silu"; tie_word_embeddings = false; sliding_window = 3 |}
+    | "llama" ->
+        writeConfig
+            dir
+            {| common with
+                architectures = [ "LlamaForCausalLM" ]
+                hidden_act = "silu"
+                tie_word_embeddings = false
+                rope_scaling = (null: obj)
+            |}
+    | "mistral" ->
+        writeConfig
+            dir
+            {| common with
+                architectures = [ "MistralForCausalLM" ]
+                hidden_act = "silu"
+                tie_word_embeddings = false
+                sliding_window = 3
+            |}
     | _ ->
         writeConfig
             dir
@@ -234,10 +314,15 @@ let llamaLike (seed: int) (dtype: string) (kind: string) (referenceWindow: int o
                 head_dim = headDim
                 hidden_act = "gelu"
                 hidden_activation = "gelu_pytorch_tanh"
-                tie_word_embeddings = true |}
+                tie_word_embeddings = true
+            |}
     let weights = w.Map
     let get = lookup weights ""
-    let head = if gemma then get "model.embed_tokens.weight" else get "lm_head.weight"
+    let head =
+        if gemma then
+            get "model.embed_tokens.weight"
+        else
+            get "lm_head.weight"
     let config: LlamaConfig =
         {
             Layers = layers
@@ -250,7 +335,15 @@ let llamaLike (seed: int) (dtype: string) (kind: string) (referenceWindow: int o
             Window = referenceWindow
             Gemma = gemma
         }
-    { Name = kind; Dir = dir; Weights = weights; Reference = ReferenceModels.llama get head config; Vocab = vocab; LayersPerBlock = 2; Blocks = layers }
+    {
+        Name = kind
+        Dir = dir
+        Weights = weights
+        Reference = ReferenceModels.llama get head config
+        Vocab = vocab
+        LayersPerBlock = 2
+        Blocks = layers
+    }
 
 let llama seed dtype = llamaLike seed dtype "llama" None
 let mistral seed dtype = llamaLike seed dtype "mistral" (Some 3)

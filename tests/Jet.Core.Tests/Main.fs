@@ -13,7 +13,10 @@ extern int private mallopt(int param, int value)
 /// every large tensor its own mapping, returned to the system when freed, so resident size follows live memory.
 let private fixLargeAllocations () =
     if RuntimeInformation.IsOSPlatform OSPlatform.Linux then
-        try mallopt (-3, 1 <<< 20) |> ignore with _ -> ()
+        try
+            mallopt (-3, 1 <<< 20) |> ignore
+        with _ ->
+            ()
 
 [<EntryPoint>]
 let main argv =

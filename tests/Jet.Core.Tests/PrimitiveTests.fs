@@ -20,7 +20,16 @@ let private everyActivation =
 /// Samples of every case of Fn, as NetGen pieces (width 5), several variants where a spec has options.
 let private samples: Piece list =
     let attention =
-        { Heads = 2; KvHeads = 2; HeadDim = 3; Fused = None; Biases = false; Rotary = None; Scaling = ScoreScaling.InverseSqrtHeadDim; Window = None }
+        {
+            Heads = 2
+            KvHeads = 2
+            HeadDim = 3
+            Fused = None
+            Biases = false
+            Rotary = None
+            Scaling = ScoreScaling.InverseSqrtHeadDim
+            Window = None
+        }
     [
         Affine true
         Affine false
@@ -32,9 +41,26 @@ let private samples: Piece list =
         RmsNorm(true, false)
         RmsNorm(false, false)
         Attention attention
-        Attention { attention with Heads = 4; KvHeads = 2; Fused = Some FusedLayout.Blocked; Biases = true; Window = Some 2 }
-        Attention { attention with HeadDim = 4; Fused = Some FusedLayout.PerHead; Rotary = Some { Fraction = 0.5; Base = 10.0; Style = RotaryStyle.Interleaved } }
-        Attention { attention with HeadDim = 4; Rotary = Some { Fraction = 1.0; Base = 100.0; Style = RotaryStyle.RotateHalf }; Scaling = ScoreScaling.By 0.3 }
+        Attention
+            { attention with
+                Heads = 4
+                KvHeads = 2
+                Fused = Some FusedLayout.Blocked
+                Biases = true
+                Window = Some 2
+            }
+        Attention
+            { attention with
+                HeadDim = 4
+                Fused = Some FusedLayout.PerHead
+                Rotary = Some { Fraction = 0.5; Base = 10.0; Style = RotaryStyle.Interleaved }
+            }
+        Attention
+            { attention with
+                HeadDim = 4
+                Rotary = Some { Fraction = 1.0; Base = 100.0; Style = RotaryStyle.RotateHalf }
+                Scaling = ScoreScaling.By 0.3
+            }
         Gated(4, Activation.Silu)
         Sum [ Affine true; Act Activation.Tanh ]
         Chain [ LayerNorm true; Affine false ]
@@ -51,35 +77,56 @@ let private printed (piece: Piece) =
 
 [<Tests>]
 let tests =
-    testList "primitives" [
-        test "the samples cover every case of Fn" {
-            let covered = samples |> List.map (fun piece -> caseName (fst (compile 3 5 piece))) |> Set.ofList
-            let all = FSharpType.GetUnionCases typeof<Fn> |> Array.map (fun c -> c.Name) |> Set.ofArray
-            let missing = Set.difference all covered
-            Expect.isEmpty missing (sprintf "Fn cases without a sample (add one to PrimitiveTests.samples, and a Piece to NetGen): %A" missing)
-        }
-
-        for i, piece in List.indexed samples do
-            test (sprintf "%d. %s: Taylor at order 0 equals forward; a rule reads exactly the parameters it lists" (i + 1) (printed piece)) {
-                use _ = torch.NewDisposeScope()
-                let fn, parameters = compile 3 5 piece
-                let x = randn 19 [ 2L; 4L; 5L ]
-                match Fn.node fn with
-                | FnNode.Primitive rule ->
-                    Expect.equal (List.sort rule.Parameters) parameters.Names (sprintf "%O lists the parameters it was built with" fn)
-                    Expect.equal (List.distinct rule.Parameters) rule.Parameters "each parameter listed once"
-                    // Only the listed parameters: a rule that reads another one fails with the missing name.
-                    let listed = ParameterStore.OfSeq [ for name in rule.Parameters -> name, parameters.[name] ]
-                    let forward = rule.Forward listed x
-                    let taylor = rule.Taylor listed (x.unsqueeze 0L)
-                    Expect.equal taylor.shape (Array.append [| 1L |] forward.shape) "the series is [1, batch, seq, d]"
-                    Expect.tensorClose Accuracy.Float64 taylor.[0L] forward (sprintf "%O: Taylor c₀ = forward" fn)
-                    Expect.equal (rule.Print()) (string fn) "the rule prints the node"
-                | FnNode.Sum _
-                | FnNode.Chain _
-                | FnNode.Scale _
-                | FnNode.Custom _ ->
-                    let forward = Forward.apply parameters fn x
-                    Expect.tensorClose Accuracy.Float64 (Taylor.series parameters fn (x.unsqueeze 0L)).[0L] forward (sprintf "%O: Taylor c₀ = forward" fn)
+    testList
+        "primitives"
+        [
+            test "the samples cover every case of Fn" {
+                let covered = samples |> List.map (fun piece -> caseName (fst (compile 3 5 piece))) |> Set.ofList
+                let all = FSharpType.GetUnionCases typeof<Fn> |> Array.map (fun c -> c.Name) |> Set.ofArray
+                let missing = Set.difference all covered
+                Expect.isEmpty
+                    missing
+                    (sprintf
+                        "Fn cases without a sample (add one to PrimitiveTests.samples, and a Piece to NetGen): %A"
+                        missing)
             }
-    ]
+
+            for i, piece in List.indexed samples do
+                test (
+                    sprintf
+                        "%d. %s: Taylor at order 0 equals forward; a rule reads exactly the parameters it lists"
+                        (i + 1)
+                        (printed piece)
+                ) {
+                    use _ = torch.NewDisposeScope()
+                    let fn, parameters = compile 3 5 piece
+                    let x = randn 19 [ 2L; 4L; 5L ]
+                    match Fn.node fn with
+                    | FnNode.Primitive rule ->
+                        Expect.equal
+                            (List.sort rule.Parameters)
+                            parameters.Names
+                            (sprintf "%O lists the parameters it was built with" fn)
+                        Expect.equal (List.distinct rule.Parameters) rule.Parameters "each parameter listed once"
+                        // Only the listed parameters: a rule that reads another one fails with the missing name.
+                        let listed = ParameterStore.OfSeq [ for name in rule.Parameters -> name, parameters.[name] ]
+                        let forward = rule.Forward listed x
+                        let taylor = rule.Taylor listed (x.unsqueeze 0L)
+                        Expect.equal
+                            taylor.shape
+                            (Array.append [| 1L |] forward.shape)
+                            "the series is [1, batch, seq, d]"
+                        Expect.tensorClose Accuracy.Float64 taylor.[0L] forward (sprintf "%O: Taylor c₀ = forward" fn)
+                        Expect.equal (rule.Print()) (string fn) "the rule prints the node"
+                    | FnNode.Sum _
+                    | FnNode.Chain _
+                    | FnNode.Scale _
+                    | FnNode.Custom _ ->
+                        let forward = Forward.apply parameters fn x
+                        Expect.tensorClose
+                            Accuracy.Float64
+                            (Taylor.series parameters fn (x.unsqueeze 0L)).[0L]
+                            forward
+                            (sprintf "%O: Taylor c₀ = forward" fn)
+                }
+        ]

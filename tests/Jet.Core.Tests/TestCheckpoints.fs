@@ -13,7 +13,11 @@ open Jet.Core
 let private root =
     let dir = Path.Combine(Path.GetTempPath(), "jetdsl-tests-" + Guid.NewGuid().ToString("N"))
     Directory.CreateDirectory dir |> ignore
-    AppDomain.CurrentDomain.ProcessExit.Add(fun _ -> try Directory.Delete(dir, true) with _ -> ())
+    AppDomain.CurrentDomain.ProcessExit.Add(fun _ ->
+        try
+            Directory.Delete(dir, true)
+        with _ ->
+            ())
     dir
 
 /// A fresh temporary directory.
@@ -32,13 +36,19 @@ let private torchType (dtype: string) =
 
 /// The bytes of a tensor stored as `dtype` (little-endian, row-major).
 let tensorBytes (dtype: string) (t: Tensor) : byte[] =
-    use typed = t.detach().cpu().to_type(torchType dtype).contiguous()
+    use typed = t.detach().cpu().to_type(torchType dtype).contiguous ()
     typed.bytes.ToArray()
 
 /// The header JSON for entries (name, dtype, shape, begin, end), with `__metadata__`.
 let headerJson (entries: (string * string * int64[] * int64 * int64) list) =
     let entry (name: string, dtype: string, shape: int64[], first: int64, last: int64) =
-        sprintf "%s:{\"dtype\":\"%s\",\"shape\":[%s],\"data_offsets\":[%d,%d]}" (JsonSerializer.Serialize name) dtype (shape |> Array.map string |> String.concat ",") first last
+        sprintf
+            "%s:{\"dtype\":\"%s\",\"shape\":[%s],\"data_offsets\":[%d,%d]}"
+            (JsonSerializer.Serialize name)
+            dtype
+            (shape |> Array.map string |> String.concat ",")
+            first
+            last
     "{\"__metadata__\":{\"format\":\"pt\"}," + (entries |> List.map entry |> String.concat ",") + "}"
 
 /// Writes a safetensors file from an explicit header text and data bytes (for malformed files too);
@@ -59,12 +69,14 @@ let writeSafetensors (path: string) (dtype: string) (tensors: (string * Tensor) 
     let mutable offset = 0L
     let data = ResizeArray<byte>()
     let entries =
-        [ for name, t in tensors ->
-              let bytes = tensorBytes dtype t
-              data.AddRange bytes
-              let e = name, dtype, t.shape, offset, offset + int64 bytes.Length
-              offset <- offset + int64 bytes.Length
-              e ]
+        [
+            for name, t in tensors ->
+                let bytes = tensorBytes dtype t
+                data.AddRange bytes
+                let e = name, dtype, t.shape, offset, offset + int64 bytes.Length
+                offset <- offset + int64 bytes.Length
+                e
+        ]
     writeRaw path (headerJson entries) (data.ToArray()) None
 
 /// Writes `config.json` from an anonymous record or any serialisable value.
@@ -76,19 +88,21 @@ let readAll (path: string) : Map<string, Tensor> =
     let bytes = File.ReadAllBytes path
     let n = int (BitConverter.ToUInt64(bytes, 0))
     use doc = JsonDocument.Parse(Encoding.UTF8.GetString(bytes, 8, n))
-    [ for p in doc.RootElement.EnumerateObject() do
-          if p.Name <> "__metadata__" then
-              let dtype = p.Value.GetProperty("dtype").GetString()
-              let shape = [| for s in p.Value.GetProperty("shape").EnumerateArray() -> s.GetInt64() |]
-              let offsets = [| for o in p.Value.GetProperty("data_offsets").EnumerateArray() -> int (o.GetInt64()) |]
-              let start = 8 + n + offsets.[0]
-              let count = (offsets.[1] - offsets.[0])
-              let values =
-                  match dtype with
-                  | "F32" -> Array.init (count / 4) (fun i -> float (BitConverter.ToSingle(bytes, start + 4 * i)))
-                  | "F64" -> Array.init (count / 8) (fun i -> BitConverter.ToDouble(bytes, start + 8 * i))
-                  | other -> failwithf "readAll reads F32 and F64, not %s" other
-              p.Name, torch.tensor(values, dtype = torch.float64).reshape shape ]
+    [
+        for p in doc.RootElement.EnumerateObject() do
+            if p.Name <> "__metadata__" then
+                let dtype = p.Value.GetProperty("dtype").GetString()
+                let shape = [| for s in p.Value.GetProperty("shape").EnumerateArray() -> s.GetInt64() |]
+                let offsets = [| for o in p.Value.GetProperty("data_offsets").EnumerateArray() -> int (o.GetInt64()) |]
+                let start = 8 + n + offsets.[0]
+                let count = (offsets.[1] - offsets.[0])
+                let values =
+                    match dtype with
+                    | "F32" -> Array.init (count / 4) (fun i -> float (BitConverter.ToSingle(bytes, start + 4 * i)))
+                    | "F64" -> Array.init (count / 8) (fun i -> BitConverter.ToDouble(bytes, start + 8 * i))
+                    | other -> failwithf "readAll reads F32 and F64, not %s" other
+                p.Name, torch.tensor(values, dtype = torch.float64).reshape shape
+    ]
     |> Map.ofList
 
 /// A seeded random generator for checkpoint tensors (float64, then rounded to the stored dtype).
@@ -102,13 +116,18 @@ type Weights(seed: int, dtype: string) =
 
     /// N(0, std²) of the given shape.
     member _.Normal(name: string, shape: int list, std: float) =
-        let t = rounded (torch.randn(shape |> List.map int64 |> Array.ofList, dtype = torch.float64, generator = g) * std)
+        let t =
+            rounded (torch.randn (shape |> List.map int64 |> Array.ofList, dtype = torch.float64, generator = g) * std)
         tensors.Add((name, t))
         t
 
     /// 1 + N(0, std²) (norm weights).
     member _.AroundOne(name: string, shape: int list, std: float) =
-        let t = rounded (1.0 + torch.randn(shape |> List.map int64 |> Array.ofList, dtype = torch.float64, generator = g) * std)
+        let t =
+            rounded (
+                1.0
+                + torch.randn (shape |> List.map int64 |> Array.ofList, dtype = torch.float64, generator = g) * std
+            )
         tensors.Add((name, t))
         t
 

@@ -8,7 +8,11 @@ open Jet.Core
 
 /// Elementwise tolerance: |actual − expected| ≤ Absolute + Relative·|expected|.
 type Accuracy =
-    { Absolute: float; Relative: float }
+    {
+        Absolute: float
+        Relative: float
+    }
+
     static member Float64 = { Absolute = 1e-10; Relative = 1e-9 }
     static member Float32 = { Absolute = 1e-4; Relative = 1e-4 }
     static member Of(absolute, relative) = { Absolute = absolute; Relative = relative }
@@ -23,8 +27,8 @@ let private flatIndex (shape: int64[]) (flat: int64) =
 
 /// Largest absolute gap between two tensors of one shape (computed in float64).
 let maxAbsGap (a: Tensor) (b: Tensor) =
-    use d = (a.to_type(torch.float64) - b.to_type(torch.float64)).abs()
-    if d.numel() = 0L then 0.0 else d.max().item<float>()
+    use d = (a.to_type (torch.float64) - b.to_type (torch.float64)).abs ()
+    if d.numel () = 0L then 0.0 else d.max().item<float> ()
 
 /// The live tensor count once the garbage collector has run the finalizers of tensors dropped without Dispose.
 let liveTensorsSettled () =
@@ -51,7 +55,8 @@ module Memory =
         try
             IO.File.WriteAllText("/proc/self/clear_refs", "5")
             true
-        with _ -> false
+        with _ ->
+            false
 
     /// Resident memory once the finalizers have run, the GC has decommitted its free memory and glibc has handed its
     /// free heap pages back to the OS, so two readings differ by what is still allocated rather than by what the
@@ -59,7 +64,10 @@ module Memory =
     let settledMb () =
         liveTensorsSettled () |> ignore
         GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, true, true)
-        try mallocTrim 0un |> ignore with _ -> ()
+        try
+            mallocTrim 0un |> ignore
+        with _ ->
+            ()
         currentMb ()
 
 module Expect =
@@ -78,36 +86,45 @@ module Expect =
     /// both values and the largest relative gap.
     let tensorClose (accuracy: Accuracy) (actual: Tensor) (expected: Tensor) (message: string) =
         if actual.shape <> expected.shape then
-            failtestf "%s: shape %s differs from expected %s" message (Tensors.shapeText actual.shape) (Tensors.shapeText expected.shape)
+            failtestf
+                "%s: shape %s differs from expected %s"
+                message
+                (Tensors.shapeText actual.shape)
+                (Tensors.shapeText expected.shape)
         use scope = torch.NewDisposeScope()
-        let a = actual.detach().to_type(torch.float64).cpu().flatten()
-        let e = expected.detach().to_type(torch.float64).cpu().flatten()
-        if a.numel() > 0L then
-            let gap = (a - e).abs()
-            let allowed = e.abs() * accuracy.Relative + accuracy.Absolute
+        let a = actual.detach().to_type(torch.float64).cpu().flatten ()
+        let e = expected.detach().to_type(torch.float64).cpu().flatten ()
+        if a.numel () > 0L then
+            let gap = (a - e).abs ()
+            let allowed = e.abs () * accuracy.Relative + accuracy.Absolute
             let excess = gap - allowed
-            let worst = excess.argmax().item<int64>()
-            let nonFinite = (a.isnan().any().item<bool>()) <> (e.isnan().any().item<bool>())
-            if nonFinite || excess.[worst].item<float>() > 0.0 then
-                let rel = (gap / (e.abs() + 1e-300)).max().item<float>()
+            let worst = excess.argmax().item<int64> ()
+            let nonFinite = (a.isnan().any().item<bool> ()) <> (e.isnan().any().item<bool> ())
+            if nonFinite || excess.[worst].item<float> () > 0.0 then
+                let rel = (gap / (e.abs () + 1e-300)).max().item<float> ()
                 failtestf
                     "%s: element %s is %.17g but expected %.17g (gap %.3g, allowed %.3g); largest absolute gap %.3g, largest relative gap %.3g"
                     message
                     (flatIndex actual.shape worst)
-                    (a.[worst].item<float>())
-                    (e.[worst].item<float>())
-                    (gap.[worst].item<float>())
-                    (allowed.[worst].item<float>())
-                    (gap.max().item<float>())
+                    (a.[worst].item<float> ())
+                    (e.[worst].item<float> ())
+                    (gap.[worst].item<float> ())
+                    (allowed.[worst].item<float> ())
+                    (gap.max().item<float> ())
                     rel
 
     /// Passes when the tensors differ somewhere by more than the accuracy.
     let tensorNotClose (accuracy: Accuracy) (actual: Tensor) (expected: Tensor) (message: string) =
         use scope = torch.NewDisposeScope()
-        let a = actual.detach().to_type(torch.float64)
-        let e = expected.detach().to_type(torch.float64)
-        let within = ((a - e).abs() - (e.abs() * accuracy.Relative + accuracy.Absolute)).le(torch.tensor 0.0).all().item<bool>()
-        if within then failtestf "%s: tensors agree within %A but were expected to differ" message accuracy
+        let a = actual.detach().to_type (torch.float64)
+        let e = expected.detach().to_type (torch.float64)
+        let within =
+            ((a - e).abs () - (e.abs () * accuracy.Relative + accuracy.Absolute))
+                .le(torch.tensor 0.0)
+                .all()
+                .item<bool> ()
+        if within then
+            failtestf "%s: tensors agree within %A but were expected to differ" message accuracy
 
     /// Passes when `f` throws an exception of type 'E whose message contains every fragment.
     let throwsWith<'E when 'E :> exn> (fragments: string list) (f: unit -> unit) (message: string) =
@@ -130,8 +147,7 @@ module Expect =
 let randn (seed: int) (shape: int64 list) =
     Native.ensure ()
     use g = new torch.Generator(uint64 seed)
-    torch.randn(Array.ofList shape, dtype = torch.float64, generator = g)
+    torch.randn (Array.ofList shape, dtype = torch.float64, generator = g)
 
 /// FsCheck configuration for tensor properties: few cases (each is a tensor program), replayable seeds.
-let propertyConfig =
-    { FsCheckConfig.defaultConfig with maxTest = 40 }
+let propertyConfig = { FsCheckConfig.defaultConfig with maxTest = 40 }

@@ -22,11 +22,18 @@ type LayerRecipe =
     | Affine
 
 /// Builds a network of width d (even, ≥ 4) from recipes, with seeded random parameters in `dtype`.
-let build (seed: int) (width: int) (recipes: LayerRecipe list) (dtype: torch.ScalarType) (withPositions: int option) : Net =
+let build
+    (seed: int)
+    (width: int)
+    (recipes: LayerRecipe list)
+    (dtype: torch.ScalarType)
+    (withPositions: int option)
+    : Net =
     Native.ensure ()
     let g = new torch.Generator(uint64 seed)
     let d = int64 width
-    let normal (shape: int64 list) (std: float) : Tensor = (torch.randn (Array.ofList shape, dtype = torch.float64, generator = g) * std).to_type dtype
+    let normal (shape: int64 list) (std: float) : Tensor =
+        (torch.randn (Array.ofList shape, dtype = torch.float64, generator = g) * std).to_type dtype
     let parameters = ResizeArray<string * Tensor>()
     let param name shape std =
         parameters.Add(name, normal shape std)
@@ -35,7 +42,14 @@ let build (seed: int) (width: int) (recipes: LayerRecipe list) (dtype: torch.Sca
         parameters.Add(name, (1.0 + normal [ d ] 0.1))
         name
     let linear name (inputs: int64) (outputs: int64) bias =
-        { Weight = param (name + ".weight") [ outputs; inputs ] (1.0 / sqrt (float inputs)); Bias = (if bias then Some(param (name + ".bias") [ outputs ] 0.1) else None) }
+        {
+            Weight = param (name + ".weight") [ outputs; inputs ] (1.0 / sqrt (float inputs))
+            Bias =
+                (if bias then
+                     Some(param (name + ".bias") [ outputs ] 0.1)
+                 else
+                     None)
+        }
     let vocab = 23
     let heads = 2
     let headDim = width / heads
@@ -45,27 +59,47 @@ let build (seed: int) (width: int) (recipes: LayerRecipe list) (dtype: torch.Sca
             let p name = sprintf "l%d.%s" (i + 1) name
             let gamma, kind =
                 match recipe with
-                | Mlp act -> Chain [ Linear(linear (p "fc1") d (2L * d) true); Act act; Linear(linear (p "fc2") (2L * d) d true) ], LayerKind.Mlp
+                | Mlp act ->
+                    Chain
+                        [ Linear(linear (p "fc1") d (2L * d) true); Act act; Linear(linear (p "fc2") (2L * d) d true) ],
+                    LayerKind.Mlp
                 | PreNormMlp ->
-                    Chain [
-                        LayerNorm { Weight = Some(ones (p "ln.weight")); Bias = Some(param (p "ln.bias") [ d ] 0.1); Eps = 1e-5 }
-                        Linear(linear (p "fc") d (4L * d) true)
-                        Act Activation.GeluTanh
-                        Linear(linear (p "proj") (4L * d) d true)
-                    ], LayerKind.Mlp
+                    Chain
+                        [
+                            LayerNorm
+                                {
+                                    Weight = Some(ones (p "ln.weight"))
+                                    Bias = Some(param (p "ln.bias") [ d ] 0.1)
+                                    Eps = 1e-5
+                                }
+                            Linear(linear (p "fc") d (4L * d) true)
+                            Act Activation.GeluTanh
+                            Linear(linear (p "proj") (4L * d) d true)
+                        ],
+                    LayerKind.Mlp
                 | RotaryAttention window ->
                     let attention =
                         {
                             Heads = heads
                             KvHeads = 1
                             HeadDim = headDim
-                            Projections = Projections.Separate(linear (p "q") d (int64 (heads * headDim)) false, linear (p "k") d (int64 headDim) false, linear (p "v") d (int64 headDim) false)
+                            Projections =
+                                Projections.Separate(
+                                    linear (p "q") d (int64 (heads * headDim)) false,
+                                    linear (p "k") d (int64 headDim) false,
+                                    linear (p "v") d (int64 headDim) false
+                                )
                             Output = linear (p "o") (int64 (heads * headDim)) d false
                             Rotary = Some { Fraction = 1.0; Base = 10000.0; Style = RotaryStyle.RotateHalf }
                             Scaling = ScoreScaling.InverseSqrtHeadDim
                             Window = window
                         }
-                    Chain [ RmsNorm { Weight = Some(ones (p "norm.weight")); Eps = 1e-6; PlusOne = false }; Attention attention ], LayerKind.Attention
+                    Chain
+                        [
+                            RmsNorm { Weight = Some(ones (p "norm.weight")); Eps = 1e-6; PlusOne = false }
+                            Attention attention
+                        ],
+                    LayerKind.Attention
                 | FusedAttention ->
                     let attention =
                         {
@@ -78,12 +112,30 @@ let build (seed: int) (width: int) (recipes: LayerRecipe list) (dtype: torch.Sca
                             Scaling = ScoreScaling.InverseSqrtHeadDim
                             Window = None
                         }
-                    Chain [ LayerNorm { Weight = Some(ones (p "ln.weight")); Bias = Some(param (p "ln.bias") [ d ] 0.1); Eps = 1e-5 }; Attention attention ], LayerKind.Attention
+                    Chain
+                        [
+                            LayerNorm
+                                {
+                                    Weight = Some(ones (p "ln.weight"))
+                                    Bias = Some(param (p "ln.bias") [ d ] 0.1)
+                                    Eps = 1e-5
+                                }
+                            Attention attention
+                        ],
+                    LayerKind.Attention
                 | Gated ->
-                    Chain [
-                        RmsNorm { Weight = Some(param (p "norm.weight") [ d ] 0.1); Eps = 1e-6; PlusOne = true }
-                        GatedMlp { Gate = linear (p "gate") d (2L * d) false; Up = linear (p "up") d (2L * d) false; Down = linear (p "down") (2L * d) d false; Activation = Activation.Silu }
-                    ], LayerKind.Mlp
+                    Chain
+                        [
+                            RmsNorm { Weight = Some(param (p "norm.weight") [ d ] 0.1); Eps = 1e-6; PlusOne = true }
+                            GatedMlp
+                                {
+                                    Gate = linear (p "gate") d (2L * d) false
+                                    Up = linear (p "up") d (2L * d) false
+                                    Down = linear (p "down") (2L * d) d false
+                                    Activation = Activation.Silu
+                                }
+                        ],
+                    LayerKind.Mlp
                 | Affine -> Linear(linear (p "map") d d true), LayerKind.Other "affine"
             { Name = sprintf "layer%d" (i + 1); Block = i + 1; Kind = kind; Gamma = gamma })
     let spec =
@@ -92,21 +144,37 @@ let build (seed: int) (width: int) (recipes: LayerRecipe list) (dtype: torch.Sca
             Vocab = vocab
             Width = width
             MaxPositions = withPositions
-            Encoder = { TokenEmbedding = param "embed" [ int64 vocab; d ] 1.0; Positions = withPositions |> Option.map (fun n -> param "positions" [ int64 n; d ] 0.3); Scale = None }
+            Encoder =
+                {
+                    TokenEmbedding = param "embed" [ int64 vocab; d ] 1.0
+                    Positions = withPositions |> Option.map (fun n -> param "positions" [ int64 n; d ] 0.3)
+                    Scale = None
+                }
             Layers = layers
-            FinalNorm = LayerNorm { Weight = Some(ones "ln_f.weight"); Bias = Some(param "ln_f.bias" [ d ] 0.1); Eps = 1e-5 }
+            FinalNorm =
+                LayerNorm { Weight = Some(ones "ln_f.weight"); Bias = Some(param "ln_f.bias" [ d ] 0.1); Eps = 1e-5 }
             Unembedding = { Weight = "embed"; Bias = None; Tied = true }
         }
     Net.create spec (ParameterStore.OfSeq parameters)
 
 let recipeGen =
-    Gen.oneof [
-        Gen.elements [ Activation.Relu; Activation.Gelu; Activation.Tanh; Activation.Sigmoid; Activation.Silu; Activation.Elu 1.0 ] |> Gen.map Mlp
-        Gen.constant PreNormMlp
-        Gen.elements [ None; Some 2 ] |> Gen.map RotaryAttention
-        Gen.constant FusedAttention
-        Gen.constant Gated
-    ]
+    Gen.oneof
+        [
+            Gen.elements
+                [
+                    Activation.Relu
+                    Activation.Gelu
+                    Activation.Tanh
+                    Activation.Sigmoid
+                    Activation.Silu
+                    Activation.Elu 1.0
+                ]
+            |> Gen.map Mlp
+            Gen.constant PreNormMlp
+            Gen.elements [ None; Some 2 ] |> Gen.map RotaryAttention
+            Gen.constant FusedAttention
+            Gen.constant Gated
+        ]
 
 /// A random network description: seed, width, layers (1..4), tokens [batch, seq].
 type NetCase = { Seed: int; Width: int; Recipes: LayerRecipe list; Batch: int; Seq: int }

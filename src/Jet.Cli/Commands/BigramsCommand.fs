@@ -45,17 +45,28 @@ let sweepOptions (space: ScoreSpace) (dropDiagonal: bool) (batch: int) (label: s
         Space = space
         DropDiagonal = dropDiagonal
         BatchSize = batch
-        Progress = Some(ProgressBar(label, total) :> IProgress<int64>) }
+        Progress = Some(ProgressBar(label, total) :> IProgress<int64>)
+    }
 
 let private execute (args: ParseResults<Args>) =
     let path = Bigrams.parsePath (args.GetResult Path)
     if args.Contains Prob && args.Contains Logit then
         raise (InvalidPlanException "--prob and --logit exclude each other; give one.")
-    let space = if args.Contains Logit then ScoreSpace.Logit else ScoreSpace.Probability
+    let space =
+        if args.Contains Logit then
+            ScoreSpace.Logit
+        else
+            ScoreSpace.Probability
     use model = ModelArgs.load (ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>)
     let n = args.GetResult(Top, 10)
     Bigrams.pathFunction model.Net path |> ignore
-    let options = sweepOptions space (args.Contains No_Diagonal) (args.GetResult(Batch_Size, SweepOptions.Default.BatchSize)) (sprintf "bigrams %O" path) (int64 model.Net.Vocab)
+    let options =
+        sweepOptions
+            space
+            (args.Contains No_Diagonal)
+            (args.GetResult(Batch_Size, SweepOptions.Default.BatchSize))
+            (sprintf "bigrams %O" path)
+            (int64 model.Net.Vocab)
     let isGlobal = args.Contains Global
     let pairs =
         if isGlobal then
@@ -64,19 +75,45 @@ let private execute (args: ParseResults<Args>) =
             use best = Bigrams.rowTopK model.Net path n options
             Bigrams.pairsOf best
     let rows = Bigrams.decode model.Tokenizer pairs
-    let spaceName = match space with ScoreSpace.Probability -> "probability" | ScoreSpace.Logit -> "logit"
-    savePicture (args.TryGetResult Out) (fun () -> Figures.bigramTable path isGlobal n space (args.Contains No_Diagonal) 40 rows)
+    let spaceName =
+        match space with
+        | ScoreSpace.Probability -> "probability"
+        | ScoreSpace.Logit -> "logit"
+    savePicture (args.TryGetResult Out) (fun () ->
+        Figures.bigramTable path isGlobal n space (args.Contains No_Diagonal) 40 rows)
     if args.Contains Json then
         writeJson
             {|
                 path = string path
                 space = spaceName
                 ``global`` = isGlobal
-                rows = [| for r in rows -> {| from = r.From; ``to`` = r.To; from_token = r.FromToken; to_token = r.ToToken; score = r.Score |} |]
+                rows =
+                    [|
+                        for r in rows ->
+                            {|
+                                from = r.From
+                                ``to`` = r.To
+                                from_token = r.FromToken
+                                to_token = r.ToToken
+                                score = r.Score
+                            |}
+                    |]
             |}
     else
-        let format (s: float) = match space with ScoreSpace.Probability -> sprintf "%.3f%%" (100.0 * s) | ScoreSpace.Logit -> sprintf "%.4f" s
-        printTable [ "token"; "next token"; (if space = ScoreSpace.Probability then "P(next | token)" else "logit") ] [ for r in rows -> [ r.FromToken; r.ToToken; format r.Score ] ]
+        let format (s: float) =
+            match space with
+            | ScoreSpace.Probability -> sprintf "%.3f%%" (100.0 * s)
+            | ScoreSpace.Logit -> sprintf "%.4f" s
+        printTable
+            [
+                "token"
+                "next token"
+                (if space = ScoreSpace.Probability then
+                     "P(next | token)"
+                 else
+                     "logit")
+            ]
+            [ for r in rows -> [ r.FromToken; r.ToToken; format r.Score ] ]
     0
 
 let run (args: ParseResults<Args>) = guard (fun () -> execute args)

@@ -24,7 +24,10 @@ type Args =
 let private execute (args: ParseResults<Args>) =
     use model = ModelArgs.load (ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>)
     let s = Model.summary model
-    let layers = model.Net.Spec.Layers |> List.mapi (fun i l -> {| layer = i + 1; name = l.Name; block = l.Block; kind = (sprintf "%A" l.Kind).ToLowerInvariant() |})
+    let layers =
+        model.Net.Spec.Layers
+        |> List.mapi (fun i l ->
+            {| layer = i + 1; name = l.Name; block = l.Block; kind = (sprintf "%A" l.Kind).ToLowerInvariant() |})
     if args.Contains Json then
         writeJson
             {|
@@ -50,9 +53,20 @@ let private execute (args: ParseResults<Args>) =
                 [ "blocks"; string s.Blocks ]
                 [ "residual layers"; string s.ResidualLayers ]
                 [ "width"; string s.Width ]
-                [ "heads"; (if s.KvHeads <> s.Heads then sprintf "%d (%d KV)" s.Heads s.KvHeads else string s.Heads) ]
+                [
+                    "heads"
+                    (if s.KvHeads <> s.Heads then
+                         sprintf "%d (%d KV)" s.Heads s.KvHeads
+                     else
+                         string s.Heads)
+                ]
                 [ "vocabulary"; string s.Vocab ]
-                [ "context"; (match s.MaxPositions with Some p -> string p | None -> "unlimited") ]
+                [
+                    "context"
+                    (match s.MaxPositions with
+                     | Some p -> string p
+                     | None -> "unlimited")
+                ]
                 [ "parameters"; s.Parameters.ToString("N0", System.Globalization.CultureInfo.InvariantCulture) ]
                 [ "dtype"; s.DType ]
             ]

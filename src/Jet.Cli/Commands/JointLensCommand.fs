@@ -38,19 +38,22 @@ type Args =
             | Layers _ -> RenamedLayers
 
 let private execute (args: ParseResults<Args>) =
-    if args.Contains Layers then raise (InvalidPlanException RenamedLayers)
+    if args.Contains Layers then
+        raise (InvalidPlanException RenamedLayers)
     use model = ModelArgs.load (ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>)
     let tokens = Model.encode model (args.GetResult Prompt)
     let defaults = JointLensOptions.Default
     let options =
-        {
-            defaults with
-                Streams = args.TryGetResult Streams |> Option.map (parseIndices "--streams") |> Option.defaultValue []
-                Order = args.GetResult(Order, defaults.Order)
-                Iterations = args.GetResult(Iters, defaults.Iterations)
-                LearningRate = args.GetResult(Lr, defaults.LearningRate)
+        { defaults with
+            Streams = args.TryGetResult Streams |> Option.map (parseIndices "--streams") |> Option.defaultValue []
+            Order = args.GetResult(Order, defaults.Order)
+            Iterations = args.GetResult(Iters, defaults.Iterations)
+            LearningRate = args.GetResult(Lr, defaults.LearningRate)
         }
-    let options = { options with Progress = Some(ProgressBar("fitting", int64 options.Iterations) :> System.IProgress<int64>) }
+    let options =
+        { options with
+            Progress = Some(ProgressBar("fitting", int64 options.Iterations) :> System.IProgress<int64>)
+        }
     use result = JointLens.fit model.Net tokens options
     savePicture (args.TryGetResult Out) (fun () -> Figures.jointLens model.Tokenizer result 0)
     // One best token per position: the tables show the top-1 token.
@@ -64,13 +67,15 @@ let private execute (args: ParseResults<Args>) =
                 streams = reading.Streams
                 losses = reading.Losses
                 centres =
-                    [| for c in reading.Centres ->
-                           {|
-                               centre = c.Centre
-                               path = c.Path
-                               weights = [| for p in c.Positions -> p.Weight |]
-                               top = [| for p in c.Positions -> best p.Top |]
-                           |} |]
+                    [|
+                        for c in reading.Centres ->
+                            {|
+                                centre = c.Centre
+                                path = c.Path
+                                weights = [| for p in c.Positions -> p.Weight |]
+                                top = [| for p in c.Positions -> best p.Top |]
+                            |}
+                    |]
                 combined =
                     {|
                         top = [| for p in reading.Positions -> best p.Top |]
@@ -80,15 +85,29 @@ let private execute (args: ParseResults<Args>) =
             |}
     else
         let losses = reading.Losses
-        printfn "Joint jet lens of order %d on %s: loss %.6g → %.6g after %d Adam steps" reading.Order model.Source losses.[0] (Array.last losses) (losses.Length - 1)
+        printfn
+            "Joint jet lens of order %d on %s: loss %.6g → %.6g after %d Adam steps"
+            reading.Order
+            model.Source
+            losses.[0]
+            (Array.last losses)
+            (losses.Length - 1)
         printTable
             ([ "centre"; "mean w" ] @ [ for t in reading.Inputs.[0] -> t.Piece ])
-            ([ for c in reading.Centres ->
-                  [ c.Centre; sprintf "%.1f%%" (100.0 * c.MeanWeight) ]
-                  @ [ for p in c.Positions -> sprintf "%s %.0f%%" p.Top.[0].Token (100.0 * p.Weight) ] ]
-             @ [ [ "joint lens"; "" ] @ [ for p in reading.Positions -> p.Top.[0].Token ]
-                 [ "model"; "" ] @ [ for p in reading.Predictions -> p.Top.[0].Token ] ])
-        printfn "cosine %.4f · KL %.4f · top-1 %.0f%% (means over positions)" reading.Mean.Cosine reading.Mean.Kl (100.0 * reading.Mean.Top1)
+            ([
+                for c in reading.Centres ->
+                    [ c.Centre; sprintf "%.1f%%" (100.0 * c.MeanWeight) ]
+                    @ [ for p in c.Positions -> sprintf "%s %.0f%%" p.Top.[0].Token (100.0 * p.Weight) ]
+             ]
+             @ [
+                 [ "joint lens"; "" ] @ [ for p in reading.Positions -> p.Top.[0].Token ]
+                 [ "model"; "" ] @ [ for p in reading.Predictions -> p.Top.[0].Token ]
+             ])
+        printfn
+            "cosine %.4f · KL %.4f · top-1 %.0f%% (means over positions)"
+            reading.Mean.Cosine
+            reading.Mean.Kl
+            (100.0 * reading.Mean.Top1)
     0
 
 let run (args: ParseResults<Args>) = guard (fun () -> execute args)

@@ -38,14 +38,17 @@ type Args =
             | Layers _ -> RenamedLayers
 
 let private execute (args: ParseResults<Args>) =
-    if args.Contains Layers then raise (InvalidPlanException RenamedLayers)
+    if args.Contains Layers then
+        raise (InvalidPlanException RenamedLayers)
     use model = ModelArgs.load (ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>)
     let tokens = Model.encode model (args.GetResult Prompt)
-    let streams = args.TryGetResult Streams |> Option.map (parseIndices "--streams") |> Option.defaultValue []
+    let streams =
+        args.TryGetResult Streams |> Option.map (parseIndices "--streams") |> Option.defaultValue []
     let top = args.GetResult(Top, 5)
     if top < 1 || top > model.Net.Vocab then
         raise (IndexRangeException(sprintf "--top must be 1..%d (the vocabulary size); got %d." model.Net.Vocab top))
-    use result = IterativeLens.run model.Net tokens { Streams = streams; Order = args.GetResult(Order, 0); TopK = top }
+    use result =
+        IterativeLens.run model.Net tokens { Streams = streams; Order = args.GetResult(Order, 0); TopK = top }
     savePicture (args.TryGetResult Out) (fun () -> Figures.lens model.Tokenizer result 0)
     savePicture (args.TryGetResult Plot) (fun () -> Figures.lensMetrics result 0)
     let reading = Readings.lens model.Tokenizer result top
@@ -55,29 +58,52 @@ let private execute (args: ParseResults<Args>) =
                 tokens = [| for t in reading.Inputs.[0] -> {| id = t.Id; text = t.Text |} |]
                 order = reading.Order
                 streams =
-                    [| for s in reading.Streams ->
-                           {|
-                               stream = s.Stream
-                               path = s.Path
-                               positions =
-                                   [| for p in s.Positions ->
-                                          {|
-                                              top = [| for t in p.Top -> {| id = t.Id; token = t.Token; logit = t.Score |} |]
-                                              cosine = p.Agreement.Cosine
-                                              kl = p.Agreement.Kl
-                                              top1_agreement = p.Agreement.Top1
-                                              topk_overlap = p.Agreement.TopKOverlap
-                                          |} |]
-                           |} |]
+                    [|
+                        for s in reading.Streams ->
+                            {|
+                                stream = s.Stream
+                                path = s.Path
+                                positions =
+                                    [|
+                                        for p in s.Positions ->
+                                            {|
+                                                top =
+                                                    [|
+                                                        for t in p.Top ->
+                                                            {| id = t.Id; token = t.Token; logit = t.Score |}
+                                                    |]
+                                                cosine = p.Agreement.Cosine
+                                                kl = p.Agreement.Kl
+                                                top1_agreement = p.Agreement.Top1
+                                                topk_overlap = p.Agreement.TopKOverlap
+                                            |}
+                                    |]
+                            |}
+                    |]
             |}
     else
-        printfn "%s on %s: top-1 token per stream and position" (if reading.Order = 0 then "Logit lens" else sprintf "Jet lens of order %d" reading.Order) model.Source
+        printfn
+            "%s on %s: top-1 token per stream and position"
+            (if reading.Order = 0 then
+                 "Logit lens"
+             else
+                 sprintf "Jet lens of order %d" reading.Order)
+            model.Source
         printTable
-            ([ "stream" ] @ [ for t in reading.Inputs.[0] -> t.Piece ] @ [ "cos"; "KL"; "top-1"; sprintf "top-%d" top ])
-            ([ for s in reading.Streams ->
-                  [ Figures.streamLabel s.Stream ]
-                  @ [ for p in s.Positions -> p.Top.[0].Token ]
-                  @ [ sprintf "%.4f" s.Mean.Cosine; sprintf "%.4f" s.Mean.Kl; sprintf "%.0f%%" (100.0 * s.Mean.Top1); sprintf "%.0f%%" (100.0 * s.Mean.TopKOverlap) ] ]
+            ([ "stream" ]
+             @ [ for t in reading.Inputs.[0] -> t.Piece ]
+             @ [ "cos"; "KL"; "top-1"; sprintf "top-%d" top ])
+            ([
+                for s in reading.Streams ->
+                    [ Figures.streamLabel s.Stream ]
+                    @ [ for p in s.Positions -> p.Top.[0].Token ]
+                    @ [
+                        sprintf "%.4f" s.Mean.Cosine
+                        sprintf "%.4f" s.Mean.Kl
+                        sprintf "%.0f%%" (100.0 * s.Mean.Top1)
+                        sprintf "%.0f%%" (100.0 * s.Mean.TopKOverlap)
+                    ]
+             ]
              @ [ [ "model" ] @ [ for p in reading.Predictions -> p.Top.[0].Token ] @ [ ""; ""; ""; "" ] ])
     0
 

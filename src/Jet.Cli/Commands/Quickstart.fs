@@ -34,7 +34,8 @@ let private execute (args: ParseResults<Args>) =
     let width = args.GetResult(Width, Model.ToyWidth)
     let order = args.GetResult(Order, 1)
     let out = args.GetResult(Out, "quickstart.png")
-    if width < 1 then raise (IndexRangeException(sprintf "--d must be ≥ 1; got %d." width))
+    if width < 1 then
+        raise (IndexRangeException(sprintf "--d must be ≥ 1; got %d." width))
     Expansion.checkOrder "--order" order
     use model = Model.toy seed width torch.float32
     let tokens = Carving.randomPrompt seed model.Net.Vocab promptLength
@@ -62,15 +63,42 @@ let private execute (args: ParseResults<Args>) =
             |}
     else
         let quoted (pieces: string[]) = "\"" + String.concat "" pieces + "\""
-        printfn "JetDsl quickstart: carving the toy residual network (vocabulary %d, d = %d, 2 blocks), as in Sec. 4.2 of the paper" model.Net.Vocab width
-        printfn "prompt (seed %d, %d tokens): %s  ids [%s]" seed promptLength (quoted [| for t in reading.Inputs -> t.Piece |]) (reading.Inputs |> Array.map (fun t -> string t.Id) |> String.concat " ")
-        printfn "plan: centres {h₀, γ₁(h₀)} → expand block 2 at order %d (4 sub-streams) → expand the decoder around them at order %d (4 paths)" order order
+        printfn
+            "JetDsl quickstart: carving the toy residual network (vocabulary %d, d = %d, 2 blocks), as in Sec. 4.2 of the paper"
+            model.Net.Vocab
+            width
+        printfn
+            "prompt (seed %d, %d tokens): %s  ids [%s]"
+            seed
+            promptLength
+            (quoted [| for t in reading.Inputs -> t.Piece |])
+            (reading.Inputs |> Array.map (fun t -> string t.Id) |> String.concat " ")
+        printfn
+            "plan: centres {h₀, γ₁(h₀)} → expand block 2 at order %d (4 sub-streams) → expand the decoder around them at order %d (4 paths)"
+            order
+            order
         printfn ""
         let row (p: CarvingPath) =
-            [ p.Name; sprintf "%.3f" p.NormRatio; sprintf "%+.3f" p.MeanCosine; quoted (pieces p.Top1); sprintf "%d/%d" p.Top1Agreement promptLength ]
+            [
+                p.Name
+                sprintf "%.3f" p.NormRatio
+                sprintf "%+.3f" p.MeanCosine
+                quoted (pieces p.Top1)
+                sprintf "%d/%d" p.Top1Agreement promptLength
+            ]
         printTable
             [ "path"; "‖path‖/‖logits‖"; "mean cos"; "top-1 per position"; "top-1 = model" ]
-            ([ for p in reading.Paths -> row p ] @ [ row reading.Remainder; [ "model logits"; "1.000"; "+1.000"; quoted (pieces reading.ModelTop1); sprintf "%d/%d" promptLength promptLength ] ])
+            ([ for p in reading.Paths -> row p ]
+             @ [
+                 row reading.Remainder
+                 [
+                     "model logits"
+                     "1.000"
+                     "+1.000"
+                     quoted (pieces reading.ModelTop1)
+                     sprintf "%d/%d" promptLength promptLength
+                 ]
+             ])
         printfn ""
         printfn "‖remainder‖ = %.4g (in logit space)" reading.RemainderNorm
         printfn "reconstruction error max|Σ paths + remainder − logits| = %.3g" reading.ReconstructionError

@@ -41,14 +41,24 @@ let private execute (args: ParseResults<Args>) =
         writeJson
             {|
                 tokens = [| for t in inputs.[0] -> {| id = t.Id; text = t.Text |} |]
-                positions = [| for p in positions -> {| top = [| for t in p.Top -> {| id = t.Id; token = t.Token; logit = t.Score |} |] |} |]
+                positions =
+                    [|
+                        for p in positions ->
+                            {| top = [| for t in p.Top -> {| id = t.Id; token = t.Token; logit = t.Score |} |] |}
+                    |]
             |}
     else
         printfn "%s (%s): the top %d next tokens after each position" model.Family model.Source k
         printTable
             [ "position"; "token"; sprintf "top %d next tokens (logit)" k ]
-            [ for p in positions ->
-                  [ string p.Position; p.Input.Piece; p.Top |> Array.map (fun t -> sprintf "%s (%.3f)" t.Token t.Score) |> String.concat "  " ] ]
+            [
+                for p in positions ->
+                    [
+                        string p.Position
+                        p.Input.Piece
+                        p.Top |> Array.map (fun t -> sprintf "%s (%.3f)" t.Token t.Score) |> String.concat "  "
+                    ]
+            ]
     0
 
 let run (args: ParseResults<Args>) = guard (fun () -> execute args)

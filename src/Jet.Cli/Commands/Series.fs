@@ -44,17 +44,35 @@ let private execute (args: ParseResults<Args>) =
     let x, y = args.GetResult(At, 0.5), args.GetResult(To, 1.0)
     let xt = torch.tensor([| x |], dtype = torch.float64).squeeze ()
     let yt = torch.tensor([| y |], dtype = torch.float64).squeeze ()
-    use result = Jet.compute { JetOptions.Default with Order = order; Differentiable = false } f xt (Some yt)
+    use result =
+        Jet.compute { JetOptions.Default with Order = order; Differentiable = false } f xt (Some yt)
     let exact = (f yt).item<float> ()
     let coefficients = result.Coefficients |> Seq.map (fun c -> c.item<float> ()) |> List.ofSeq
     let sums = result.PartialSums |> Seq.map (fun c -> c.item<float> ()) |> List.ofSeq
     if args.Contains Json then
-        writeJson {| ``function`` = name; order = order; x = x; y = y; coefficients = coefficients; partial_sums = sums; exact = exact |}
+        writeJson
+            {|
+                ``function`` = name
+                order = order
+                x = x
+                y = y
+                coefficients = coefficients
+                partial_sums = sums
+                exact = exact
+            |}
     else
         printfn "J^%d %s(%g)(%g): Taylor polynomial of %s at x = %g, evaluated at y = %g" order name x y name x y
         printTable
             [ "j"; "c_j = D^j f(x)[y−x]^j / j!"; "partial sum"; "|f(y) − partial sum|" ]
-            [ for j in 0..order -> [ string j; sprintf "%+.12g" coefficients.[j]; sprintf "%.12f" sums.[j]; sprintf "%.3g" (abs (exact - sums.[j])) ] ]
+            [
+                for j in 0..order ->
+                    [
+                        string j
+                        sprintf "%+.12g" coefficients.[j]
+                        sprintf "%.12f" sums.[j]
+                        sprintf "%.3g" (abs (exact - sums.[j]))
+                    ]
+            ]
         printfn "f(y) = %.12f" exact
     0
 

@@ -29,7 +29,9 @@ let private execute (args: ParseResults<Args>) =
     if args.Contains Json then
         writeJson {| ids = ids; tokens = tokens |}
     else
-        printTable [ "position"; "id"; "token" ] [ for i in 0 .. ids.Length - 1 -> [ string i; string ids.[i]; tokens.[i] ] ]
+        printTable
+            [ "position"; "id"; "token" ]
+            [ for i in 0 .. ids.Length - 1 -> [ string i; string ids.[i]; tokens.[i] ] ]
     0
 
 let run (args: ParseResults<Args>) = guard (fun () -> execute args)

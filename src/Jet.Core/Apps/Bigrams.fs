@@ -91,7 +91,13 @@ module Bigrams =
     [<CompiledName("ParsePath")>]
     let parsePath (text: string) : BigramPath =
         let fail () =
-            raise (InvalidPlanException(sprintf "Unknown bigram path %A; write embed or mlp:B with B a block number (1-based), for example mlp:1." text))
+            raise (
+                InvalidPlanException(
+                    sprintf
+                        "Unknown bigram path %A; write embed or mlp:B with B a block number (1-based), for example mlp:1."
+                        text
+                )
+            )
         match (if isNull text then "" else text.Trim().ToLowerInvariant()) with
         | "embed"
         | "embedding" -> BigramPath.Embedding
@@ -121,7 +127,8 @@ module Bigrams =
         let logits = Decoder.rows net ((Forward.apply net.Parameters fn embedded).squeeze 1L)
         if dropDiagonal then
             let column = first.unsqueeze 1L
-            let minusInfinity = torch.full (column.shape, scalar Double.NegativeInfinity, dtype = logits.dtype, device = logits.device)
+            let minusInfinity =
+                torch.full (column.shape, scalar Double.NegativeInfinity, dtype = logits.dtype, device = logits.device)
             logits.scatter_ (1L, column, minusInfinity) |> ignore
         logits
 
@@ -132,8 +139,16 @@ module Bigrams =
     [<CompiledName("Scores")>]
     let scores (net: Net) (path: BigramPath) (options: SweepOptions) (first: Tensor) : Tensor =
         checkOptions net options
-        if isNull (box first) || first.dim () <> 1L || (first.dtype <> torch.int64 && first.dtype <> torch.int32) then
-            let got = if isNull (box first) then "null" else Tensors.describe first
+        if
+            isNull (box first)
+            || first.dim () <> 1L
+            || (first.dtype <> torch.int64 && first.dtype <> torch.int32)
+        then
+            let got =
+                if isNull (box first) then
+                    "null"
+                else
+                    Tensors.describe first
             raise (ShapeMismatchException(sprintf "The first tokens must be a [B] integer tensor of ids; got %s." got))
         let fn = pathFunction net path
         use _ = torch.no_grad ()
@@ -142,7 +157,14 @@ module Bigrams =
         if first.numel () > 0L then
             let lo, hi = first.min().item<int64> (), first.max().item<int64> ()
             if lo < 0L || hi >= int64 net.Vocab then
-                raise (IndexRangeException(sprintf "Token id %d is outside the vocabulary; valid ids are 0..%d." (if lo < 0L then lo else hi) (net.Vocab - 1)))
+                raise (
+                    IndexRangeException(
+                        sprintf
+                            "Token id %d is outside the vocabulary; valid ids are 0..%d."
+                            (if lo < 0L then lo else hi)
+                            (net.Vocab - 1)
+                    )
+                )
         let logits = rowLogits net fn options.DropDiagonal first
         let result =
             match options.Space with
@@ -168,7 +190,13 @@ module Bigrams =
         if bytes > options.MaxFullBytes then
             raise (
                 InvalidPlanException(
-                    sprintf "The full %d × %d bigram table needs %s (%O), more than the limit of %s; use row or global top-k instead, or raise MaxFullBytes." v v (sizeText bytes) net.DType (sizeText options.MaxFullBytes)
+                    sprintf
+                        "The full %d × %d bigram table needs %s (%O), more than the limit of %s; use row or global top-k instead, or raise MaxFullBytes."
+                        v
+                        v
+                        (sizeText bytes)
+                        net.DType
+                        (sizeText options.MaxFullBytes)
                 )
             )
         use _ = torch.no_grad ()
@@ -202,8 +230,16 @@ module Bigrams =
     let private checkK (net: Net) (options: SweepOptions) (k: int) (limit: int64) =
         let limit = min limit (int64 Int32.MaxValue)
         if k < 1 || int64 k > limit then
-            let extra = if options.DropDiagonal then " with the diagonal dropped" else ""
-            raise (IndexRangeException(sprintf "k must be 1..%d for this vocabulary of %d tokens%s; got %d." limit net.Vocab extra k))
+            let extra =
+                if options.DropDiagonal then
+                    " with the diagonal dropped"
+                else
+                    ""
+            raise (
+                IndexRangeException(
+                    sprintf "k must be 1..%d for this vocabulary of %d tokens%s; got %d." limit net.Vocab extra k
+                )
+            )
 
     /// The k best next tokens for every first token: ids and scores [vocab, k], best first.
     [<CompiledName("RowTopK")>]
@@ -217,7 +253,8 @@ module Bigrams =
         let bestScores = torch.empty ([| v; int64 k |], dtype = net.DType, device = net.Device)
         try
             Vocabulary.sweep net.Vocab options.BatchSize options.Progress options.Cancellation (fun start count ->
-                let values, indices = rowBest options.Space k (rowLogits net fn options.DropDiagonal (ids net start count))
+                let values, indices =
+                    rowBest options.Space k (rowLogits net fn options.DropDiagonal (ids net start count))
                 bestScores.narrow(0L, start, count).copy_ values |> ignore
                 bestIds.narrow(0L, start, count).copy_ indices |> ignore)
             { Ids = bestIds; Scores = bestScores }
@@ -238,7 +275,11 @@ module Bigrams =
         use _ = torch.no_grad ()
         use scope = torch.NewDisposeScope()
         // The running best, ranked in log-probability or logit space: scores and flat pair indices z₁·V + z₂.
-        let best = ref (torch.empty ([| 0L |], dtype = net.DType, device = net.Device), torch.empty ([| 0L |], dtype = torch.int64, device = net.Device))
+        let best =
+            ref (
+                torch.empty ([| 0L |], dtype = net.DType, device = net.Device),
+                torch.empty ([| 0L |], dtype = torch.int64, device = net.Device)
+            )
         let perRow = min k (int net.Vocab - (if options.DropDiagonal then 1 else 0))
         Vocabulary.sweep net.Vocab options.BatchSize options.Progress options.Cancellation (fun start count ->
             let first = ids net start count
@@ -268,7 +309,9 @@ module Bigrams =
                 let allScores = torch.cat ([| bestScores; values.flatten () |], 0L)
                 let allFlat = torch.cat ([| bestFlat; (firsts.unsqueeze 1L * v + indices).flatten () |], 0L)
                 let struct (mergedScores, mergedAt) = allScores.topk (int (min (int64 k) allScores.shape.[0]))
-                let next = mergedScores.MoveToOuterDisposeScope(), allFlat.index_select(0L, mergedAt).MoveToOuterDisposeScope()
+                let next =
+                    mergedScores.MoveToOuterDisposeScope(),
+                    allFlat.index_select(0L, mergedAt).MoveToOuterDisposeScope()
                 bestScores.Dispose()
                 bestFlat.Dispose()
                 best.Value <- next)
@@ -299,11 +342,16 @@ module Bigrams =
             raise (MissingArgumentException "The token set is empty; give at least one token id.")
         for id in tokenSet do
             if id < 0 || id >= net.Vocab then
-                raise (IndexRangeException(sprintf "Token id %d is outside the vocabulary; valid ids are 0..%d." id (net.Vocab - 1)))
+                raise (
+                    IndexRangeException(
+                        sprintf "Token id %d is outside the vocabulary; valid ids are 0..%d." id (net.Vocab - 1)
+                    )
+                )
         let fn = pathFunction net path
         use _ = torch.no_grad ()
         use scope = torch.NewDisposeScope()
-        let columns = torch.tensor (tokenSet |> Array.distinct |> Array.map int64, dtype = torch.int64, device = net.Device)
+        let columns =
+            torch.tensor (tokenSet |> Array.distinct |> Array.map int64, dtype = torch.int64, device = net.Device)
         let total = torch.zeros ([| 1L |], dtype = torch.float64, device = net.Device)
         Vocabulary.sweep net.Vocab options.BatchSize options.Progress options.Cancellation (fun start count ->
             let logits = rowLogits net fn options.DropDiagonal (ids net start count)
@@ -318,7 +366,13 @@ module Bigrams =
     /// Every path and every set is checked before the first sweep; `options.Progress` counts first tokens across all
     /// the sweeps, up to the sum of the models' vocabularies.
     [<CompiledName("MassOfModels")>]
-    let massOfModels (path: BigramPath) (source: string) (lines: string seq) (options: SweepOptions) (models: Model seq) : ModelMass[] =
+    let massOfModels
+        (path: BigramPath)
+        (source: string)
+        (lines: string seq)
+        (options: SweepOptions)
+        (models: Model seq)
+        : ModelMass[] =
         let lines = Array.ofSeq lines
         let models = Array.ofSeq models
         for m in models do
@@ -328,10 +382,28 @@ module Bigrams =
         let offsets = models |> Array.scan (fun start m -> start + int64 m.Net.Vocab) 0L
         Array.init models.Length (fun i ->
             let m, set, offset = models.[i], sets.[i], offsets.[i]
-            let shifted = options.Progress |> Option.map (fun p -> { new IProgress<int64> with member _.Report v = p.Report(offset + v) })
-            { Model = m.Source; Tokens = set.Length; Mass = mass m.Net path set { options with Progress = shifted } })
+            let shifted =
+                options.Progress
+                |> Option.map (fun p ->
+                    { new IProgress<int64> with
+                        member _.Report v = p.Report(offset + v)
+                    })
+            {
+                Model = m.Source
+                Tokens = set.Length
+                Mass = mass m.Net path set { options with Progress = shifted }
+            })
 
     /// Pairs with readable tokens.
     [<CompiledName("Decode")>]
     let decode (tokenizer: ITokenizer) (pairs: ScoredPair seq) : BigramRow[] =
-        [| for p in pairs -> { From = p.From; To = p.To; FromToken = LogitMetrics.piece tokenizer p.From; ToToken = LogitMetrics.piece tokenizer p.To; Score = p.Score } |]
+        [|
+            for p in pairs ->
+                {
+                    From = p.From
+                    To = p.To
+                    FromToken = LogitMetrics.piece tokenizer p.From
+                    ToToken = LogitMetrics.piece tokenizer p.To
+                    Score = p.Score
+                }
+        |]

@@ -13,7 +13,9 @@ module Carving =
             Expansion.atLayer 2 [ Centre.Stream 0; Centre.Gamma 1 ]
             |> Expansion.withOrder order
             |> Expansion.withEngine engine
-        Expansion.atDecoder [ Centre.Terms inner ] |> Expansion.withOrder order |> Expansion.withEngine engine
+        Expansion.atDecoder [ Centre.Terms inner ]
+        |> Expansion.withOrder order
+        |> Expansion.withEngine engine
 
     /// A seeded random prompt [1, length] of ids in 0..vocab−1.
     let randomPrompt (seed: int) (vocab: int) (length: int) =

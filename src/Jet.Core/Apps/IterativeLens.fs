@@ -90,7 +90,12 @@ module IterativeLens =
             List.zip streams paths.Paths
             |> List.map (fun (l, term) ->
                 let logits = keep (Decoder.addBias paths.Bias term.Value)
-                { Stream = l; Path = term.Path; Logits = logits; Agreement = (LogitMetrics.compare options.TopK logits truth).MoveToOuterDisposeScope() })
+                {
+                    Stream = l
+                    Path = term.Path
+                    Logits = logits
+                    Agreement = (LogitMetrics.compare options.TopK logits truth).MoveToOuterDisposeScope()
+                })
         { Order = options.Order; Tokens = keep session.Trace.Tokens; Logits = truth; Streams = read }
 
     /// The logit lens U LN_f(h_l) (+ bias), computed directly from one forward pass: the order-0 lens without

@@ -26,7 +26,15 @@ type JointLensOptions =
 
     /// Every stream, order 0, 200 Adam steps at learning rate 0.05, top-5 overlap, no progress, not cancellable.
     static member Default =
-        { Streams = []; Order = 0; Iterations = 200; LearningRate = 0.05; TopK = 5; Progress = None; Cancellation = CancellationToken.None }
+        {
+            Streams = []
+            Order = 0
+            Iterations = 200
+            LearningRate = 0.05
+            TopK = 5
+            Progress = None
+            Cancellation = CancellationToken.None
+        }
 
 /// The fitted joint lens of one token batch. Owns its tensors: dispose it to free them.
 type JointLensResult =
@@ -75,9 +83,16 @@ module JointLens =
             Net.checkStream l net
         if streams |> List.pairwise |> List.exists (fun (a, b) -> b <= a) then
             let text = streams |> List.map string |> String.concat ", "
-            raise (InvalidPlanException(sprintf "The joint lens needs strictly increasing streams (for example 0,3,6); got %s." text))
+            raise (
+                InvalidPlanException(
+                    sprintf "The joint lens needs strictly increasing streams (for example 0,3,6); got %s." text
+                )
+            )
         let first = Centre.Stream streams.Head
-        let differences = streams |> List.pairwise |> List.map (fun (a, b) -> Centre.Difference(Centre.Stream b, Centre.Stream a))
+        let differences =
+            streams
+            |> List.pairwise
+            |> List.map (fun (a, b) -> Centre.Difference(Centre.Stream b, Centre.Stream a))
         streams, first :: differences
 
     /// Fits the joint lens on tokens [batch, seq] (or [seq]).
@@ -85,9 +100,15 @@ module JointLens =
     let fit (net: Net) (tokens: Tensor) (options: JointLensOptions) : JointLensResult =
         Expansion.checkOrder "The lens order" options.Order
         if options.Iterations < 0 then
-            raise (InvalidPlanException(sprintf "The number of Adam iterations must be ≥ 0; got %d." options.Iterations))
+            raise (
+                InvalidPlanException(sprintf "The number of Adam iterations must be ≥ 0; got %d." options.Iterations)
+            )
         if not (options.LearningRate > 0.0) || Double.IsInfinity options.LearningRate then
-            raise (InvalidPlanException(sprintf "The learning rate must be a finite number > 0; got %g." options.LearningRate))
+            raise (
+                InvalidPlanException(
+                    sprintf "The learning rate must be a finite number > 0; got %g." options.LearningRate
+                )
+            )
         let streams, centres = centres net options.Streams
         Native.ensure ()
         use _ = torch.no_grad ()
@@ -107,7 +128,8 @@ module JointLens =
             let w = logWeights.softmax 0L
             let diff = target - (w.unsqueeze -1L * terms).sum 0L
             (diff.matmul metric * diff).sum () / logitCount
-        let logWeights = torch.zeros ([| int64 centres.Length; target.shape.[0]; target.shape.[1] |], dtype = target.dtype)
+        let logWeights =
+            torch.zeros ([| int64 centres.Length; target.shape.[0]; target.shape.[1] |], dtype = target.dtype)
         let parameter = torch.nn.Parameter(logWeights, true)
         let losses = ResizeArray<float>()
         do
@@ -128,7 +150,11 @@ module JointLens =
         // A Parameter does not join the dispose scope; free it here.
         parameter.Dispose()
         losses.Add((lossOf weights).ToDouble())
-        let perCentre = [ for i in 0 .. centres.Length - 1 -> Decoder.unembed net (weights.[int64 i].unsqueeze -1L * terms.[int64 i]) ]
+        let perCentre =
+            [
+                for i in 0 .. centres.Length - 1 ->
+                    Decoder.unembed net (weights.[int64 i].unsqueeze -1L * terms.[int64 i])
+            ]
         let combined = Decoder.addBias (Decoder.bias net) (perCentre |> List.reduce (+))
         let truth = session.Logits().detach ()
         let agreement = (LogitMetrics.compare options.TopK combined truth).MoveToOuterDisposeScope()

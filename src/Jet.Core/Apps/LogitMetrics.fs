@@ -45,7 +45,11 @@ module LogitMetrics =
         Tensors.requireCompatible "The approximate logits" approx "the true logits" truth
         let vocab = int truth.shape.[truth.shape.Length - 1]
         if k < 1 || k > vocab then
-            raise (IndexRangeException(sprintf "The top-k overlap needs 1 ≤ k ≤ %d (the vocabulary size); got k = %d." vocab k))
+            raise (
+                IndexRangeException(
+                    sprintf "The top-k overlap needs 1 ≤ k ≤ %d (the vocabulary size); got k = %d." vocab k
+                )
+            )
         use scope = torch.NewDisposeScope()
         let a, t = approx.detach (), truth.detach ()
         let cosine = torch.nn.functional.cosine_similarity(a, t, dim = -1L).clamp (scalar -1.0, scalar 1.0)
@@ -69,7 +73,10 @@ module LogitMetrics =
     let piece (tokenizer: ITokenizer) (id: int) =
         if id >= 0 && id < tokenizer.VocabSize then
             // A table must render whatever a tokenizer does with an id it cannot print.
-            try tokenizer.Piece id with _ -> sprintf "<id %d>" id
+            try
+                tokenizer.Piece id
+            with _ ->
+                sprintf "<id %d>" id
         else
             sprintf "<id %d>" id
 
@@ -77,10 +84,18 @@ module LogitMetrics =
     [<CompiledName("Top")>]
     let top (tokenizer: ITokenizer) (n: int) (logits: Tensor) : RankedToken[][] =
         if logits.dim () <> 2L then
-            raise (ShapeMismatchException(sprintf "Top tokens need logits of shape [seq, vocab]; got %s." (Tensors.describe logits)))
+            raise (
+                ShapeMismatchException(
+                    sprintf "Top tokens need logits of shape [seq, vocab]; got %s." (Tensors.describe logits)
+                )
+            )
         let vocab = int logits.shape.[1]
         if n < 1 || n > vocab then
-            raise (IndexRangeException(sprintf "The number of top tokens must be 1..%d (the vocabulary size); got %d." vocab n))
+            raise (
+                IndexRangeException(
+                    sprintf "The number of top tokens must be 1..%d (the vocabulary size); got %d." vocab n
+                )
+            )
         use scope = torch.NewDisposeScope()
         let struct (best, bestIds) = logits.detach().to_type(torch.float64).cpu().topk (n, dim = -1)
         let values = best.data<float>().ToArray()

@@ -32,11 +32,18 @@ module NetParts =
             | gamma when not (mixesPositions gamma) -> Some gamma
             | _ -> None
         | LayerKind.Block
-        | LayerKind.Other _ -> if mixesPositions layer.Gamma then None else Some layer.Gamma
+        | LayerKind.Other _ ->
+            if mixesPositions layer.Gamma then
+                None
+            else
+                Some layer.Gamma
 
     /// The blocks (1-based) that have an MLP part, in order.
     let blocksWithMlp (net: Net) : int list =
-        net.Spec.Layers |> List.filter (mlpOfLayer >> Option.isSome) |> List.map (fun l -> l.Block) |> List.distinct
+        net.Spec.Layers
+        |> List.filter (mlpOfLayer >> Option.isSome)
+        |> List.map (fun l -> l.Block)
+        |> List.distinct
 
     /// The MLP of block `block` (1-based) with its pre-norm, as a function of the residual stream
     /// [batch, seq, d] → [batch, seq, d]. Fails with the blocks that have one when this block has none.
@@ -53,7 +60,12 @@ module NetParts =
                 |> String.concat ", "
             let message =
                 match blocksWithMlp net with
-                | [] -> sprintf "This network (%s) has no MLP in any block, so it has no MLP path; block %d has %s." net.Spec.Name block described
+                | [] ->
+                    sprintf
+                        "This network (%s) has no MLP in any block, so it has no MLP path; block %d has %s."
+                        net.Spec.Name
+                        block
+                        described
                 | some ->
                     let valid = some |> List.map string |> String.concat ", "
                     sprintf "Block %d has no MLP (its layers: %s); blocks with an MLP: %s." block described valid

@@ -47,14 +47,15 @@ module PathSummary =
 
     /// Summarises one path [seq, vocab] against the true logits [seq, vocab] and the model's top-1 ids [seq].
     let private summarise (name: string) (path: Tensor) (logits: Tensor) (modelTop1: Tensor) =
-        let cos = torch.nn.functional.cosine_similarity (path.to_type torch.float64, logits.to_type torch.float64, dim = -1L)
+        let cos =
+            torch.nn.functional.cosine_similarity (path.to_type torch.float64, logits.to_type torch.float64, dim = -1L)
         let top1 = path.argmax -1L
         {
             Name = name
             NormRatio = scalar (path.norm () / logits.norm ())
-            MeanCosine = cos.mean().item<float>()
+            MeanCosine = cos.mean().item<float> ()
             Top1 = longs top1
-            Top1Agreement = top1.eq(modelTop1).sum().item<int64>() |> int
+            Top1Agreement = top1.eq(modelTop1).sum().item<int64> () |> int
             Contribution = floats (path.gather(-1L, modelTop1.unsqueeze -1).squeeze -1L)
         }
 
@@ -65,7 +66,10 @@ module PathSummary =
         let row (t: Tensor) = t.[0L]
         let logits = row carving.Logits
         let modelTop1 = logits.argmax -1L
-        let reconstructed = Decoder.addBias carving.Bias (carving.Paths |> List.map (fun p -> p.Value) |> List.fold (+) carving.Remainder)
+        let reconstructed =
+            Decoder.addBias
+                carving.Bias
+                (carving.Paths |> List.map (fun p -> p.Value) |> List.fold (+) carving.Remainder)
         {
             Paths = carving.Paths |> List.map (fun p -> summarise (string p.Path) (row p.Value) logits modelTop1)
             Remainder = summarise "remainder" (row carving.Remainder) logits modelTop1
@@ -79,4 +83,3 @@ module PathSummary =
 type CarvingSummary with
     /// The summary of a decoder carving (batch row 0).
     static member Of(carving: LogitPaths) = PathSummary.ofLogitPaths carving
-

@@ -172,11 +172,14 @@ module Readings =
     [<CompiledName("TokenTexts")>]
     let tokenTexts (tokenizer: ITokenizer) (ids: int[]) : string[] =
         try
-            let prefixes = Array.init (ids.Length + 1) (fun n -> if n = 0 then "" else tokenizer.Decode(Array.sub ids 0 n))
+            let prefixes =
+                Array.init (ids.Length + 1) (fun n -> if n = 0 then "" else tokenizer.Decode(Array.sub ids 0 n))
             Array.init ids.Length (fun i ->
                 let before, after = prefixes.[i], prefixes.[i + 1]
-                if after.StartsWith(before, StringComparison.Ordinal) then after.Substring before.Length
-                else tokenizer.Decode [| ids.[i] |])
+                if after.StartsWith(before, StringComparison.Ordinal) then
+                    after.Substring before.Length
+                else
+                    tokenizer.Decode [| ids.[i] |])
         with _ ->
             ids |> Array.map (LogitMetrics.piece tokenizer)
 
@@ -185,7 +188,10 @@ module Readings =
     let inputs (tokenizer: ITokenizer) (tokens: Tensor) : InputToken[][] =
         ids tokens
         |> Array.map (fun row ->
-            Array.map2 (fun id text -> { Id = id; Piece = LogitMetrics.piece tokenizer id; Text = text }) row (tokenTexts tokenizer row))
+            Array.map2
+                (fun id text -> { Id = id; Piece = LogitMetrics.piece tokenizer id; Text = text })
+                row
+                (tokenTexts tokenizer row))
 
     /// The n best tokens of logits [batch, seq, vocab] at every position, top.[row].[position].[rank].
     [<CompiledName("Top")>]
@@ -199,13 +205,18 @@ module Readings =
         Array.init (int agreement.Cosine.shape.[0]) (fun b ->
             let cosine, kl = LogitMetrics.row agreement.Cosine b, LogitMetrics.row agreement.Kl b
             let top1, overlap = LogitMetrics.row agreement.Top1 b, LogitMetrics.row agreement.TopKOverlap b
-            Array.init cosine.Length (fun p -> { Cosine = cosine.[p]; Kl = kl.[p]; Top1 = top1.[p]; TopKOverlap = overlap.[p] }))
+            Array.init cosine.Length (fun p ->
+                { Cosine = cosine.[p]; Kl = kl.[p]; Top1 = top1.[p]; TopKOverlap = overlap.[p] }))
 
     /// The mean of each metric over some positions (NaN for none).
     [<CompiledName("Mean")>]
     let mean (values: AgreementValues seq) : AgreementValues =
         let values = Array.ofSeq values
-        let average (pick: AgreementValues -> float) = if values.Length = 0 then nan else Array.averageBy pick values
+        let average (pick: AgreementValues -> float) =
+            if values.Length = 0 then
+                nan
+            else
+                Array.averageBy pick values
         {
             Cosine = average (fun a -> a.Cosine)
             Kl = average (fun a -> a.Kl)
@@ -224,38 +235,61 @@ module Readings =
         perPosition inputs (fun b p input -> { Row = b; Position = p; Input = input; Top = best.[b].[p] })
 
     /// Approximate logits [batch, seq, vocab] at every position: their n best tokens and their agreement with the model.
-    let private lensPositions (tokenizer: ITokenizer) (inputs: InputToken[][]) (logits: Tensor) (agreement: LogitAgreement) (n: int) =
+    let private lensPositions
+        (tokenizer: ITokenizer)
+        (inputs: InputToken[][])
+        (logits: Tensor)
+        (agreement: LogitAgreement)
+        (n: int)
+        =
         let best = top tokenizer n logits
         let metrics = agreements agreement
-        perPosition inputs (fun b p input -> { Row = b; Position = p; Input = input; Top = best.[b].[p]; Agreement = metrics.[b].[p] })
+        perPosition inputs (fun b p input ->
+            { Row = b; Position = p; Input = input; Top = best.[b].[p]; Agreement = metrics.[b].[p] })
 
     /// An iterative lens in plain values, with the `n` best tokens per position (1..vocabulary).
     [<CompiledName("Lens")>]
     let lens (tokenizer: ITokenizer) (result: LensResult) (n: int) : LensReadout =
         let inputs = inputs tokenizer result.Tokens
         let streams =
-            [| for s in result.Streams ->
-                   let positions = lensPositions tokenizer inputs s.Logits s.Agreement n
-                   { Stream = s.Stream; Path = string s.Path; Mean = mean [ for p in positions -> p.Agreement ]; Positions = positions } |]
-        { Order = result.Order; Inputs = inputs; Streams = streams; Predictions = predictions tokenizer inputs result.Logits n }
+            [|
+                for s in result.Streams ->
+                    let positions = lensPositions tokenizer inputs s.Logits s.Agreement n
+                    {
+                        Stream = s.Stream
+                        Path = string s.Path
+                        Mean = mean [ for p in positions -> p.Agreement ]
+                        Positions = positions
+                    }
+            |]
+        {
+            Order = result.Order
+            Inputs = inputs
+            Streams = streams
+            Predictions = predictions tokenizer inputs result.Logits n
+        }
 
     /// A fitted joint lens in plain values, with the `n` best tokens per position (1..vocabulary).
     [<CompiledName("JointLens")>]
     let jointLens (tokenizer: ITokenizer) (result: JointLensResult) (n: int) : JointLensReadout =
         let inputs = inputs tokenizer result.Tokens
         let centres =
-            [| for i, centre in List.indexed result.Centres ->
-                   let weights =
-                       use _ = torch.NewDisposeScope()
-                       let perRow = result.Weights.[int64 i]
-                       Array.init inputs.Length (LogitMetrics.row perRow)
-                   let best = top tokenizer n result.PerCentre.[i]
-                   {
-                       Centre = Print.centre centre
-                       Path = string result.Paths.[i]
-                       MeanWeight = Array.average (Array.concat weights)
-                       Positions = perPosition inputs (fun b p input -> { Row = b; Position = p; Input = input; Weight = weights.[b].[p]; Top = best.[b].[p] })
-                   } |]
+            [|
+                for i, centre in List.indexed result.Centres ->
+                    let weights =
+                        use _ = torch.NewDisposeScope()
+                        let perRow = result.Weights.[int64 i]
+                        Array.init inputs.Length (LogitMetrics.row perRow)
+                    let best = top tokenizer n result.PerCentre.[i]
+                    {
+                        Centre = Print.centre centre
+                        Path = string result.Paths.[i]
+                        MeanWeight = Array.average (Array.concat weights)
+                        Positions =
+                            perPosition inputs (fun b p input ->
+                                { Row = b; Position = p; Input = input; Weight = weights.[b].[p]; Top = best.[b].[p] })
+                    }
+            |]
         let positions = lensPositions tokenizer inputs result.Combined result.Agreement n
         {
             Order = result.Order
@@ -296,9 +330,13 @@ module Readings =
     [<CompiledName("Matrix")>]
     let matrix (t: Tensor) : float32[][] =
         if t.dim () <> 2L then
-            raise (ShapeMismatchException(sprintf "A matrix reading needs a [rows, cols] tensor; got %s." (Tensors.describe t)))
+            raise (
+                ShapeMismatchException(
+                    sprintf "A matrix reading needs a [rows, cols] tensor; got %s." (Tensors.describe t)
+                )
+            )
         use _ = torch.NewDisposeScope()
-        let data = t.detach().cpu().to_type(torch.float32).contiguous()
+        let data = t.detach().cpu().to_type(torch.float32).contiguous ()
         let rows, cols = int data.shape.[0], int data.shape.[1]
         let values = data.data<float32>().ToArray()
         Array.init rows (fun r -> Array.sub values (r * cols) cols)
@@ -313,7 +351,11 @@ module Readings =
     /// What a bigram table holds, for example "global top 10, probability, diagonal dropped" or "top 3 per token, logit".
     [<CompiledName("DescribeTable")>]
     let describeTable (isGlobal: bool) (k: int) (space: ScoreSpace) (dropDiagonal: bool) =
-        let ranking = if isGlobal then sprintf "global top %d" k else sprintf "top %d per token" k
+        let ranking =
+            if isGlobal then
+                sprintf "global top %d" k
+            else
+                sprintf "top %d per token" k
         let spaceName =
             match space with
             | ScoreSpace.Probability -> "probability"

@@ -19,7 +19,13 @@ module Vocabulary =
     /// dispose scope (tensors it does not move out are freed before the next batch), progress is reported in
     /// ids done, and cancellation is checked before every batch.
     [<CompiledName("Sweep")>]
-    let sweep (total: int) (batchSize: int) (progress: IProgress<int64> option) (cancellation: CancellationToken) (body: int64 -> int64 -> unit) =
+    let sweep
+        (total: int)
+        (batchSize: int)
+        (progress: IProgress<int64> option)
+        (cancellation: CancellationToken)
+        (body: int64 -> int64 -> unit)
+        =
         if batchSize < 1 then
             raise (InvalidPlanException(sprintf "The batch size must be ≥ 1; got %d." batchSize))
         Native.ensure ()
@@ -42,17 +48,35 @@ module Vocabulary =
         let pieces = Dictionary<string, int>()
         for id in 0 .. vocab - 1 do
             let p = LogitMetrics.piece tokenizer id
-            if not (pieces.ContainsKey p) then pieces.[p] <- id
+            if not (pieces.ContainsKey p) then
+                pieces.[p] <- id
         let resolve (number: int) (line: string) =
             match pieces.TryGetValue line with
             | true, id -> id
             | _ ->
-                let encoded = try tokenizer.Encode line with :? JetException -> [||]
+                let encoded =
+                    try
+                        tokenizer.Encode line
+                    with :? JetException ->
+                        [||]
                 match encoded with
-                | [| id |] when id >= 0 && id < vocab && (try tokenizer.Decode [| id |] = line with :? JetException -> false) -> id
+                | [| id |] when
+                    id >= 0
+                    && id < vocab
+                    && (try
+                            tokenizer.Decode [| id |] = line
+                        with :? JetException ->
+                            false)
+                    ->
+                    id
                 | _ ->
                     let message =
-                        sprintf "Line %d of %s, %A, is not a token of this vocabulary (it is not a token's printed form, nor text that encodes to one token and decodes back); write one token per line as the tables print it, for example %A." number source line (LogitMetrics.piece tokenizer 0)
+                        sprintf
+                            "Line %d of %s, %A, is not a token of this vocabulary (it is not a token's printed form, nor text that encodes to one token and decodes back); write one token per line as the tables print it, for example %A."
+                            number
+                            source
+                            line
+                            (LogitMetrics.piece tokenizer 0)
                     raise (UnknownTokenException message)
         let ids =
             lines

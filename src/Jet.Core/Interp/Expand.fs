@@ -15,13 +15,7 @@ type Term =
 
 /// The result of Algorithm 1: Σ Terms + Remainder = Target exactly (to rounding).
 /// At a residual layer l the target is h_l; at the decoder it is LN_f(h_L).
-type ExpansionResult =
-    {
-        Plan: Expansion
-        Terms: Term list
-        Remainder: Tensor
-        Target: Tensor
-    }
+type ExpansionResult = { Plan: Expansion; Terms: Term list; Remainder: Tensor; Target: Tensor }
 
 /// A decoder expansion in logit space: Σ Paths + Remainder + Bias = Logits, with U applied to every term.
 type LogitPaths =
@@ -59,7 +53,7 @@ type Session(net: Net, trace: Trace) =
                 fun (t: Tensor) ->
                     let wi = w.[int64 i]
                     let wi = if wi.dim () = 0L then wi else wi.unsqueeze -1
-                    t * wi.to_type(t.dtype))
+                    t * wi.to_type (t.dtype))
 
     member _.Net = net
     member _.Trace = trace
@@ -78,7 +72,15 @@ type Session(net: Net, trace: Trace) =
         let single (c: Centre) =
             match this.Centres c with
             | [ one ] -> snd one
-            | many -> raise (InvalidPlanException(sprintf "A difference needs single centres, but %s stands for %d centres." (Print.centre c) many.Length))
+            | many ->
+                raise (
+                    InvalidPlanException(
+                        sprintf
+                            "A difference needs single centres, but %s stands for %d centres."
+                            (Print.centre c)
+                            many.Length
+                    )
+                )
         let streamTermsOf (e: Expansion) =
             if e.Site = Site.Decoder then
                 raise (
@@ -96,7 +98,11 @@ type Session(net: Net, trace: Trace) =
         | Centre.Term(e, i) ->
             let terms = streamTermsOf e
             if i < 0 || i >= terms.Length then
-                raise (IndexRangeException(sprintf "Term %d does not exist; %s has terms 0..%d." i (Print.describe e) (terms.Length - 1)))
+                raise (
+                    IndexRangeException(
+                        sprintf "Term %d does not exist; %s has terms 0..%d." i (Print.describe e) (terms.Length - 1)
+                    )
+                )
             let t = terms.[i]
             [ t.Path, t.Value ]
         | Centre.Terms e -> streamTermsOf e |> List.map (fun t -> t.Path, t.Value)
@@ -106,7 +112,14 @@ type Session(net: Net, trace: Trace) =
             if isNull (box value) || value.shape <> expected then
                 raise (
                     ShapeMismatchException(
-                        sprintf "The centre function '%s' returned %s; it must return [batch, seq, d] = %s." f.Name (if isNull (box value) then "null" else Tensors.shapeText value.shape) (Tensors.shapeText expected)
+                        sprintf
+                            "The centre function '%s' returned %s; it must return [batch, seq, d] = %s."
+                            f.Name
+                            (if isNull (box value) then
+                                 "null"
+                             else
+                                 Tensors.shapeText value.shape)
+                            (Tensors.shapeText expected)
                     )
                 )
             [ Path.Origin centre, own value ]
@@ -115,7 +128,14 @@ type Session(net: Net, trace: Trace) =
         let target, point, fn, jetTarget =
             match plan.Site with
             | Site.Layer l when l = net.Depth + 1 ->
-                raise (IndexRangeException(sprintf "Residual layer %d does not exist; valid layers are 1..%d. Expand the final norm with the decoder site (Site.Decoder)." l net.Depth))
+                raise (
+                    IndexRangeException(
+                        sprintf
+                            "Residual layer %d does not exist; valid layers are 1..%d. Expand the final norm with the decoder site (Site.Decoder)."
+                            l
+                            net.Depth
+                    )
+                )
             | Site.Layer l ->
                 Net.checkLayer l net
                 trace.Stream l, trace.Stream(l - 1), net.Spec.Layers.[l - 1].Gamma, JetTarget.Gamma l
@@ -137,7 +157,8 @@ type Session(net: Net, trace: Trace) =
         let values = values.unflatten (0L, [| int64 count; batch |])
         let jetTerms =
             centres
-            |> List.mapi (fun i (path, _) -> { Path = Path.Jet(jetTarget, plan.Order, path); Value = own (weigh.[i] values.[int64 i]) })
+            |> List.mapi (fun i (path, _) ->
+                { Path = Path.Jet(jetTarget, plan.Order, path); Value = own (weigh.[i] values.[int64 i]) })
         let skipTerms =
             match plan.Site with
             | Site.Decoder -> []
@@ -154,7 +175,13 @@ type Session(net: Net, trace: Trace) =
     /// U applied to every term and the remainder of a decoder expansion.
     member this.Unembed(result: ExpansionResult) : LogitPaths =
         if result.Plan.Site <> Site.Decoder then
-            raise (InvalidPlanException(sprintf "Only decoder expansions can be unembedded; this is %s. Expand the decoder around its terms first." (Print.describe result.Plan)))
+            raise (
+                InvalidPlanException(
+                    sprintf
+                        "Only decoder expansions can be unembedded; this is %s. Expand the decoder around its terms first."
+                        (Print.describe result.Plan)
+                )
+            )
         use scope = torch.NewDisposeScope()
         let u (t: Tensor) = own (Decoder.unembed net t)
         {
@@ -181,14 +208,7 @@ type Session(net: Net, trace: Trace) =
 type GenericResult = { Terms: Term list; Remainder: Tensor; Target: Tensor }
 
 /// A generic expansion of any function f around centres that are functions of the input (nested-JVP engine).
-type GenericExpansion =
-    {
-        Function: NamedFn
-        Centres: NamedFn list
-        Variate: NamedFn
-        Order: int
-        Weights: Weights
-    }
+type GenericExpansion = { Function: NamedFn; Centres: NamedFn list; Variate: NamedFn; Order: int; Weights: Weights }
 
 /// Running expansions.
 [<RequireQualifiedAccess>]
@@ -223,7 +243,10 @@ module Expand =
             |> List.mapi (fun i c ->
                 let centre = c.Apply input
                 let value = Jet.value options plan.Function.Apply centre (if plan.Order = 0 then None else Some y)
-                { Path = Path.Jet(JetTarget.Named plan.Function.Name, plan.Order, Path.Origin(Centre.Custom c)); Value = weightOf i value })
+                {
+                    Path = Path.Jet(JetTarget.Named plan.Function.Name, plan.Order, Path.Origin(Centre.Custom c))
+                    Value = weightOf i value
+                })
         let target = plan.Function.Apply y
         let remainder = target - (terms |> List.map (fun t -> t.Value) |> List.reduce (+))
         { Terms = terms; Remainder = remainder; Target = target }

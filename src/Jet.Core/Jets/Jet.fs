@@ -4,7 +4,6 @@ open System
 open System.Collections.Generic
 open TorchSharp
 
-
 /// How to compute one jet J^k f(x)(y) = Σ_{j=0..k} c_j with c_j = D^j f(x)[v]^j / j!.
 type JetOptions =
     {
@@ -56,7 +55,9 @@ module Jet =
         | None when order >= 1 ->
             raise (
                 MissingArgumentException(
-                    sprintf "A jet of order %d needs an evaluation point y; only order 0 (which is f(x)) may omit it." order
+                    sprintf
+                        "A jet of order %d needs an evaluation point y; only order 0 (which is f(x)) may omit it."
+                        order
                 )
             )
         | Some y ->
@@ -78,13 +79,29 @@ module Jet =
             // example past the second order of a ReLU network): TorchSharp counts the undefined tensors that
             // allow_unused would return as live forever.
             let anchored = g + t * 0.0
-            use u = torch.zeros_like(g).requires_grad_(true)
-            let vjp = torch.autograd.grad([| anchored |], [| t |], [| u |], retain_graph = true, create_graph = true, allow_unused = true)
+            use u = torch.zeros_like(g).requires_grad_ (true)
+            let vjp =
+                torch.autograd.grad (
+                    [| anchored |],
+                    [| t |],
+                    [| u |],
+                    retain_graph = true,
+                    create_graph = true,
+                    allow_unused = true
+                )
             let s = vjp.[0]
             if undefined s || not s.requires_grad then
                 torch.zeros_like g
             else
-                let jvp = torch.autograd.grad([| s |], [| u |], [| torch.ones_like s |], retain_graph = true, create_graph = true, allow_unused = true)
+                let jvp =
+                    torch.autograd.grad (
+                        [| s |],
+                        [| u |],
+                        [| torch.ones_like s |],
+                        retain_graph = true,
+                        create_graph = true,
+                        allow_unused = true
+                    )
                 if undefined jvp.[0] then torch.zeros_like g else jvp.[0]
 
     /// Raw coefficients c_0..c_k of f(x(t)) at t = 0 along the polynomial path x(t) = Σ_j p_j t^j, given as its
@@ -93,11 +110,12 @@ module Jet =
     /// Shapes: every p_j has the shape f expects; each c_j has the shape f returns.
     let coefficientsAlongPath (f: Tensor -> Tensor) (order: int) (path: Tensor list) : Tensor list =
         match path with
-        | [] -> raise (MissingArgumentException "The path has no coefficients; give at least the point p_0 where t = 0.")
+        | [] ->
+            raise (MissingArgumentException "The path has no coefficients; give at least the point p_0 where t = 0.")
         | start :: _ when order = 0 -> [ f start ]
         | start :: _ ->
             use _ = torch.enable_grad ()
-            let t = torch.zeros([||], dtype = start.dtype, device = start.device).requires_grad_(true)
+            let t = torch.zeros([||], dtype = start.dtype, device = start.device).requires_grad_ (true)
             // Horner form p_0 + t(p_1 + t(p_2 + …)): products with t only, no powers of t to differentiate.
             let point = List.reduceBack (fun p rest -> p + t * rest) (List.truncate (order + 1) path)
             let g0 = f point
@@ -111,7 +129,12 @@ module Jet =
             List.ofSeq coefficients
 
     /// Raw coefficients c_0..c_k of f along the line x + t v at t = 0 (no validation, no scope handling).
-    let internal coefficientsAlong (f: Tensor -> Tensor) (order: int) (centre: Tensor) (direction: Tensor) : Tensor list =
+    let internal coefficientsAlong
+        (f: Tensor -> Tensor)
+        (order: int)
+        (centre: Tensor)
+        (direction: Tensor)
+        : Tensor list =
         coefficientsAlongPath f order [ centre; direction ]
 
     /// The coefficients the options ask for: validated, with v = y − x (recentred) or v = y.
@@ -132,7 +155,9 @@ module Jet =
         let finish (t: Tensor) = (if options.Differentiable then t else t.detach ()).MoveToOuterDisposeScope()
         let coefficients = coefficientsFor options f centre point |> List.map finish
         // Each result gets its own handle, so disposing one never invalidates another.
-        let partialSums = coefficients.Head.alias().MoveToOuterDisposeScope() :: (coefficients |> List.scan (+) (torch.zeros_like coefficients.Head) |> List.skip 2 |> List.map finish)
+        let partialSums =
+            coefficients.Head.alias().MoveToOuterDisposeScope()
+            :: (coefficients |> List.scan (+) (torch.zeros_like coefficients.Head) |> List.skip 2 |> List.map finish)
         let value = (List.last partialSums).alias().MoveToOuterDisposeScope()
         { Value = value; Coefficients = Array.ofList coefficients; PartialSums = Array.ofList partialSums }
 
@@ -147,6 +172,12 @@ module Jet =
         value (JetOptions.OfOrder order) f centre (Some point)
 
     /// The jet of a TorchSharp module (any module mapping one tensor to one tensor).
-    let ofModule (options: JetOptions) (m: torch.nn.Module<Tensor, Tensor>) (centre: Tensor) (point: Tensor option) : JetResult =
-        if isNull (box m) then raise (MissingArgumentException "The module is null; pass a TorchSharp module Tensor → Tensor.")
+    let ofModule
+        (options: JetOptions)
+        (m: torch.nn.Module<Tensor, Tensor>)
+        (centre: Tensor)
+        (point: Tensor option)
+        : JetResult =
+        if isNull (box m) then
+            raise (MissingArgumentException "The module is null; pass a TorchSharp module Tensor → Tensor.")
         compute options (fun x -> m.forward x) centre point

@@ -34,7 +34,12 @@ module Series =
         if order = 0 then
             centre.unsqueeze 0
         else
-            let zeros = torch.zeros (Array.append [| int64 (order - 1) |] centre.shape, dtype = centre.dtype, device = centre.device)
+            let zeros =
+                torch.zeros (
+                    Array.append [| int64 (order - 1) |] centre.shape,
+                    dtype = centre.dtype,
+                    device = centre.device
+                )
             torch.cat ([| centre.unsqueeze 0; direction.unsqueeze 0; zeros |], 0L)
 
     /// A tensor [n, 1, …, 1] of `values` in x's dtype and device, so it scales the first n coefficients of x.
@@ -48,9 +53,17 @@ module Series =
     /// Σ_{i=lo..hi} w(i) · a_i · b_{j−i}: one coefficient of a (weighted) Cauchy product, where b holds the
     /// coefficients known so far (recurrences grow it). A chain of fused multiply-adds, one kernel per term, each
     /// over a whole coefficient. In place on the fresh accumulator only, which no backward function saves.
-    let private convolve (w: int -> float) (a: IReadOnlyList<Tensor>) (b: IReadOnlyList<Tensor>) (lo: int) (hi: int) (j: int) : Tensor =
+    let private convolve
+        (w: int -> float)
+        (a: IReadOnlyList<Tensor>)
+        (b: IReadOnlyList<Tensor>)
+        (lo: int)
+        (hi: int)
+        (j: int)
+        : Tensor =
         let sum = a.[lo] * b.[j - lo]
-        if w lo <> 1.0 then sum.mul_ (scalar (w lo)) |> ignore
+        if w lo <> 1.0 then
+            sum.mul_ (scalar (w lo)) |> ignore
         for i in lo + 1 .. hi do
             sum.addcmul_ (a.[i], b.[j - i], scalar (w i)) |> ignore
         sum
@@ -62,7 +75,8 @@ module Series =
             middle ()
         else
             let sum = convolve (fun _ -> 2.0 * c) y y lo ((j - 1) / 2) j
-            if j % 2 = 0 then sum.addcmul_ (y.[j / 2], y.[j / 2], scalar c) |> ignore
+            if j % 2 = 0 then
+                sum.addcmul_ (y.[j / 2], y.[j / 2], scalar c) |> ignore
             sum
 
     /// x with `f` applied to its constant coefficient x₀ only (as [1, ...]); the others are kept as they are.
@@ -86,7 +100,10 @@ module Series =
         let product = a.narrow (0L, 0L, 1L) * b
         for i in 1 .. n - 1 do
             // In place on a fresh tensor that no backward function saved, so autograd stays correct.
-            product.narrow(0L, int64 i, int64 (n - i)).addcmul_(a.narrow (0L, int64 i, 1L), b.narrow (0L, 0L, int64 (n - i)), scalar 1.0) |> ignore
+            product
+                .narrow(0L, int64 i, int64 (n - i))
+                .addcmul_ (a.narrow (0L, int64 i, 1L), b.narrow (0L, 0L, int64 (n - i)), scalar 1.0)
+            |> ignore
         product
 
     /// The Cauchy square a·a.
@@ -106,7 +123,10 @@ module Series =
         let bs = coefficients b
         let product = block(0).matmul(bs.[0]).unflatten (rank - 3L, [| int64 n; m |])
         for i in 1 .. n - 1 do
-            product.narrow(-3L, int64 i, int64 (n - i)).add_ (block(i).matmul(bs.[i]).unflatten (rank - 3L, [| int64 (n - i); m |])) |> ignore
+            product
+                .narrow(-3L, int64 i, int64 (n - i))
+                .add_ (block(i).matmul(bs.[i]).unflatten (rank - 3L, [| int64 (n - i); m |]))
+            |> ignore
         torch.movedim (product, -3L, 0L)
 
     /// 1/x: q₀ = 1/x₀, q_j = −(Σ_{i=1..j} x_i q_{j−i}) / x₀. Needs x₀ ≠ 0.
@@ -141,7 +161,11 @@ module Series =
         let inverse = xs.[0].reciprocal ()
         let y = ResizeArray [ torch.log xs.[0] ]
         for j in 1 .. xs.Count - 1 do
-            let known = if j = 1 then xs.[1] else xs.[j] - convolve (fun i -> float (j - i) / float j) xs y 1 (j - 1) j
+            let known =
+                if j = 1 then
+                    xs.[1]
+                else
+                    xs.[j] - convolve (fun i -> float (j - i) / float j) xs y 1 (j - 1) j
             y.Add(known * inverse)
         torch.stack (y, 0L)
 
@@ -188,13 +212,15 @@ module Series =
     /// y_j = (2/√π)/j · Σ_{i=1..j} i·x_i g_{j−i}.
     let erf (x: Tensor) : Tensor =
         let k = order x
-        let y0 = torch.special.erf(x.narrow (0L, 0L, 1L))
+        let y0 = torch.special.erf (x.narrow (0L, 0L, 1L))
         if k = 0 then
             y0
         else
             let g = exp (-(square x))
             let slope = x.narrow (0L, 1L, int64 k) * perCoefficient x [| for i in 1..k -> float i |]
-            let rest = mul slope (g.narrow (0L, 0L, int64 k)) * perCoefficient x [| for j in 1..k -> 2.0 / Math.Sqrt Math.PI / float j |]
+            let rest =
+                mul slope (g.narrow (0L, 0L, int64 k))
+                * perCoefficient x [| for j in 1..k -> 2.0 / Math.Sqrt Math.PI / float j |]
             torch.cat ([| y0; rest |], 0L)
 
     /// The series of a constant `fill` where `allowed` is false (x₀ ← fill, x_j ← 0), x elsewhere.

@@ -8,14 +8,17 @@ open Jet.Core.Models.Families
 [<RequireQualifiedAccess>]
 module Architectures =
     /// Every family a checkpoint can belong to.
-    let families: Family list = [ Gpt2.family; GptNeo.family; GptNeoX.family; Llama.llama; Llama.mistral; Llama.gemma ]
+    let families: Family list =
+        [ Gpt2.family; GptNeo.family; GptNeoX.family; Llama.llama; Llama.mistral; Llama.gemma ]
 
     /// The `architectures` class names JetDsl loads.
     let supported = families |> List.collect (fun f -> f.Architectures)
 
     /// The family of a config: by its `architectures` class name, or by `model_type` when it lists none.
     let find (config: HfConfig) : Family =
-        let byClass = config.Architectures |> List.tryPick (fun a -> families |> List.tryFind (fun f -> List.contains a f.Architectures))
+        let byClass =
+            config.Architectures
+            |> List.tryPick (fun a -> families |> List.tryFind (fun f -> List.contains a f.Architectures))
         let byType () = config.ModelType |> Option.bind (fun t -> families |> List.tryFind (fun f -> f.Name = t))
         match byClass with
         | Some f -> f
@@ -26,7 +29,12 @@ module Architectures =
                 | [], None -> "names no architecture"
                 | [], Some t -> sprintf "has model_type '%s'" t
                 | classes, _ -> sprintf "describes %s" (String.concat ", " classes)
-            let message = sprintf "%s %s, which JetDsl cannot load. Supported architectures: %s." config.Path named (String.concat ", " supported)
+            let message =
+                sprintf
+                    "%s %s, which JetDsl cannot load. Supported architectures: %s."
+                    config.Path
+                    named
+                    (String.concat ", " supported)
             raise (UnsupportedArchitectureException message)
 
     /// True for the SentencePiece families, whose bare `tokenizer.model` starts every text with BOS.
@@ -34,8 +42,15 @@ module Architectures =
 
     /// Fails unless `dtype` is a floating type networks can compute in.
     let requireFloatingDType (dtype: torch.ScalarType) =
-        if dtype <> torch.float32 && dtype <> torch.float64 && dtype <> torch.float16 && dtype <> torch.bfloat16 then
-            raise (DTypeException(sprintf "Models load as float32, float64, float16 or bfloat16; %O was asked for." dtype))
+        if
+            dtype <> torch.float32
+            && dtype <> torch.float64
+            && dtype <> torch.float16
+            && dtype <> torch.bfloat16
+        then
+            raise (
+                DTypeException(sprintf "Models load as float32, float64, float16 or bfloat16; %O was asked for." dtype)
+            )
 
     /// Lowers the checkpoint in `directory` to a network whose parameters are `dtype` on `device`; returns the
     /// network (the caller owns it) and its family. Every header, name and shape is checked before any tensor is

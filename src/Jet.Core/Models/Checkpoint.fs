@@ -10,7 +10,12 @@ open Jet.Core
 /// The tensors of a Hugging Face checkpoint directory: one `model.safetensors`, or the shards that
 /// `model.safetensors.index.json` lists. Headers are validated on opening; tensor bytes are read on request.
 [<Sealed>]
-type Checkpoint(directory: string, files: SafetensorsFile list, location: IReadOnlyDictionary<string, SafetensorsFile * SafetensorsEntry>) =
+type Checkpoint
+    (
+        directory: string,
+        files: SafetensorsFile list,
+        location: IReadOnlyDictionary<string, SafetensorsFile * SafetensorsEntry>
+    ) =
     /// The checkpoint directory.
     member _.Directory = directory
     /// The weight files, in the order they were opened.
@@ -47,7 +52,8 @@ type Checkpoint(directory: string, files: SafetensorsFile list, location: IReadO
     member c.ReadRawMany(names: string list, parallelism: int) : Tensor list =
         let tensors = names |> List.map (fun n -> n, (c.FileFor n).Allocate n)
         let jobs = tensors |> List.collect (fun (n, t) -> (c.FileFor n).CopyJobs(n, t)) |> Array.ofList
-        Parallel.ForEach(jobs, ParallelOptions(MaxDegreeOfParallelism = max 1 parallelism), fun copy -> copy ()) |> ignore
+        Parallel.ForEach(jobs, ParallelOptions(MaxDegreeOfParallelism = max 1 parallelism), fun copy -> copy ())
+        |> ignore
         List.map snd tensors
 
     interface IDisposable with
@@ -74,7 +80,9 @@ module Checkpoint =
     /// Fails unless the directory exists.
     let requireDirectory (directory: string) =
         if String.IsNullOrWhiteSpace directory then
-            raise (CheckpointException "No model directory was given; pass a Hugging Face checkpoint directory (or `toy`).")
+            raise (
+                CheckpointException "No model directory was given; pass a Hugging Face checkpoint directory (or `toy`)."
+            )
         if not (Directory.Exists directory) then
             raise (CheckpointException(sprintf "The model directory '%s' does not exist." directory))
 
@@ -98,21 +106,33 @@ module Checkpoint =
                     fail (sprintf "the shard of tensor '%s' is not a file name." p.Name)
                 let shard = p.Value.GetString()
                 if Path.GetFileName shard <> shard || shard = "" then
-                    fail (sprintf "the shard '%s' of tensor '%s' is not a plain file name in the checkpoint directory." shard p.Name)
+                    fail (
+                        sprintf
+                            "the shard '%s' of tensor '%s' is not a plain file name in the checkpoint directory."
+                            shard
+                            p.Name
+                    )
                 let file =
                     match opened.TryGetValue shard with
                     | true, f -> f
                     | _ ->
                         let path = Path.Combine(directory, shard)
                         if not (File.Exists path) then
-                            fail (sprintf "it lists shard '%s' (for tensor '%s'), which is missing from %s." shard p.Name directory)
+                            fail (
+                                sprintf
+                                    "it lists shard '%s' (for tensor '%s'), which is missing from %s."
+                                    shard
+                                    p.Name
+                                    directory
+                            )
                         let f = SafetensorsFile.Open path
                         opened.[shard] <- f
                         f
                 match file.Header.Entries.TryGetValue p.Name with
                 | true, entry -> location.[p.Name] <- (file, entry)
                 | _ -> fail (sprintf "it places tensor '%s' in %s, but that file has no such tensor." p.Name shard)
-            if location.Count = 0 then fail "its weight_map is empty."
+            if location.Count = 0 then
+                fail "its weight_map is empty."
         with _ ->
             for f in opened.Values do
                 (f :> IDisposable).Dispose()
@@ -144,6 +164,11 @@ module Checkpoint =
                 let message = sprintf "%s has %s but no %s. %s" directory found WeightsFile pickleAdvice
                 raise (CheckpointException message)
             let present = Directory.GetFiles directory |> Array.map Path.GetFileName |> Array.sort
-            let listing = if present.Length = 0 then "it is empty" else "it has: " + String.Join(", ", present |> Array.truncate 12)
-            let message = sprintf "%s has no weights: expected %s or %s (%s)." directory WeightsFile IndexFile listing
+            let listing =
+                if present.Length = 0 then
+                    "it is empty"
+                else
+                    "it has: " + String.Join(", ", present |> Array.truncate 12)
+            let message =
+                sprintf "%s has no weights: expected %s or %s (%s)." directory WeightsFile IndexFile listing
             raise (CheckpointException message)

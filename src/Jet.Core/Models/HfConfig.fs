@@ -13,7 +13,10 @@ type HfConfig(path: string, root: JsonElement) =
 
     let describe (v: JsonElement) =
         let text = v.GetRawText()
-        if text.Length > 40 then text.Substring(0, 40) + "…" else text
+        if text.Length > 40 then
+            text.Substring(0, 40) + "…"
+        else
+            text
 
     /// The config file, for messages.
     member _.Path = path
@@ -34,8 +37,10 @@ type HfConfig(path: string, root: JsonElement) =
         c.TryGet key
         |> Option.map (fun v ->
             let mutable n = 0
-            if v.ValueKind = JsonValueKind.Number && v.TryGetInt32(&n) then n
-            else fail (sprintf "'%s' is %s; it must be an integer." key (describe v)))
+            if v.ValueKind = JsonValueKind.Number && v.TryGetInt32(&n) then
+                n
+            else
+                fail (sprintf "'%s' is %s; it must be an integer." key (describe v)))
 
     /// A required positive integer.
     member c.Int(key: string) : int =
@@ -52,8 +57,10 @@ type HfConfig(path: string, root: JsonElement) =
         c.TryGet key
         |> Option.map (fun v ->
             let mutable x = 0.0
-            if v.ValueKind = JsonValueKind.Number && v.TryGetDouble(&x) then x
-            else fail (sprintf "'%s' is %s; it must be a number." key (describe v)))
+            if v.ValueKind = JsonValueKind.Number && v.TryGetDouble(&x) then
+                x
+            else
+                fail (sprintf "'%s' is %s; it must be a number." key (describe v)))
 
     /// A number, or the fallback when absent.
     member c.FloatOr(key: string, fallback: float) = c.TryFloat key |> Option.defaultValue fallback
@@ -85,8 +92,11 @@ type HfConfig(path: string, root: JsonElement) =
     member c.Architectures: string list =
         match c.TryGet "architectures" with
         | Some v when v.ValueKind = JsonValueKind.Array ->
-            [ for a in v.EnumerateArray() do
-                  if a.ValueKind = JsonValueKind.String then a.GetString() ]
+            [
+                for a in v.EnumerateArray() do
+                    if a.ValueKind = JsonValueKind.String then
+                        a.GetString()
+            ]
         | Some v -> fail (sprintf "'architectures' is %s; it must be a list of class names." (describe v))
         | None -> []
 
@@ -120,6 +130,10 @@ module HfConfig =
     let load (directory: string) =
         let path = Path.Combine(directory, FileName)
         if not (File.Exists path) then
-            let message = sprintf "%s has no %s; a Hugging Face checkpoint directory needs one (it names the architecture and its sizes)." directory FileName
+            let message =
+                sprintf
+                    "%s has no %s; a Hugging Face checkpoint directory needs one (it names the architecture and its sizes)."
+                    directory
+                    FileName
             raise (CheckpointException message)
         parse path (File.ReadAllText path)

@@ -20,10 +20,19 @@ type TokenizerStyle =
 
 /// A Hugging Face tokenizer backed by Microsoft.ML.Tokenizers. `tokens` maps every id to its vocabulary string.
 [<Sealed>]
-type HfTokenizer(inner: Tokenizer, style: TokenizerStyle, tokens: string[], special: HashSet<int>, prefixBos: int option, addPrefixSpace: bool, sentencePieceModel: byte[] option) =
+type HfTokenizer
+    (
+        inner: Tokenizer,
+        style: TokenizerStyle,
+        tokens: string[],
+        special: HashSet<int>,
+        prefixBos: int option,
+        addPrefixSpace: bool,
+        sentencePieceModel: byte[] option
+    ) =
     // GPT-2's bytes_to_unicode, inverted: the printable stand-in character of each byte → the byte.
     static let byteOfChar =
-        let printable = [ yield! [ int '!' .. int '~' ]; yield! [ 0xA1 .. 0xAC ]; yield! [ 0xAE .. 0xFF ] ]
+        let printable = [ yield! [ int '!' .. int '~' ]; yield! [ 0xA1..0xAC ]; yield! [ 0xAE..0xFF ] ]
         let map = Dictionary<char, byte>()
         for b in printable do
             map.[char b] <- byte b
@@ -38,21 +47,30 @@ type HfTokenizer(inner: Tokenizer, style: TokenizerStyle, tokens: string[], spec
 
     let checkId (id: int) =
         if id < 0 || id >= tokens.Length then
-            raise (IndexRangeException(sprintf "Token id %d is outside the tokenizer's vocabulary 0..%d." id (tokens.Length - 1)))
+            raise (
+                IndexRangeException(
+                    sprintf "Token id %d is outside the tokenizer's vocabulary 0..%d." id (tokens.Length - 1)
+                )
+            )
 
     /// The raw bytes a vocabulary string stands for (None for special tokens and unmappable strings).
     let bytesOf (id: int) : byte[] option =
         let raw = tokens.[id]
-        if special.Contains id || isNull raw then None
+        if special.Contains id || isNull raw then
+            None
         else
             match style with
             | TokenizerStyle.ByteLevel ->
-                if raw |> Seq.forall byteOfChar.ContainsKey then Some(raw |> Seq.map (fun c -> byteOfChar.[c]) |> Array.ofSeq)
-                else None
+                if raw |> Seq.forall byteOfChar.ContainsKey then
+                    Some(raw |> Seq.map (fun c -> byteOfChar.[c]) |> Array.ofSeq)
+                else
+                    None
             | TokenizerStyle.SentencePiece ->
                 let m = byteToken.Match raw
-                if m.Success then Some [| Convert.ToByte(m.Groups.[1].Value, 16) |]
-                else Some(Encoding.UTF8.GetBytes(raw.Replace('▁', ' ')))
+                if m.Success then
+                    Some [| Convert.ToByte(m.Groups.[1].Value, 16) |]
+                else
+                    Some(Encoding.UTF8.GetBytes(raw.Replace('▁', ' ')))
 
     static let strictUtf8 = UTF8Encoding(false, true)
 
@@ -75,8 +93,13 @@ type HfTokenizer(inner: Tokenizer, style: TokenizerStyle, tokens: string[], spec
 
     /// The ids of a text, with the beginning-of-sequence token where the tokenizer adds one.
     member _.Encode(text: string) : int[] =
-        if isNull text then raise (MissingArgumentException "The text to tokenize is null.")
-        let text = if addPrefixSpace && not (text.StartsWith " ") then " " + text else text
+        if isNull text then
+            raise (MissingArgumentException "The text to tokenize is null.")
+        let text =
+            if addPrefixSpace && not (text.StartsWith " ") then
+                " " + text
+            else
+                text
         let ids = inner.EncodeToIds text |> Array.ofSeq
         match prefixBos with
         | Some bos -> Array.append [| bos |] ids
@@ -89,7 +112,8 @@ type HfTokenizer(inner: Tokenizer, style: TokenizerStyle, tokens: string[], spec
         member t.Encode(text) = t.Encode text
 
         member _.Decode(ids) =
-            if isNull ids then raise (MissingArgumentException "The ids to decode are null.")
+            if isNull ids then
+                raise (MissingArgumentException "The ids to decode are null.")
             Array.iter checkId ids
             match inner with
             | :? BpeTokenizer as bpe -> bpe.Decode(ids, true)
@@ -99,14 +123,22 @@ type HfTokenizer(inner: Tokenizer, style: TokenizerStyle, tokens: string[], spec
         member _.Piece(id) =
             checkId id
             match bytesOf id with
-            | None -> if isNull tokens.[id] then sprintf "<unused %d>" id else tokens.[id]
+            | None ->
+                if isNull tokens.[id] then
+                    sprintf "<unused %d>" id
+                else
+                    tokens.[id]
             | Some bytes ->
                 try
                     visible (strictUtf8.GetString bytes)
                 with :? DecoderFallbackException ->
                     // Part of a multi-byte character: show the bytes that are not plain ASCII.
                     bytes
-                    |> Array.map (fun b -> if b >= 0x20uy && b < 0x7Fuy then string (char b) else sprintf "<0x%02X>" b)
+                    |> Array.map (fun b ->
+                        if b >= 0x20uy && b < 0x7Fuy then
+                            string (char b)
+                        else
+                            sprintf "<0x%02X>" b)
                     |> String.concat ""
                     |> visible
 
@@ -118,7 +150,10 @@ type TextNormalizer(form: NormalizationForm option, lowercase: bool) =
     inherit Normalizer()
 
     let apply (text: string) =
-        let text = match form with Some f -> text.Normalize f | None -> text
+        let text =
+            match form with
+            | Some f -> text.Normalize f
+            | None -> text
         if lowercase then text.ToLowerInvariant() else text
 
     override _.Normalize(text: string) = apply text
@@ -129,7 +164,9 @@ type TextNormalizer(form: NormalizationForm option, lowercase: bool) =
 type UnavailableTokenizer(directory: string, vocab: int) =
     let fail () : 'T =
         let message =
-            sprintf "%s has no tokenizer files (tokenizer.json, vocab.json + merges.txt, or tokenizer.model); copy them from the model's repository." directory
+            sprintf
+                "%s has no tokenizer files (tokenizer.json, vocab.json + merges.txt, or tokenizer.model); copy them from the model's repository."
+                directory
         raise (CheckpointException message)
 
     interface ITokenizer with
@@ -150,7 +187,15 @@ type TokenizerSettings =
         AddPrefixSpace: bool option
     }
 
-    static member Empty = { AddBos = None; BosToken = None; EosToken = None; UnkToken = None; Specials = []; AddPrefixSpace = None }
+    static member Empty =
+        {
+            AddBos = None
+            BosToken = None
+            EosToken = None
+            UnkToken = None
+            Specials = []
+            AddPrefixSpace = None
+        }
 
 /// Loading Hugging Face tokenizers through Microsoft.ML.Tokenizers.
 [<RequireQualifiedAccess>]
@@ -158,8 +203,7 @@ module HfTokenizer =
     /// GPT-2's pre-tokenization pattern (contractions, letters, digits, other symbols, whitespace runs).
     let gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 
-    let private fail (path: string) (what: string) : 'T =
-        raise (CheckpointException(sprintf "%s: %s" path what))
+    let private fail (path: string) (what: string) : 'T = raise (CheckpointException(sprintf "%s: %s" path what))
 
     let private parseJson (path: string) =
         try
@@ -170,8 +214,10 @@ module HfTokenizer =
     /// The id of a vocabulary entry "token": id.
     let private integerId (path: string) (p: JsonProperty) =
         let mutable id = 0
-        if p.Value.ValueKind = JsonValueKind.Number && p.Value.TryGetInt32(&id) then id
-        else fail path (sprintf "the id of token %A is %s, not an integer." p.Name (p.Value.GetRawText()))
+        if p.Value.ValueKind = JsonValueKind.Number && p.Value.TryGetInt32(&id) then
+            id
+        else
+            fail path (sprintf "the id of token %A is %s, not an integer." p.Name (p.Value.GetRawText()))
 
     /// A token given as a string or as {"content": …}.
     let private tokenText (v: JsonElement) =
@@ -186,7 +232,8 @@ module HfTokenizer =
     /// Reads `tokenizer_config.json` (absent: no settings).
     let readSettings (directory: string) : TokenizerSettings =
         let path = Path.Combine(directory, "tokenizer_config.json")
-        if not (File.Exists path) then TokenizerSettings.Empty
+        if not (File.Exists path) then
+            TokenizerSettings.Empty
         else
             use document = parseJson path
             let root = document.RootElement
@@ -195,7 +242,12 @@ module HfTokenizer =
                 | true, v when v.ValueKind <> JsonValueKind.Null -> Some v
                 | _ -> None
             let flag key =
-                get key |> Option.bind (fun v -> match v.ValueKind with JsonValueKind.True -> Some true | JsonValueKind.False -> Some false | _ -> None)
+                get key
+                |> Option.bind (fun v ->
+                    match v.ValueKind with
+                    | JsonValueKind.True -> Some true
+                    | JsonValueKind.False -> Some false
+                    | _ -> None)
             {
                 AddBos = flag "add_bos_token"
                 BosToken = get "bos_token" |> Option.bind tokenText
@@ -204,24 +256,40 @@ module HfTokenizer =
                 Specials =
                     match get "added_tokens_decoder" with
                     | Some added when added.ValueKind = JsonValueKind.Object ->
-                        [ for p in added.EnumerateObject() do
-                              match Int32.TryParse p.Name, tokenText p.Value with
-                              | (true, id), Some content -> content, id
-                              | _ -> () ]
+                        [
+                            for p in added.EnumerateObject() do
+                                match Int32.TryParse p.Name, tokenText p.Value with
+                                | (true, id), Some content -> content, id
+                                | _ -> ()
+                        ]
                     | _ -> []
                 AddPrefixSpace = flag "add_prefix_space"
             }
 
     let private idTable (entries: seq<string * int>) =
         let pairs = Array.ofSeq entries
-        let size = if pairs.Length = 0 then 0 else (pairs |> Array.map snd |> Array.max) + 1
+        let size =
+            if pairs.Length = 0 then
+                0
+            else
+                (pairs |> Array.map snd |> Array.max) + 1
         let table: string[] = Array.zeroCreate size
         for token, id in pairs do
-            if id >= 0 then table.[id] <- token
+            if id >= 0 then
+                table.[id] <- token
         table
 
     /// Byte-level BPE (GPT-2 style) from a vocabulary, merges and special tokens.
-    let byteLevel (vocab: IReadOnlyDictionary<string, int>) (merges: string seq) (specials: IReadOnlyDictionary<string, int>) (pattern: string) (unknown: string option) (bos: int option) (addPrefixSpace: bool) (normalizer: Normalizer option) =
+    let byteLevel
+        (vocab: IReadOnlyDictionary<string, int>)
+        (merges: string seq)
+        (specials: IReadOnlyDictionary<string, int>)
+        (pattern: string)
+        (unknown: string option)
+        (bos: int option)
+        (addPrefixSpace: bool)
+        (normalizer: Normalizer option)
+        =
         let options = BpeOptions(vocab)
         normalizer |> Option.iter (fun n -> options.Normalizer <- n)
         options.Merges <- merges
@@ -230,13 +298,25 @@ module HfTokenizer =
         options.PreTokenizer <- RegexPreTokenizer(Regex(pattern, RegexOptions.Compiled), specials)
         unknown |> Option.filter vocab.ContainsKey |> Option.iter (fun u -> options.UnknownToken <- u)
         let inner = BpeTokenizer.Create options
-        let all = Seq.append (vocab |> Seq.map (fun kv -> kv.Key, kv.Value)) (specials |> Seq.map (fun kv -> kv.Key, kv.Value))
+        let all =
+            Seq.append
+                (vocab |> Seq.map (fun kv -> kv.Key, kv.Value))
+                (specials |> Seq.map (fun kv -> kv.Key, kv.Value))
         HfTokenizer(inner, TokenizerStyle.ByteLevel, idTable all, HashSet(specials.Values), bos, addPrefixSpace, None)
 
     let private specialsOf (settings: TokenizerSettings) (vocab: IReadOnlyDictionary<string, int>) =
         let named = [ settings.BosToken; settings.EosToken; settings.UnkToken ] |> List.choose id
-        let fromNames = named |> List.choose (fun n -> match vocab.TryGetValue n with | true, id -> Some(n, id) | _ -> None)
-        let defaults = if settings = TokenizerSettings.Empty && vocab.ContainsKey "<|endoftext|>" then [ "<|endoftext|>", vocab.["<|endoftext|>"] ] else []
+        let fromNames =
+            named
+            |> List.choose (fun n ->
+                match vocab.TryGetValue n with
+                | true, id -> Some(n, id)
+                | _ -> None)
+        let defaults =
+            if settings = TokenizerSettings.Empty && vocab.ContainsKey "<|endoftext|>" then
+                [ "<|endoftext|>", vocab.["<|endoftext|>"] ]
+            else
+                []
         let d = Dictionary<string, int>()
         for n, id in settings.Specials @ fromNames @ defaults do
             d.[n] <- id
@@ -244,14 +324,20 @@ module HfTokenizer =
 
     let private bosId (settings: TokenizerSettings) (vocab: IReadOnlyDictionary<string, int>) (addByDefault: bool) =
         if defaultArg settings.AddBos addByDefault then
-            settings.BosToken |> Option.bind (fun b -> match vocab.TryGetValue b with | true, id -> Some id | _ -> None)
-        else None
+            settings.BosToken
+            |> Option.bind (fun b ->
+                match vocab.TryGetValue b with
+                | true, id -> Some id
+                | _ -> None)
+        else
+            None
 
     /// GPT-2-style `vocab.json` + `merges.txt`.
     let fromVocabAndMerges (vocabPath: string) (mergesPath: string) (settings: TokenizerSettings) =
         let vocab =
             use document = parseJson vocabPath
-            if document.RootElement.ValueKind <> JsonValueKind.Object then fail vocabPath "the vocabulary must be a JSON object of token → id."
+            if document.RootElement.ValueKind <> JsonValueKind.Object then
+                fail vocabPath "the vocabulary must be a JSON object of token → id."
             let d = Dictionary<string, int>()
             for p in document.RootElement.EnumerateObject() do
                 d.[p.Name] <- integerId vocabPath p
@@ -260,9 +346,19 @@ module HfTokenizer =
             File.ReadAllLines mergesPath
             |> Array.filter (fun l -> not (l.StartsWith "#version") && l.Trim() <> "")
         merges
-        |> Array.iteri (fun i l -> if l.Split(' ').Length <> 2 then fail mergesPath (sprintf "line %d (%A) is not a pair of tokens separated by one space." (i + 2) l))
+        |> Array.iteri (fun i l ->
+            if l.Split(' ').Length <> 2 then
+                fail mergesPath (sprintf "line %d (%A) is not a pair of tokens separated by one space." (i + 2) l))
         let specials = specialsOf settings vocab
-        byteLevel vocab merges specials gpt2Pattern settings.UnkToken (bosId settings vocab false) (defaultArg settings.AddPrefixSpace false) None
+        byteLevel
+            vocab
+            merges
+            specials
+            gpt2Pattern
+            settings.UnkToken
+            (bosId settings vocab false)
+            (defaultArg settings.AddPrefixSpace false)
+            None
 
     // ---- SentencePiece models written from tokenizer.json (Microsoft.ML.Tokenizers reads only the protobuf) ----
 
@@ -278,17 +374,30 @@ module HfTokenizer =
     /// A SentencePiece BPE model (sentencepiece_model.proto) equivalent to a Hugging Face BPE tokenizer.json
     /// with byte fallback: each piece's score is minus the rank of the first merge that produces it, so the
     /// highest-scoring merge SentencePiece picks is the lowest-ranked merge Hugging Face picks.
-    let sentencePieceModel (pieces: string[]) (mergeRank: IReadOnlyDictionary<string, int>) (byteFallback: bool) (unk: int) (bos: int) (eos: int) (controls: HashSet<int>) (addDummyPrefix: bool) : byte[] =
+    let sentencePieceModel
+        (pieces: string[])
+        (mergeRank: IReadOnlyDictionary<string, int>)
+        (byteFallback: bool)
+        (unk: int)
+        (bos: int)
+        (eos: int)
+        (controls: HashSet<int>)
+        (addDummyPrefix: bool)
+        : byte[] =
         let mergeCount = mergeRank.Count
         let model =
             message (fun o ->
                 pieces
                 |> Array.iteri (fun id piece ->
                     let kind, score =
-                        if isNull piece then 5, 0.0f // UNUSED
-                        elif id = unk then 2, 0.0f // UNKNOWN
-                        elif controls.Contains id then 3, 0.0f // CONTROL
-                        elif byteFallback && piece.Length = 6 && piece.StartsWith "<0x" && piece.EndsWith ">" then 6, 0.0f // BYTE
+                        if isNull piece then
+                            5, 0.0f // UNUSED
+                        elif id = unk then
+                            2, 0.0f // UNKNOWN
+                        elif controls.Contains id then
+                            3, 0.0f // CONTROL
+                        elif byteFallback && piece.Length = 6 && piece.StartsWith "<0x" && piece.EndsWith ">" then
+                            6, 0.0f // BYTE
                         else
                             match mergeRank.TryGetValue piece with
                             | true, rank -> 1, float32 (-rank)
@@ -339,7 +448,8 @@ module HfTokenizer =
             | :? JetException -> reraise ()
             | e -> fail path (sprintf "not a SentencePiece model Microsoft.ML.Tokenizers can read (%s)." e.Message)
         let vocab = inner.Vocabulary |> Seq.map (fun kv -> kv.Key, kv.Value)
-        let specials = HashSet([ inner.BeginningOfSentenceId; inner.EndOfSentenceId ] |> List.filter (fun id -> id >= 0))
+        let specials =
+            HashSet([ inner.BeginningOfSentenceId; inner.EndOfSentenceId ] |> List.filter (fun id -> id >= 0))
         HfTokenizer(inner, TokenizerStyle.SentencePiece, idTable vocab, specials, None, false, None)
 
     // ---- tokenizer.json ----
@@ -352,7 +462,11 @@ module HfTokenizer =
                 [ "normalizers"; "pretokenizers"; "decoders"; "processors" ]
                 |> List.collect (fun k ->
                     match v.TryGetProperty k with
-                    | true, a when a.ValueKind = JsonValueKind.Array -> [ for x in a.EnumerateArray() do yield! components x ]
+                    | true, a when a.ValueKind = JsonValueKind.Array ->
+                        [
+                            for x in a.EnumerateArray() do
+                                yield! components x
+                        ]
                     | _ -> [])
             v :: nested
         | _ -> []
@@ -381,7 +495,13 @@ module HfTokenizer =
             | true, m when m.ValueKind = JsonValueKind.Object -> m
             | _ -> fail path "it has no \"model\" object."
         if typeOf model <> "BPE" then
-            fail path (sprintf "its model is %s; JetDsl reads BPE tokenizers (GPT-2, Pythia, Llama, Mistral, Gemma)." (match typeOf model with "" -> "untyped" | t -> t))
+            fail
+                path
+                (sprintf
+                    "its model is %s; JetDsl reads BPE tokenizers (GPT-2, Pythia, Llama, Mistral, Gemma)."
+                    (match typeOf model with
+                     | "" -> "untyped"
+                     | t -> t))
         let vocab = Dictionary<string, int>()
         match model.TryGetProperty "vocab" with
         | true, v when v.ValueKind = JsonValueKind.Object ->
@@ -391,51 +511,79 @@ module HfTokenizer =
         let merges =
             match model.TryGetProperty "merges" with
             | true, m when m.ValueKind = JsonValueKind.Array ->
-                [| for x in m.EnumerateArray() ->
-                       match x.ValueKind with
-                       | JsonValueKind.String -> x.GetString()
-                       // Newer files write each merge as a pair ["a", "b"].
-                       | JsonValueKind.Array when x.GetArrayLength() = 2 && x.[0].ValueKind = JsonValueKind.String && x.[1].ValueKind = JsonValueKind.String ->
-                           x.[0].GetString() + " " + x.[1].GetString()
-                       | _ -> fail path (sprintf "merge %s is neither \"a b\" nor [\"a\", \"b\"]." (x.GetRawText())) |]
+                [|
+                    for x in m.EnumerateArray() ->
+                        match x.ValueKind with
+                        | JsonValueKind.String -> x.GetString()
+                        // Newer files write each merge as a pair ["a", "b"].
+                        | JsonValueKind.Array when
+                            x.GetArrayLength() = 2
+                            && x.[0].ValueKind = JsonValueKind.String
+                            && x.[1].ValueKind = JsonValueKind.String
+                            ->
+                            x.[0].GetString() + " " + x.[1].GetString()
+                        | _ -> fail path (sprintf "merge %s is neither \"a b\" nor [\"a\", \"b\"]." (x.GetRawText()))
+                |]
             | _ -> fail path "its BPE model has no \"merges\" list."
         let added =
             match root.TryGetProperty "added_tokens" with
             | true, a when a.ValueKind = JsonValueKind.Array ->
-                [ for t in a.EnumerateArray() do
-                      match t.TryGetProperty "id", stringProperty t "content" with
-                      | (true, id), Some content ->
-                          let mutable value = 0
-                          if not (id.ValueKind = JsonValueKind.Number && id.TryGetInt32(&value)) then
-                              fail path (sprintf "added token %A has id %s, not an integer." content (id.GetRawText()))
-                          let special = match t.TryGetProperty "special" with | true, s -> s.ValueKind = JsonValueKind.True | _ -> false
-                          content, value, special
-                      | _ -> () ]
+                [
+                    for t in a.EnumerateArray() do
+                        match t.TryGetProperty "id", stringProperty t "content" with
+                        | (true, id), Some content ->
+                            let mutable value = 0
+                            if not (id.ValueKind = JsonValueKind.Number && id.TryGetInt32(&value)) then
+                                fail
+                                    path
+                                    (sprintf "added token %A has id %s, not an integer." content (id.GetRawText()))
+                            let special =
+                                match t.TryGetProperty "special" with
+                                | true, s -> s.ValueKind = JsonValueKind.True
+                                | _ -> false
+                            content, value, special
+                        | _ -> ()
+                ]
             | _ -> []
         let all = Dictionary<string, int>(vocab)
         for content, id, _ in added do
             all.[content] <- id
-        let find (token: string option) = token |> Option.bind (fun t -> match all.TryGetValue t with | true, id -> Some id | _ -> None)
+        let find (token: string option) =
+            token
+            |> Option.bind (fun t ->
+                match all.TryGetValue t with
+                | true, id -> Some id
+                | _ -> None)
         // The beginning-of-sequence token the post-processor puts first, if any.
         let templateBos =
             part "post_processor"
             |> List.tryPick (fun p ->
                 match typeOf p, p.TryGetProperty "single" with
-                | "TemplateProcessing", (true, single) when single.ValueKind = JsonValueKind.Array && single.GetArrayLength() > 0 ->
+                | "TemplateProcessing", (true, single) when
+                    single.ValueKind = JsonValueKind.Array && single.GetArrayLength() > 0
+                    ->
                     match single.[0].TryGetProperty "SpecialToken" with
                     | true, s -> stringProperty s "id"
                     | _ -> None
                 | _ -> None)
-        let bosToken = match settings.BosToken with Some b -> Some b | None -> templateBos
+        let bosToken =
+            match settings.BosToken with
+            | Some b -> Some b
+            | None -> templateBos
         let addBos = defaultArg settings.AddBos templateBos.IsSome
-        let byteFallback = match model.TryGetProperty "byte_fallback" with | true, b -> b.ValueKind = JsonValueKind.True | _ -> false
+        let byteFallback =
+            match model.TryGetProperty "byte_fallback" with
+            | true, b -> b.ValueKind = JsonValueKind.True
+            | _ -> false
         let unknown = stringProperty model "unk_token"
         let normalizers = part "normalizer"
         let preTokenizers = part "pre_tokenizer"
         let isByteLevel = preTokenizers |> List.exists (fun p -> typeOf p = "ByteLevel")
         let metaspace = preTokenizers |> List.tryFind (fun p -> typeOf p = "Metaspace")
-        let prepends = normalizers |> List.exists (fun n -> typeOf n = "Prepend" && stringProperty n "prepend" = Some "▁")
-        let replacesSpace = normalizers |> List.exists (fun n -> typeOf n = "Replace" && stringProperty n "content" = Some "▁")
+        let prepends =
+            normalizers |> List.exists (fun n -> typeOf n = "Prepend" && stringProperty n "prepend" = Some "▁")
+        let replacesSpace =
+            normalizers |> List.exists (fun n -> typeOf n = "Replace" && stringProperty n "content" = Some "▁")
         if isByteLevel then
             let split =
                 preTokenizers
@@ -444,7 +592,10 @@ module HfTokenizer =
                     | "Split", (true, pattern) -> stringProperty pattern "Regex"
                     | _ -> None)
             let byteStep = preTokenizers |> List.find (fun p -> typeOf p = "ByteLevel")
-            let prefixSpace = match byteStep.TryGetProperty "add_prefix_space" with | true, b -> b.ValueKind = JsonValueKind.True | _ -> false
+            let prefixSpace =
+                match byteStep.TryGetProperty "add_prefix_space" with
+                | true, b -> b.ValueKind = JsonValueKind.True
+                | _ -> false
             let specials = Dictionary<string, int>()
             for content, id, _ in added do
                 specials.[content] <- id
@@ -459,10 +610,22 @@ module HfTokenizer =
                     | "NFKD" -> Some NormalizationForm.FormKD
                     | _ -> None)
             let lowercase = normalizers |> List.exists (fun n -> typeOf n = "Lowercase")
-            let unsupported = normalizers |> List.map typeOf |> List.filter (fun t -> not (List.contains t [ "Sequence"; "NFC"; "NFD"; "NFKC"; "NFKD"; "Lowercase" ]))
+            let unsupported =
+                normalizers
+                |> List.map typeOf
+                |> List.filter (fun t ->
+                    not (List.contains t [ "Sequence"; "NFC"; "NFD"; "NFKC"; "NFKD"; "Lowercase" ]))
             if not unsupported.IsEmpty then
-                fail path (sprintf "its normalizer uses %s; byte-level tokenizers may only use NFC, NFD, NFKC, NFKD and Lowercase." (String.concat ", " unsupported))
-            let normalizer = if form.IsSome || lowercase then Some(TextNormalizer(form, lowercase) :> Normalizer) else None
+                fail
+                    path
+                    (sprintf
+                        "its normalizer uses %s; byte-level tokenizers may only use NFC, NFD, NFKC, NFKD and Lowercase."
+                        (String.concat ", " unsupported))
+            let normalizer =
+                if form.IsSome || lowercase then
+                    Some(TextNormalizer(form, lowercase) :> Normalizer)
+                else
+                    None
             byteLevel vocab merges specials (defaultArg split gpt2Pattern) unknown bos prefixSpace normalizer
         elif byteFallback || replacesSpace || metaspace.IsSome then
             let dummyPrefix =
@@ -478,19 +641,39 @@ module HfTokenizer =
             merges
             |> Array.iteri (fun i m ->
                 let merged = m.Replace(" ", "")
-                if not (rank.ContainsKey merged) then rank.[merged] <- i)
+                if not (rank.ContainsKey merged) then
+                    rank.[merged] <- i)
             let bos = defaultArg (find bosToken) -1
-            let eos = defaultArg (find (match settings.EosToken with Some e -> Some e | None -> Some "</s>")) -1
+            let eos =
+                defaultArg
+                    (find (
+                        match settings.EosToken with
+                        | Some e -> Some e
+                        | None -> Some "</s>"
+                    ))
+                    -1
             let unk = defaultArg (find unknown) -1
-            let controls = HashSet([ for _, id, special in added do if special then id ] @ [ bos; eos ] |> List.filter (fun id -> id >= 0 && id <> unk))
+            let controls =
+                HashSet(
+                    [
+                        for _, id, special in added do
+                            if special then
+                                id
+                    ]
+                    @ [ bos; eos ]
+                    |> List.filter (fun id -> id >= 0 && id <> unk)
+                )
             let model = sentencePieceModel pieces rank byteFallback unk bos eos controls dummyPrefix
             let specials = Dictionary<string, int>()
             for content, id, special in added do
-                if special then specials.[content] <- id
+                if special then
+                    specials.[content] <- id
             let inner = SentencePieceTokenizer.Create(new MemoryStream(model), addBos && bos >= 0, false, specials)
             HfTokenizer(inner, TokenizerStyle.SentencePiece, pieces, HashSet(specials.Values), None, false, Some model)
         else
-            fail path "its pre-tokenizer is neither ByteLevel (GPT-2 style) nor SentencePiece style (Metaspace, or a ▁ normalizer with byte fallback)."
+            fail
+                path
+                "its pre-tokenizer is neither ByteLevel (GPT-2 style) nor SentencePiece style (Metaspace, or a ▁ normalizer with byte fallback)."
 
     /// The tokenizer of a checkpoint directory: `tokenizer.json`, else `vocab.json` + `merges.txt`, else
     /// `tokenizer.model`; an UnavailableTokenizer when it has none. `addBosByDefault` applies to
@@ -507,11 +690,19 @@ module HfTokenizer =
             | :? InvalidOperationException
             | :? FormatException
             | :? KeyNotFoundException as e ->
-                let message = sprintf "%s: Microsoft.ML.Tokenizers cannot build a tokenizer from it (%s)." path (e.Message.Split('\n').[0].Trim())
+                let message =
+                    sprintf
+                        "%s: Microsoft.ML.Tokenizers cannot build a tokenizer from it (%s)."
+                        path
+                        (e.Message.Split('\n').[0].Trim())
                 raise (CheckpointException(message, e))
         let settings = readSettings directory
-        if File.Exists(file "tokenizer.json") then attempt (file "tokenizer.json") (fun () -> fromTokenizerJson (file "tokenizer.json") settings)
+        if File.Exists(file "tokenizer.json") then
+            attempt (file "tokenizer.json") (fun () -> fromTokenizerJson (file "tokenizer.json") settings)
         elif File.Exists(file "vocab.json") && File.Exists(file "merges.txt") then
             attempt (file "vocab.json") (fun () -> fromVocabAndMerges (file "vocab.json") (file "merges.txt") settings)
-        elif File.Exists(file "tokenizer.model") then attempt (file "tokenizer.model") (fun () -> fromSentencePieceModel (file "tokenizer.model") settings addBosByDefault)
-        else UnavailableTokenizer(directory, vocab) :> ITokenizer
+        elif File.Exists(file "tokenizer.model") then
+            attempt (file "tokenizer.model") (fun () ->
+                fromSentencePieceModel (file "tokenizer.model") settings addBosByDefault)
+        else
+            UnavailableTokenizer(directory, vocab) :> ITokenizer

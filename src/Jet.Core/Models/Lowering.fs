@@ -57,25 +57,52 @@ type TensorPlan(prefix: string) =
 
     /// Requests `prefix + name` with the shape the network uses; returns the parameter name.
     member _.Tensor(name: string, shape: int list, ?storedAs: StoredAs) =
-        requests.Add { Parameter = name; Source = prefix + name; Shape = shape |> List.map int64 |> Array.ofList; StoredAs = defaultArg storedAs StoredAs.AsUsed }
+        requests.Add
+            {
+                Parameter = name
+                Source = prefix + name
+                Shape = shape |> List.map int64 |> Array.ofList
+                StoredAs = defaultArg storedAs StoredAs.AsUsed
+            }
         name
 
     /// Requests a tensor stored outside the model prefix (for example `lm_head.weight`).
     member _.Unprefixed(name: string, shape: int list) =
-        requests.Add { Parameter = name; Source = name; Shape = shape |> List.map int64 |> Array.ofList; StoredAs = StoredAs.AsUsed }
+        requests.Add
+            {
+                Parameter = name
+                Source = name
+                Shape = shape |> List.map int64 |> Array.ofList
+                StoredAs = StoredAs.AsUsed
+            }
         name
 
     /// A torch.nn.Linear `name.weight` [out, in] with an optional `name.bias` [out].
     member p.Linear(name: string, outDim: int, inDim: int, bias: bool) : Linear =
-        { Weight = p.Tensor(name + ".weight", [ outDim; inDim ]); Bias = (if bias then Some(p.Tensor(name + ".bias", [ outDim ])) else None) }
+        {
+            Weight = p.Tensor(name + ".weight", [ outDim; inDim ])
+            Bias =
+                (if bias then
+                     Some(p.Tensor(name + ".bias", [ outDim ]))
+                 else
+                     None)
+        }
 
     /// A GPT-2 Conv1D `name.weight` stored [in, out] (used transposed) with `name.bias` [out].
     member p.Conv1D(name: string, inDim: int, outDim: int) : Linear =
-        { Weight = p.Tensor(name + ".weight", [ outDim; inDim ], StoredAs.Transposed); Bias = Some(p.Tensor(name + ".bias", [ outDim ])) }
+        {
+            Weight = p.Tensor(name + ".weight", [ outDim; inDim ], StoredAs.Transposed)
+            Bias = Some(p.Tensor(name + ".bias", [ outDim ]))
+        }
 
     /// A LayerNorm with `name.weight` and `name.bias`, both [d].
     member p.LayerNorm(name: string, width: int, eps: float) : Fn =
-        LayerNorm { Weight = Some(p.Tensor(name + ".weight", [ width ])); Bias = Some(p.Tensor(name + ".bias", [ width ])); Eps = eps }
+        LayerNorm
+            {
+                Weight = Some(p.Tensor(name + ".weight", [ width ]))
+                Bias = Some(p.Tensor(name + ".bias", [ width ]))
+                Eps = eps
+            }
 
     /// An RMSNorm with `name.weight` [d], scaling by w or, when `plusOne`, by 1 + w.
     member p.RmsNorm(name: string, width: int, eps: float, plusOne: bool) : Fn =
@@ -90,7 +117,11 @@ module Lowering =
         | Some p -> p
         | None ->
             let tried = prefixes |> List.map (fun p -> "'" + p + probe + "'") |> String.concat " or "
-            let message = sprintf "The checkpoint has no %s, which every %s checkpoint has; is config.json describing these weights?" tried family
+            let message =
+                sprintf
+                    "The checkpoint has no %s, which every %s checkpoint has; is config.json describing these weights?"
+                    tried
+                    family
             raise (CheckpointException message)
 
     /// The DSL activation for a Hugging Face activation name (`activation_function`, `hidden_act`).
@@ -106,7 +137,12 @@ module Lowering =
         | "tanh" -> Activation.Tanh
         | "sigmoid" -> Activation.Sigmoid
         | other ->
-            config.Invalid(key, sprintf "is '%s'; supported activations are gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, relu, silu, swish, tanh, sigmoid." other)
+            config.Invalid(
+                key,
+                sprintf
+                    "is '%s'; supported activations are gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, relu, silu, swish, tanh, sigmoid."
+                    other
+            )
 
     /// head_dim = width / heads, failing when it does not divide.
     let headDim (config: HfConfig) (widthKey: string) (width: int) (headsKey: string) (heads: int) =
@@ -123,17 +159,33 @@ module Lowering =
 
     /// The unembedding: tied to the token embedding when the config ties them (the default given) or when a base
     /// model class without a head was saved; otherwise the separate head tensor `head` [vocab, d].
-    let unembedding (config: HfConfig) (has: string -> bool) (plan: TensorPlan) (tiedByDefault: bool) (baseClasses: string list) (embedding: string) (head: string) (vocab: int) (width: int) =
+    let unembedding
+        (config: HfConfig)
+        (has: string -> bool)
+        (plan: TensorPlan)
+        (tiedByDefault: bool)
+        (baseClasses: string list)
+        (embedding: string)
+        (head: string)
+        (vocab: int)
+        (width: int)
+        =
         let tied = config.BoolOr("tie_word_embeddings", tiedByDefault)
-        let headless = not (has head) && (config.Architectures |> List.exists (fun a -> List.contains a baseClasses))
-        if tied || headless then { Weight = embedding; Bias = None; Tied = true }
-        else { Weight = plan.Unprefixed(head, [ vocab; width ]); Bias = None; Tied = false }
+        let headless =
+            not (has head) && (config.Architectures |> List.exists (fun a -> List.contains a baseClasses))
+        if tied || headless then
+            { Weight = embedding; Bias = None; Tied = true }
+        else
+            { Weight = plan.Unprefixed(head, [ vocab; width ]); Bias = None; Tied = false }
 
     /// Fails on `rope_scaling`, which the DSL's rotary embedding does not model.
     let requireNoRopeScaling (config: HfConfig) =
         match config.TryGet "rope_scaling" with
         | Some v ->
-            config.Invalid("rope_scaling", sprintf "is %s; JetDsl supports plain rotary embeddings only (rope_scaling null)." (v.GetRawText()))
+            config.Invalid(
+                "rope_scaling",
+                sprintf "is %s; JetDsl supports plain rotary embeddings only (rope_scaling null)." (v.GetRawText())
+            )
         | None -> ()
 
     // Raw bytes read before conversion, and the threads that copy them.
@@ -144,27 +196,63 @@ module Lowering =
 
     /// Checks every request against the checkpoint before any tensor is read: present, floating, right shape.
     let validate (checkpoint: Checkpoint) (family: string) (requests: TensorRequest list) =
-        let missing = requests |> List.filter (fun r -> not (checkpoint.Contains r.Source)) |> List.map (fun r -> r.Source) |> List.distinct
+        let missing =
+            requests
+            |> List.filter (fun r -> not (checkpoint.Contains r.Source))
+            |> List.map (fun r -> r.Source)
+            |> List.distinct
         if not missing.IsEmpty then
             let examples = checkpoint.Names |> List.truncate 6 |> String.concat ", "
-            let more = if missing.Length > 1 then sprintf " (and %d more missing)" (missing.Length - 1) else ""
+            let more =
+                if missing.Length > 1 then
+                    sprintf " (and %d more missing)" (missing.Length - 1)
+                else
+                    ""
             let message =
-                sprintf "The checkpoint in %s has no tensor '%s'%s, which the %s config requires. It has %d tensors, for example: %s." checkpoint.Directory missing.Head more family checkpoint.Count examples
+                sprintf
+                    "The checkpoint in %s has no tensor '%s'%s, which the %s config requires. It has %d tensors, for example: %s."
+                    checkpoint.Directory
+                    missing.Head
+                    more
+                    family
+                    checkpoint.Count
+                    examples
             raise (CheckpointException message)
         for r in requests do
             let entry = (checkpoint.TryEntry r.Source).Value
             if not (Safetensors.isFloating entry.DType) then
-                let message = sprintf "Tensor '%s' in %s is %s; network parameters must be F16, BF16, F32 or F64." r.Source (checkpoint.FileOf r.Source) entry.DType
+                let message =
+                    sprintf
+                        "Tensor '%s' in %s is %s; network parameters must be F16, BF16, F32 or F64."
+                        r.Source
+                        (checkpoint.FileOf r.Source)
+                        entry.DType
                 raise (CheckpointException message)
             if entry.Shape <> r.StoredShape then
-                let orientation = match r.StoredAs with StoredAs.Transposed -> " (Conv1D layout [in, out])" | StoredAs.AsUsed -> ""
+                let orientation =
+                    match r.StoredAs with
+                    | StoredAs.Transposed -> " (Conv1D layout [in, out])"
+                    | StoredAs.AsUsed -> ""
                 let message =
-                    sprintf "Tensor '%s' in %s has shape %s, but the %s config requires %s%s." r.Source (checkpoint.FileOf r.Source) (Tensors.shapeText entry.Shape) family (Tensors.shapeText r.StoredShape) orientation
+                    sprintf
+                        "Tensor '%s' in %s has shape %s, but the %s config requires %s%s."
+                        r.Source
+                        (checkpoint.FileOf r.Source)
+                        (Tensors.shapeText entry.Shape)
+                        family
+                        (Tensors.shapeText r.StoredShape)
+                        orientation
                 raise (CheckpointException message)
 
     /// Reads the requested tensors (each source once), converts them to `dtype` on `device` and returns the
     /// parameter store. Tensors outlive any caller's dispose scope; on failure everything read is freed.
-    let materialize (checkpoint: Checkpoint) (family: string) (requests: TensorRequest list) (dtype: torch.ScalarType) (device: torch.Device) =
+    let materialize
+        (checkpoint: Checkpoint)
+        (family: string)
+        (requests: TensorRequest list)
+        (dtype: torch.ScalarType)
+        (device: torch.Device)
+        =
         validate checkpoint family requests
         Native.ensure ()
         use scope = torch.NewDisposeScope()
@@ -189,8 +277,20 @@ module Lowering =
         for batch in batches do
             let raws = checkpoint.ReadRawMany(batch, parallelism)
             for source, raw in List.zip batch raws do
-                let typed = if raw.dtype = dtype then raw else (let c = raw.to_type dtype in raw.Dispose(); c)
-                let placed = if sameDevice typed.device device then typed else (let c = typed.``to`` device in typed.Dispose(); c)
+                let typed =
+                    if raw.dtype = dtype then
+                        raw
+                    else
+                        (let c = raw.to_type dtype in
+                         raw.Dispose()
+                         c)
+                let placed =
+                    if sameDevice typed.device device then
+                        typed
+                    else
+                        (let c = typed.``to`` device in
+                         typed.Dispose()
+                         c)
                 bySource.[source] <- placed
         for r in requests do
             let stored = bySource.[r.Source]

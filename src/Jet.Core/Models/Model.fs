@@ -31,7 +31,12 @@ module Model =
     /// The built-in toy network (seed, width) with its character tokenizer. The caller owns the model (dispose it).
     [<CompiledName("Toy")>]
     let toy (seed: int) (width: int) (dtype: torch.ScalarType) =
-        { Net = Toy.create seed width dtype; Tokenizer = CharTokenizer.Instance; Family = "toy"; Source = "toy" }
+        {
+            Net = Toy.create seed width dtype
+            Tokenizer = CharTokenizer.Instance
+            Family = "toy"
+            Source = "toy"
+        }
 
     /// Token ids of a prompt as a [1, seq] int64 tensor; fails on an empty prompt.
     [<CompiledName("Encode")>]
@@ -60,7 +65,12 @@ module Model =
         let net, family = Architectures.loadNet directory dtype device
         try
             let tokenizer = HfTokenizer.load directory net.Vocab (Architectures.addsBosByDefault family)
-            { Net = net; Tokenizer = tokenizer; Family = family.Name; Source = System.IO.Path.GetFullPath directory }
+            {
+                Net = net
+                Tokenizer = tokenizer
+                Family = family.Name
+                Source = System.IO.Path.GetFullPath directory
+            }
         with _ ->
             net.Dispose()
             reraise ()
@@ -69,7 +79,8 @@ module Model =
     /// hold just tokenizer files; config.json, when present, decides whether a bare tokenizer.model adds BOS).
     [<CompiledName("Tokenizer")>]
     let tokenizer (source: string) : ITokenizer =
-        if source = "toy" then CharTokenizer.Instance :> ITokenizer
+        if source = "toy" then
+            CharTokenizer.Instance :> ITokenizer
         else
             Checkpoint.requireDirectory source
             let config = System.IO.Path.Combine(source, HfConfig.FileName)
@@ -77,7 +88,8 @@ module Model =
                 if System.IO.File.Exists config then
                     let c = HfConfig.load source
                     Architectures.addsBosByDefault (Architectures.find c), c.IntOr("vocab_size", 0)
-                else false, 0
+                else
+                    false, 0
             HfTokenizer.load source vocab addBos
 
     /// "toy" opens the built-in toy network (seed ToySeed, width ToyWidth); anything else is a checkpoint directory.
@@ -87,12 +99,14 @@ module Model =
         if source = "toy" then
             Architectures.requireFloatingDType dtype
             let model = toy ToySeed ToyWidth dtype
-            if device.``type`` = DeviceType.CPU then model
+            if device.``type`` = DeviceType.CPU then
+                model
             else
                 // The toy is built on the CPU; the moved copy is the model, the CPU weights are freed here.
                 use cpu = model
                 { cpu with Net = Net.toDevice device cpu.Net }
-        else load source dtype device
+        else
+            load source dtype device
 
     /// What `jet info` reports about a model.
     type Summary =
@@ -114,7 +128,8 @@ module Model =
 
     /// The first attention primitive inside a γ, if any.
     let private attentionIn (f: Fn) : Attention option =
-        f |> Fn.tryPick (function
+        f
+        |> Fn.tryPick (function
             | Attention a -> Some a
             | _ -> None)
 
@@ -143,10 +158,12 @@ type Model with
     static member Toy(seed: int, width: int, dtype: torch.ScalarType) = Model.toy seed width dtype
 
     /// Loads a Hugging Face checkpoint directory as a network of `dtype` on `device` with its tokenizer.
-    static member Load(directory: string, dtype: torch.ScalarType, device: torch.Device) = Model.load directory dtype device
+    static member Load(directory: string, dtype: torch.ScalarType, device: torch.Device) =
+        Model.load directory dtype device
 
     /// "toy" or a checkpoint directory, as the jet command's --model reads it.
-    static member Resolve(source: string, dtype: torch.ScalarType, device: torch.Device) = Model.resolve source dtype device
+    static member Resolve(source: string, dtype: torch.ScalarType, device: torch.Device) =
+        Model.resolve source dtype device
 
     /// Token ids of a prompt as a [1, seq] int64 tensor.
     member model.Encode(prompt: string) = Model.encode model prompt

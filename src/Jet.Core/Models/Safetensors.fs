@@ -29,7 +29,14 @@ type SafetensorsEntry =
 /// The validated header of one safetensors file: every entry has a known element type and a byte range that
 /// lies inside the data section, matches its shape and overlaps no other, and together they cover the data exactly.
 [<Sealed>]
-type SafetensorsHeader(path: string, dataStart: int64, dataLength: int64, entries: IReadOnlyDictionary<string, SafetensorsEntry>, metadata: Map<string, string>) =
+type SafetensorsHeader
+    (
+        path: string,
+        dataStart: int64,
+        dataLength: int64,
+        entries: IReadOnlyDictionary<string, SafetensorsEntry>,
+        metadata: Map<string, string>
+    ) =
     /// The file, for messages.
     member _.Path = path
     /// The file offset of the data section (8 + the header length).
@@ -59,7 +66,8 @@ module internal Prefault =
             let last = (int64 address + length) / page * page
             if last > first then
                 try
-                    if madvise (nativeint first, unativeint (last - first), populateWrite) <> 0 then supported <- false
+                    if madvise (nativeint first, unativeint (last - first), populateWrite) <> 0 then
+                        supported <- false
                 with
                 | :? DllNotFoundException
                 | :? EntryPointNotFoundException -> supported <- false
@@ -98,30 +106,31 @@ module Safetensors =
         elementTypes |> List.pick (fun (n, size, _) -> if n = dtype then Some size else None)
 
     /// TorchSharp's element type for a header element type, if TorchSharp has one.
-    let scalarType (dtype: string) =
-        elementTypes |> List.pick (fun (n, _, t) -> if n = dtype then Some t else None)
+    let scalarType (dtype: string) = elementTypes |> List.pick (fun (n, _, t) -> if n = dtype then Some t else None)
 
     /// True for the floating element types a network's parameters may be stored in.
     let isFloating (dtype: string) = dtype = "F64" || dtype = "F32" || dtype = "F16" || dtype = "BF16"
 
-    let private fail (path: string) (what: string) =
-        raise (CheckpointException(sprintf "%s: %s" path what))
+    let private fail (path: string) (what: string) = raise (CheckpointException(sprintf "%s: %s" path what))
 
     let private parseEntry (path: string) (name: string) (value: JsonElement) (dataLength: int64) =
         let bad what = fail path (sprintf "the header entry for tensor '%s' %s." name what)
-        if value.ValueKind <> JsonValueKind.Object then bad "is not a JSON object"
+        if value.ValueKind <> JsonValueKind.Object then
+            bad "is not a JSON object"
         let field (key: string) =
             match value.TryGetProperty key with
             | true, v -> v
             | _ -> bad (sprintf "has no '%s'; each entry needs dtype, shape and data_offsets" key)
         let dtypeElement = field "dtype"
-        if dtypeElement.ValueKind <> JsonValueKind.String then bad "has a dtype that is not a string"
+        if dtypeElement.ValueKind <> JsonValueKind.String then
+            bad "has a dtype that is not a string"
         let dtype = dtypeElement.GetString()
         if not (elementTypes |> List.exists (fun (n, _, _) -> n = dtype)) then
             fail path (sprintf "tensor '%s' has unknown dtype '%s'; safetensors dtypes are %s." name dtype knownTypes)
         let integers (key: string) =
             let v = field key
-            if v.ValueKind <> JsonValueKind.Array then bad (sprintf "has a %s that is not an array" key)
+            if v.ValueKind <> JsonValueKind.Array then
+                bad (sprintf "has a %s that is not an array" key)
             [|
                 for x in v.EnumerateArray() do
                     match x.ValueKind with
@@ -133,40 +142,66 @@ module Safetensors =
             |]
         let shape = integers "shape"
         let offsets = integers "data_offsets"
-        if offsets.Length <> 2 then bad (sprintf "has %d data_offsets; it needs exactly two, [begin, end]" offsets.Length)
+        if offsets.Length <> 2 then
+            bad (sprintf "has %d data_offsets; it needs exactly two, [begin, end]" offsets.Length)
         let first, last = offsets.[0], offsets.[1]
         if first > last then
             fail path (sprintf "tensor '%s' has data_offsets [%d, %d]; begin must not exceed end." name first last)
         if last > dataLength then
             fail
                 path
-                (sprintf "tensor '%s' has data_offsets [%d, %d] outside the data section of %d bytes (the file may be truncated)." name first last dataLength)
+                (sprintf
+                    "tensor '%s' has data_offsets [%d, %d] outside the data section of %d bytes (the file may be truncated)."
+                    name
+                    first
+                    last
+                    dataLength)
         let size = int64 (elementSize dtype)
         let count =
             try
-                shape |> Array.fold (fun acc d -> Checked.( * ) acc d) 1L |> fun n -> Checked.( * ) n size
+                shape |> Array.fold (fun acc d -> Checked.(*) acc d) 1L |> (fun n -> Checked.(*) n size)
             with :? OverflowException ->
                 bad (sprintf "has shape %s, too large to address" (Tensors.shapeText shape))
         if count <> last - first then
             fail
                 path
-                (sprintf "tensor '%s' is %s %s = %d bytes, but its data_offsets [%d, %d] span %d bytes." name dtype (Tensors.shapeText shape) count first last (last - first))
+                (sprintf
+                    "tensor '%s' is %s %s = %d bytes, but its data_offsets [%d, %d] span %d bytes."
+                    name
+                    dtype
+                    (Tensors.shapeText shape)
+                    count
+                    first
+                    last
+                    (last - first))
         { Name = name; DType = dtype; Shape = shape; Begin = first; End = last }
 
     /// Reads and validates the header of a safetensors file without touching its data.
     let readHeader (path: string) : SafetensorsHeader =
-        if not (File.Exists path) then fail path "the file does not exist."
+        if not (File.Exists path) then
+            fail path "the file does not exist."
         use stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read)
         let fileLength = stream.Length
         if fileLength < 8L then
-            fail path (sprintf "the file is truncated: it has %d bytes, but a safetensors file starts with an 8-byte header length." fileLength)
+            fail
+                path
+                (sprintf
+                    "the file is truncated: it has %d bytes, but a safetensors file starts with an 8-byte header length."
+                    fileLength)
         let lengthBytes = Array.zeroCreate<byte> 8
         stream.ReadExactly(lengthBytes, 0, 8)
         let headerLength = BinaryPrimitives.ReadUInt64LittleEndian(ReadOnlySpan lengthBytes)
         if headerLength > uint64 (fileLength - 8L) then
-            fail path (sprintf "the header length %d is beyond the file, which has only %d bytes after the length field (truncated or not safetensors)." headerLength (fileLength - 8L))
+            fail
+                path
+                (sprintf
+                    "the header length %d is beyond the file, which has only %d bytes after the length field (truncated or not safetensors)."
+                    headerLength
+                    (fileLength - 8L))
         if int64 headerLength > maxHeaderBytes then
-            fail path (sprintf "the header length %d exceeds the format's limit of %d bytes." headerLength maxHeaderBytes)
+            fail
+                path
+                (sprintf "the header length %d exceeds the format's limit of %d bytes." headerLength maxHeaderBytes)
         let headerBytes = Array.zeroCreate<byte> (int headerLength)
         stream.ReadExactly(headerBytes, 0, headerBytes.Length)
         let dataStart = 8L + int64 headerLength
@@ -197,18 +232,49 @@ module Safetensors =
                 entries.[property.Name] <- parseEntry path property.Name property.Value dataLength
         // Sorted by start, the ranges must tile the data section exactly: no overlap, and (as the format requires)
         // no hole between tensors or after the last one. Empty tensors take no bytes.
-        let sorted = entries.Values |> Seq.filter (fun e -> e.ByteCount > 0L) |> Seq.sortBy (fun e -> e.Begin, e.End) |> Array.ofSeq
+        let sorted =
+            entries.Values
+            |> Seq.filter (fun e -> e.ByteCount > 0L)
+            |> Seq.sortBy (fun e -> e.Begin, e.End)
+            |> Array.ofSeq
         for i in 1 .. sorted.Length - 1 do
             let a, b = sorted.[i - 1], sorted.[i]
             if b.Begin < a.End then
-                fail path (sprintf "tensors '%s' [%d, %d] and '%s' [%d, %d] overlap." a.Name a.Begin a.End b.Name b.Begin b.End)
+                fail
+                    path
+                    (sprintf
+                        "tensors '%s' [%d, %d] and '%s' [%d, %d] overlap."
+                        a.Name
+                        a.Begin
+                        a.End
+                        b.Name
+                        b.Begin
+                        b.End)
             if b.Begin > a.End then
-                fail path (sprintf "bytes [%d, %d] of the data section, between tensors '%s' and '%s', belong to no tensor; the format allows no holes." a.End b.Begin a.Name b.Name)
+                fail
+                    path
+                    (sprintf
+                        "bytes [%d, %d] of the data section, between tensors '%s' and '%s', belong to no tensor; the format allows no holes."
+                        a.End
+                        b.Begin
+                        a.Name
+                        b.Name)
         let covered = if sorted.Length = 0 then 0L else (Array.last sorted).End
         if sorted.Length > 0 && sorted.[0].Begin > 0L then
-            fail path (sprintf "bytes [0, %d] of the data section, before tensor '%s', belong to no tensor; the format allows no holes." sorted.[0].Begin sorted.[0].Name)
+            fail
+                path
+                (sprintf
+                    "bytes [0, %d] of the data section, before tensor '%s', belong to no tensor; the format allows no holes."
+                    sorted.[0].Begin
+                    sorted.[0].Name)
         if covered < dataLength then
-            fail path (sprintf "the data section has %d bytes but its tensors end at byte %d; the %d bytes after them belong to no tensor." dataLength covered (dataLength - covered))
+            fail
+                path
+                (sprintf
+                    "the data section has %d bytes but its tensors end at byte %d; the %d bytes after them belong to no tensor."
+                    dataLength
+                    covered
+                    (dataLength - covered))
         SafetensorsHeader(path, dataStart, dataLength, entries, metadata)
 
     // Each copy maps at most this many bytes at once, so file pages leave the process as soon as they are copied
@@ -221,7 +287,11 @@ module Safetensors =
         | Some t -> t
         | None ->
             let message =
-                sprintf "%s: tensor '%s' has element type %s, which TorchSharp cannot hold; JetDsl reads F64, F32, F16, BF16 and integer tensors." path entry.Name entry.DType
+                sprintf
+                    "%s: tensor '%s' has element type %s, which TorchSharp cannot hold; JetDsl reads F64, F32, F16, BF16 and integer tensors."
+                    path
+                    entry.Name
+                    entry.DType
             raise (CheckpointException message)
 
     /// The address of element 0 of a contiguous CPU tensor (its storage is native memory that does not move).
@@ -254,7 +324,10 @@ module Safetensors =
     /// Fails on big-endian machines: safetensors data is little-endian and is copied byte for byte.
     let internal requireLittleEndian () =
         if not BitConverter.IsLittleEndian then
-            raise (CheckpointException "safetensors data is little-endian; this machine is big-endian, which JetDsl does not support.")
+            raise (
+                CheckpointException
+                    "safetensors data is little-endian; this machine is big-endian, which JetDsl does not support."
+            )
 
 /// An open safetensors file: its validated header and a read-only memory map of its bytes.
 [<Sealed>]
@@ -262,7 +335,14 @@ type SafetensorsFile(header: SafetensorsHeader) =
     let map =
         lazy
             (let stream = new FileStream(header.Path, FileMode.Open, FileAccess.Read, FileShare.Read)
-             MemoryMappedFile.CreateFromFile(stream, null, 0L, MemoryMappedFileAccess.Read, HandleInheritability.None, false))
+             MemoryMappedFile.CreateFromFile(
+                 stream,
+                 null,
+                 0L,
+                 MemoryMappedFileAccess.Read,
+                 HandleInheritability.None,
+                 false
+             ))
 
     member _.Header = header
     member _.Path = header.Path
@@ -283,11 +363,19 @@ type SafetensorsFile(header: SafetensorsHeader) =
     member f.CopyJobs(name: string, tensor: Tensor) : (unit -> unit) list =
         Safetensors.requireLittleEndian ()
         let entry = f.Entry name
-        if entry.ByteCount = 0L then []
+        if entry.ByteCount = 0L then
+            []
         else
             let destination = Safetensors.address tensor
-            [ for first, count in Safetensors.windows entry ->
-                  fun () -> Safetensors.copyWindow map.Value (header.DataStart + entry.Begin + first) (destination + nativeint first) count ]
+            [
+                for first, count in Safetensors.windows entry ->
+                    fun () ->
+                        Safetensors.copyWindow
+                            map.Value
+                            (header.DataStart + entry.Begin + first)
+                            (destination + nativeint first)
+                            count
+            ]
 
     /// The tensor `name` as a fresh CPU tensor of its stored element type (freed again when a copy fails).
     member f.ReadRaw(name: string) : Tensor =
@@ -305,4 +393,5 @@ type SafetensorsFile(header: SafetensorsHeader) =
 
     interface IDisposable with
         member _.Dispose() =
-            if map.IsValueCreated then map.Value.Dispose()
+            if map.IsValueCreated then
+                map.Value.Dispose()

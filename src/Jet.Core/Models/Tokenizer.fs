@@ -26,7 +26,8 @@ type CharTokenizer() =
 
     interface ITokenizer with
         member _.Encode(text) =
-            if isNull text then raise (MissingArgumentException "The text is null.")
+            if isNull text then
+                raise (MissingArgumentException "The text is null.")
             text
             |> Seq.map (fun c ->
                 if c >= ' ' && c <= '~' then int c - 32
@@ -37,17 +38,26 @@ type CharTokenizer() =
         member this.Decode(ids) =
             let sb = StringBuilder()
             for id in ids do
-                if id >= 0 && id < 95 then sb.Append(char (id + 32)) |> ignore
-                elif id = 95 then sb.Append('\n') |> ignore
-                elif id > 95 && id < 100 then sb.Append(specials.[id - 95]) |> ignore
-                else raise (IndexRangeException(sprintf "Token id %d is outside the toy vocabulary 0..99." id))
+                if id >= 0 && id < 95 then
+                    sb.Append(char (id + 32)) |> ignore
+                elif id = 95 then
+                    sb.Append('\n') |> ignore
+                elif id > 95 && id < 100 then
+                    sb.Append(specials.[id - 95]) |> ignore
+                else
+                    raise (IndexRangeException(sprintf "Token id %d is outside the toy vocabulary 0..99." id))
             sb.ToString()
 
         member _.Piece(id) =
-            if id = 0 then "␣"
-            elif id > 0 && id < 95 then string (char (id + 32))
-            elif id = 95 then "\\n"
-            elif id > 95 && id < 100 then specials.[id - 95]
-            else raise (IndexRangeException(sprintf "Token id %d is outside the toy vocabulary 0..99." id))
+            if id = 0 then
+                "␣"
+            elif id > 0 && id < 95 then
+                string (char (id + 32))
+            elif id = 95 then
+                "\\n"
+            elif id > 95 && id < 100 then
+                specials.[id - 95]
+            else
+                raise (IndexRangeException(sprintf "Token id %d is outside the toy vocabulary 0..99." id))
 
         member _.VocabSize = 100

@@ -19,7 +19,13 @@ module Toy =
                 Name = sprintf "block%d" b
                 Block = b
                 Kind = LayerKind.Block
-                Gamma = Chain [ Fn.affine (p "fc1.weight") (p "fc1.bias"); Act Activation.Relu; Fn.affine (p "fc2.weight") (p "fc2.bias") ]
+                Gamma =
+                    Chain
+                        [
+                            Fn.affine (p "fc1.weight") (p "fc1.bias")
+                            Act Activation.Relu
+                            Fn.affine (p "fc2.weight") (p "fc2.bias")
+                        ]
             }
         {
             Name = "toy"
@@ -34,8 +40,10 @@ module Toy =
 
     /// A seeded toy network (weights N(0, 1/fan_in), embeddings N(0, 1)) in the given dtype. The caller owns it.
     let createDeep (seed: int) (width: int) (blocks: int) (dtype: torch.ScalarType) : Net =
-        if width < 1 then raise (IndexRangeException(sprintf "The toy width must be ≥ 1; got %d." width))
-        if blocks < 1 then raise (IndexRangeException(sprintf "The toy needs at least one block; got %d." blocks))
+        if width < 1 then
+            raise (IndexRangeException(sprintf "The toy width must be ≥ 1; got %d." width))
+        if blocks < 1 then
+            raise (IndexRangeException(sprintf "The toy needs at least one block; got %d." blocks))
         Native.ensure ()
         // The scope frees the float64 draws; only the parameters leave it, owned by the network.
         use scope = torch.NewDisposeScope()

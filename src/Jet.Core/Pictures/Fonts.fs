@@ -20,13 +20,19 @@ module Fonts =
             (let assembly = typeof<Colour>.Assembly
              use stream = assembly.GetManifestResourceStream "Jet.Core.Pictures.DejaVuSans.ttf"
              if isNull stream then
-                 raise (JetException "The embedded font Jet.Core.Pictures.DejaVuSans.ttf is missing from Jet.Core.dll; rebuild the library.")
+                 raise (
+                     JetException
+                         "The embedded font Jet.Core.Pictures.DejaVuSans.ttf is missing from Jet.Core.dll; rebuild the library."
+                 )
              use copy = new IO.MemoryStream()
              stream.CopyTo copy
              use data = SKData.CreateCopy(copy.ToArray())
              let typeface = SKTypeface.FromData data
              if isNull typeface then
-                 raise (JetException "SkiaSharp could not read the embedded DejaVu Sans font; PNG pictures need it to draw text.")
+                 raise (
+                     JetException
+                         "SkiaSharp could not read the embedded DejaVu Sans font; PNG pictures need it to draw text."
+                 )
              typeface)
 
     /// The embedded typeface.
@@ -34,7 +40,13 @@ module Fonts =
 
     /// A Skia text paint of a typeface (bold is synthesised).
     let paintOf (face: SKTypeface) (size: float) (bold: bool) =
-        new SKPaint(Typeface = face, TextSize = float32 size, FakeBoldText = bold, IsAntialias = true, SubpixelText = true)
+        new SKPaint(
+            Typeface = face,
+            TextSize = float32 size,
+            FakeBoldText = bold,
+            IsAntialias = true,
+            SubpixelText = true
+        )
 
     let private fallbacks = Dictionary<int, SKTypeface>()
 
@@ -49,7 +61,11 @@ module Fonts =
                 match fallbacks.TryGetValue codepoint with
                 | true, t -> t
                 | _ ->
-                    let matched = try SKFontManager.Default.MatchCharacter codepoint with _ -> null
+                    let matched =
+                        try
+                            SKFontManager.Default.MatchCharacter codepoint
+                        with _ ->
+                            null
                     let chosen = if isNull matched then primary else matched
                     fallbacks.[codepoint] <- chosen
                     chosen)
@@ -66,7 +82,8 @@ module Fonts =
                 current.Clear() |> ignore
             face <- t
             current.Append(rune.ToString()) |> ignore
-        if current.Length > 0 then result.Add((face, current.ToString()))
+        if current.Length > 0 then
+            result.Add((face, current.ToString()))
         List.ofSeq result
 
     /// The baseline of text whose capital letters are centred at y.
@@ -87,5 +104,8 @@ module Fonts =
             let runes = text.EnumerateRunes() |> Seq.map string |> Array.ofSeq
             let rec shorten n =
                 let candidate = String.Join("", runes.[.. n - 1]) + "…"
-                if n <= 1 || measure candidate size bold <= width then candidate else shorten (n - 1)
+                if n <= 1 || measure candidate size bold <= width then
+                    candidate
+                else
+                    shorten (n - 1)
             shorten (runes.Length - 1)

@@ -24,7 +24,11 @@ module Pictures =
         | ".svg" -> PictureFormat.Svg
         | other ->
             let shown = if other = "" then "no extension" else other
-            raise (InvalidPlanException(sprintf "Cannot write a picture to %s (%s); the file name must end in .png or .svg." path shown))
+            raise (
+                InvalidPlanException(
+                    sprintf "Cannot write a picture to %s (%s); the file name must end in .png or .svg." path shown
+                )
+            )
 
     /// The bytes of a scene in a format (PNG at `PngScale` pixels per unit, or UTF-8 SVG).
     [<CompiledName("Encode")>]
@@ -38,5 +42,6 @@ module Pictures =
     let save (path: string) (scene: Scene) =
         let format = formatOf path
         let folder = Path.GetDirectoryName(Path.GetFullPath path)
-        if not (Directory.Exists folder) then Directory.CreateDirectory folder |> ignore
+        if not (Directory.Exists folder) then
+            Directory.CreateDirectory folder |> ignore
         File.WriteAllBytes(path, encode format scene)

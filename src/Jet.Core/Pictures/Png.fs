@@ -9,7 +9,16 @@ open SkiaSharp
 module Png =
     let private colour (c: Colour) = SKColor(c.R, c.G, c.B)
 
-    let private drawText (canvas: SKCanvas) (x: float) (y: float) (text: string) (size: float) (fill: Colour) (anchor: Anchor) (bold: bool) =
+    let private drawText
+        (canvas: SKCanvas)
+        (x: float)
+        (y: float)
+        (text: string)
+        (size: float)
+        (fill: Colour)
+        (anchor: Anchor)
+        (bold: bool)
+        =
         let pieces =
             Fonts.runs text
             |> List.map (fun (face, s) ->
@@ -31,7 +40,8 @@ module Png =
 
     /// The PNG bytes of a scene drawn at `scale` pixels per unit (2 gives crisp text on high-density screens).
     let render (scale: float) (scene: Scene) : byte[] =
-        if not (scale > 0.0) then invalidArg (nameof scale) "The PNG scale must be > 0."
+        if not (scale > 0.0) then
+            invalidArg (nameof scale) "The PNG scale must be > 0."
         let width, height = int (Math.Ceiling(scene.Width * scale)), int (Math.Ceiling(scene.Height * scale))
         use surface = SKSurface.Create(SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Premul))
         let canvas = surface.Canvas
@@ -45,17 +55,41 @@ module Png =
                 canvas.DrawRect(rect, paint)
                 match stroke with
                 | Some c ->
-                    use border = new SKPaint(Color = colour c, Style = SKPaintStyle.Stroke, StrokeWidth = 1.0f, IsAntialias = true)
+                    use border =
+                        new SKPaint(
+                            Color = colour c,
+                            Style = SKPaintStyle.Stroke,
+                            StrokeWidth = 1.0f,
+                            IsAntialias = true
+                        )
                     canvas.DrawRect(rect, border)
                 | None -> ()
             | Shape.Text(x, y, text, size, fill, anchor, bold) -> drawText canvas x y text size fill anchor bold
             | Shape.Line(x1, y1, x2, y2, c, w) ->
-                use paint = new SKPaint(Color = colour c, Style = SKPaintStyle.Stroke, StrokeWidth = float32 w, IsAntialias = true)
+                use paint =
+                    new SKPaint(
+                        Color = colour c,
+                        Style = SKPaintStyle.Stroke,
+                        StrokeWidth = float32 w,
+                        IsAntialias = true
+                    )
                 canvas.DrawLine(float32 x1, float32 y1, float32 x2, float32 y2, paint)
             | Shape.Polyline(points, c, w) ->
-                use paint = new SKPaint(Color = colour c, Style = SKPaintStyle.Stroke, StrokeWidth = float32 w, IsAntialias = true, StrokeJoin = SKStrokeJoin.Round)
+                use paint =
+                    new SKPaint(
+                        Color = colour c,
+                        Style = SKPaintStyle.Stroke,
+                        StrokeWidth = float32 w,
+                        IsAntialias = true,
+                        StrokeJoin = SKStrokeJoin.Round
+                    )
                 use path = new SKPath()
-                points |> List.iteri (fun i (px, py) -> if i = 0 then path.MoveTo(float32 px, float32 py) else path.LineTo(float32 px, float32 py))
+                points
+                |> List.iteri (fun i (px, py) ->
+                    if i = 0 then
+                        path.MoveTo(float32 px, float32 py)
+                    else
+                        path.LineTo(float32 px, float32 py))
                 canvas.DrawPath(path, paint)
             | Shape.Circle(cx, cy, r, fill) ->
                 use paint = new SKPaint(Color = colour fill, Style = SKPaintStyle.Fill, IsAntialias = true)

@@ -4,7 +4,11 @@ open System
 
 /// An opaque RGB colour.
 type Colour =
-    { R: byte; G: byte; B: byte }
+    {
+        R: byte
+        G: byte
+        B: byte
+    }
 
     /// "#rrggbb".
     member c.Hex = sprintf "#%02x%02x%02x" c.R c.G c.B
@@ -45,20 +49,42 @@ module Colour =
 
     // ColorBrewer RdBu, reversed: blue for negative, red for positive.
     let private redBlue =
-        [| "053061"; "2166ac"; "4393c3"; "92c5de"; "d1e5f0"; "f7f7f7"; "fddbc7"; "f4a582"; "d6604d"; "b2182b"; "67001f" |]
-        |> Array.map (fun h -> rgb (Convert.ToInt32(h.Substring(0, 2), 16)) (Convert.ToInt32(h.Substring(2, 2), 16)) (Convert.ToInt32(h.Substring(4, 2), 16)))
+        [|
+            "053061"
+            "2166ac"
+            "4393c3"
+            "92c5de"
+            "d1e5f0"
+            "f7f7f7"
+            "fddbc7"
+            "f4a582"
+            "d6604d"
+            "b2182b"
+            "67001f"
+        |]
+        |> Array.map (fun h ->
+            rgb
+                (Convert.ToInt32(h.Substring(0, 2), 16))
+                (Convert.ToInt32(h.Substring(2, 2), 16))
+                (Convert.ToInt32(h.Substring(4, 2), 16)))
 
     // ColorBrewer Blues, for scores that are never negative.
     let private blues =
         [| "f7fbff"; "deebf7"; "c6dbef"; "9ecae1"; "6baed6"; "4292c6"; "2171b5"; "084594" |]
-        |> Array.map (fun h -> rgb (Convert.ToInt32(h.Substring(0, 2), 16)) (Convert.ToInt32(h.Substring(2, 2), 16)) (Convert.ToInt32(h.Substring(4, 2), 16)))
+        |> Array.map (fun h ->
+            rgb
+                (Convert.ToInt32(h.Substring(0, 2), 16))
+                (Convert.ToInt32(h.Substring(2, 2), 16))
+                (Convert.ToInt32(h.Substring(4, 2), 16)))
 
     /// A diverging blue–white–red colour for `value`, white at 0, with separate slopes for the two signs:
     /// `low` (< 0) maps to full blue and `high` (> 0) to full red.
     let diverging (low: float) (high: float) (value: float) =
         let t =
-            if value >= 0.0 then 0.5 + 0.5 * (if high > 0.0 then value / high else 0.0)
-            else 0.5 - 0.5 * (if low < 0.0 then value / low else 0.0)
+            if value >= 0.0 then
+                0.5 + 0.5 * (if high > 0.0 then value / high else 0.0)
+            else
+                0.5 - 0.5 * (if low < 0.0 then value / low else 0.0)
         alongStops redBlue t
 
     /// A sequential white-to-blue colour for `value` in 0..`high`.

@@ -25,8 +25,7 @@ module Activations =
     let private sqrt2OverPi = Math.Sqrt(2.0 / Math.PI)
 
     /// GELU, tanh approximation: ½x(1 + tanh(√(2/π)(x + 0.044715x³))), as GPT-2's gelu_new.
-    let geluTanh (x: Tensor) =
-        0.5 * x * (1.0 + torch.tanh (sqrt2OverPi * (x + 0.044715 * x * x * x)))
+    let geluTanh (x: Tensor) = 0.5 * x * (1.0 + torch.tanh (sqrt2OverPi * (x + 0.044715 * x * x * x)))
 
     /// GELU with erf: ½x(1 + erf(x/√2)).
     let gelu (x: Tensor) = 0.5 * x * (1.0 + torch.special.erf (x / Math.Sqrt 2.0))
@@ -53,19 +52,21 @@ module Activations =
     /// identity branch), so there, and only there, the nested-JVP engine returns [0; α·x₁; 0; …] instead.
     /// Example: tanh of the line x(t) = t is [0; 1; 0; −1/3; 0] (tanh t = t − t³/3 + …).
     let taylor (activation: Activation) (x: Tensor) : Tensor =
-        let positive () = x.[0L].gt(torch.tensor (0.0, dtype = x.dtype, device = x.device))
+        let positive () = x.[0L].gt (torch.tensor (0.0, dtype = x.dtype, device = x.device))
         match activation with
         | Activation.Relu -> x * positive().to_type x.dtype
         // The scalar steps run in place on fresh Cauchy products, which no backward function saved.
         | Activation.Gelu -> (Series.mul x (Series.erf (x / Math.Sqrt 2.0))).add_(x).mul_ (scalar 0.5)
         | Activation.GeluTanh ->
-            let inner = (Series.mul x (Series.square x)).mul_(scalar (0.044715 * sqrt2OverPi)).add_ (x, scalar sqrt2OverPi)
+            let inner =
+                (Series.mul x (Series.square x)).mul_(scalar (0.044715 * sqrt2OverPi)).add_ (x, scalar sqrt2OverPi)
             (Series.mul x (Series.tanh inner)).add_(x).mul_ (scalar 0.5)
         | Activation.Silu -> Series.mul x (Series.sigmoid x)
         | Activation.Elu alpha ->
             // The exponential branch is evaluated at min(x₀, 0) so that elements taking the other branch cannot
             // overflow (an infinite unused branch would still poison the gradient with NaN).
-            let negative = alpha * Series.shiftBy -1.0 (Series.exp (Series.shift (-(x.[0L].clamp_min (scalar 0.0))) x))
+            let negative =
+                alpha * Series.shiftBy -1.0 (Series.exp (Series.shift (-(x.[0L].clamp_min (scalar 0.0))) x))
             torch.where (positive (), x, negative)
         | Activation.Tanh -> Series.tanh x
         | Activation.Sigmoid -> Series.sigmoid x

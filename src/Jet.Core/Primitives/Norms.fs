@@ -20,8 +20,13 @@ module Norms =
         let centred = x - x.mean ([| -1L |], keepdim = true)
         let variance = (centred * centred).mean ([| -1L |], keepdim = true)
         let normed = centred * torch.rsqrt (variance + spec.Eps)
-        let scaled = match spec.Weight with Some w -> normed * parameters.[w] | None -> normed
-        match spec.Bias with Some b -> scaled + parameters.[b] | None -> scaled
+        let scaled =
+            match spec.Weight with
+            | Some w -> normed * parameters.[w]
+            | None -> normed
+        match spec.Bias with
+        | Some b -> scaled + parameters.[b]
+        | None -> scaled
 
     /// x / √(mean(x²) + eps) · w, or · (1 + w) when `PlusOne`.
     let rmsNorm (parameters: ParameterStore) (spec: RmsNormSpec) (x: Tensor) : Tensor =
@@ -40,8 +45,13 @@ module Norms =
         let centred = x - x.mean ([| -1L |], keepdim = true)
         let variance = (Series.square centred).mean ([| -1L |], keepdim = true)
         let normed = Series.mul centred (Series.rsqrt (Series.shiftBy spec.Eps variance))
-        let scaled = match spec.Weight with Some w -> normed * parameters.[w] | None -> normed
-        match spec.Bias with Some b -> Series.shift parameters.[b] scaled | None -> scaled
+        let scaled =
+            match spec.Weight with
+            | Some w -> normed * parameters.[w]
+            | None -> normed
+        match spec.Bias with
+        | Some b -> Series.shift parameters.[b] scaled
+        | None -> scaled
 
     /// Taylor rule of `rmsNorm`: mean(x·x) by a Cauchy square, 1/√(· + eps) by the power recurrence, a Cauchy
     /// product with x, then the (linear) weight w or 1 + w. Shapes: [k+1, ..., d] → [k+1, ..., d].
@@ -70,7 +80,8 @@ module Norms =
     /// ["g"], and maps the row (3, 4) (root mean square √12.5) to (3, 4) / √12.5 · (1 + g).
     let rmsNormRule (spec: RmsNormSpec) : PrimitiveRule =
         {
-            Print = fun () -> sprintf "RMSNorm(%s%s)" (defaultArg spec.Weight "—") (if spec.PlusOne then ", 1+w" else "")
+            Print =
+                fun () -> sprintf "RMSNorm(%s%s)" (defaultArg spec.Weight "—") (if spec.PlusOne then ", 1+w" else "")
             Parameters = Option.toList spec.Weight
             MixesPositions = false
             Forward = fun parameters x -> rmsNorm parameters spec x

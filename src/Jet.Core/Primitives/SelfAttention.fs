@@ -71,15 +71,18 @@ module SelfAttention =
     let rotaryAngles (rotary: Rotary) (headDim: int) (seq: int64) (like: Tensor) =
         let r = rotaryDims rotary headDim
         let half = int64 (r / 2)
-        let inverse = torch.pow (torch.tensor rotary.Base, -(torch.arange (0L, half, dtype = torch.float64) * 2.0 / float r))
+        let inverse =
+            torch.pow (torch.tensor rotary.Base, -(torch.arange (0L, half, dtype = torch.float64) * 2.0 / float r))
         let angles = torch.outer (torch.arange (seq, dtype = torch.float64), inverse)
-        torch.cos(angles).to_type(like.dtype).``to``(like.device), torch.sin(angles).to_type(like.dtype).``to``(like.device)
+        torch.cos(angles).to_type(like.dtype).``to`` (like.device),
+        torch.sin(angles).to_type(like.dtype).``to`` (like.device)
 
     /// Rotates the first r coordinates of each head of x [batch, heads, seq, head_dim]; linear in x.
     let rotate (rotary: Rotary) (cos: Tensor, sin: Tensor) (x: Tensor) =
         let headDim = int x.shape.[3]
         let r = int64 (rotaryDims rotary headDim)
-        if r = 0L then x
+        if r = 0L then
+            x
         else
             let half = r / 2L
             let rotated = x.narrow (3L, 0L, r)
@@ -93,7 +96,10 @@ module SelfAttention =
                     let pairs = rotated.unflatten (3L, [| half; 2L |])
                     let even, odd = pairs.select (4L, 0L), pairs.select (4L, 1L)
                     torch.stack([| even * cos - odd * sin; odd * cos + even * sin |], 4L).flatten (3L, 4L)
-            if r = int64 headDim then turned else torch.cat ([| turned; rest |], 3L)
+            if r = int64 headDim then
+                turned
+            else
+                torch.cat ([| turned; rest |], 3L)
 
     /// Boolean [seq, seq] mask, true where position i may attend to j (j ≤ i, and i − j < window).
     let allowed (window: int option) (seq: int64) (device: torch.Device) =
@@ -112,8 +118,7 @@ module SelfAttention =
         | ScoreScaling.By c -> c
 
     /// Splits [batch, seq, heads·head_dim] into [batch, heads, seq, head_dim].
-    let splitHeads (heads: int) (x: Tensor) =
-        x.unflatten(2L, [| int64 heads; -1L |]).transpose (1L, 2L)
+    let splitHeads (heads: int) (x: Tensor) = x.unflatten(2L, [| int64 heads; -1L |]).transpose (1L, 2L)
 
     /// Queries, keys and values from `affine` (the forward map, or its Taylor rule), each [..., heads·head_dim]
     /// (keys and values with the KV heads). The splits act on the last axis only, so any leading axes pass through.
@@ -136,7 +141,10 @@ module SelfAttention =
 
     /// Repeats each KV head for the query heads that share it: [b, kv, s, dh] → [b, heads, s, dh].
     let repeatKv (a: Attention) (x: Tensor) =
-        if a.KvHeads = a.Heads then x else x.repeat_interleave (int64 (a.Heads / a.KvHeads), dim = 1L)
+        if a.KvHeads = a.Heads then
+            x
+        else
+            x.repeat_interleave (int64 (a.Heads / a.KvHeads), dim = 1L)
 
     /// Merges [batch, heads, seq, head_dim] back into [batch, seq, heads·head_dim].
     let mergeHeads (x: Tensor) = x.transpose(1L, 2L).flatten (2L, 3L)
@@ -159,7 +167,8 @@ module SelfAttention =
         let seq = x.shape.[1]
         let q, k, v = heads a seq (project parameters a x)
         let scores = q.matmul (k.transpose (-2L, -1L)) * scale a
-        let scores = scores.masked_fill ((allowed a.Window seq x.device).logical_not (), Double.NegativeInfinity)
+        let scores =
+            scores.masked_fill ((allowed a.Window seq x.device).logical_not (), Double.NegativeInfinity)
         let mixed = scores.softmax(-1L).matmul v
         Affine.apply parameters a.Output (mergeHeads mixed)
 
@@ -173,7 +182,11 @@ module SelfAttention =
     let taylor (parameters: ParameterStore) (a: Attention) (x: Tensor) : Tensor =
         if x.dim () <> 4L then
             let shape = Tensors.shapeText (Array.tail x.shape)
-            raise (ShapeMismatchException(sprintf "Attention expects a stream [batch, seq, d]; got a stream of shape %s." shape))
+            raise (
+                ShapeMismatchException(
+                    sprintf "Attention expects a stream [batch, seq, d]; got a stream of shape %s." shape
+                )
+            )
         let count, batch, seq = x.shape.[0], x.shape.[1], x.shape.[2]
         let q, k, v = projectWith (Affine.taylor parameters) a x
         let q, k, v = heads a seq (q.flatten (0L, 1L), k.flatten (0L, 1L), v.flatten (0L, 1L))
@@ -193,21 +206,36 @@ module SelfAttention =
         let window = a.Window |> Option.map (sprintf ", window %d") |> Option.defaultValue ""
         let projections =
             match a.Projections with
-            | Projections.Separate(q, k, v) -> sprintf "q %s, k %s, v %s" (Affine.print q) (Affine.print k) (Affine.print v)
+            | Projections.Separate(q, k, v) ->
+                sprintf "q %s, k %s, v %s" (Affine.print q) (Affine.print k) (Affine.print v)
             | Projections.Fused(qkv, layout) -> sprintf "qkv %s %A" (Affine.print qkv) layout
         let scaling =
             match a.Scaling with
             | ScoreScaling.InverseSqrtHeadDim -> ""
             | ScoreScaling.Unscaled -> ", unscaled"
             | ScoreScaling.By c -> sprintf ", scale %g" c
-        let kv = if a.KvHeads <> a.Heads then sprintf "/%d kv" a.KvHeads else ""
-        sprintf "Attention(%d heads%s × %d%s%s%s, %s, out %s)" a.Heads kv a.HeadDim rotary window scaling projections (Affine.print a.Output)
+        let kv =
+            if a.KvHeads <> a.Heads then
+                sprintf "/%d kv" a.KvHeads
+            else
+                ""
+        sprintf
+            "Attention(%d heads%s × %d%s%s%s, %s, out %s)"
+            a.Heads
+            kv
+            a.HeadDim
+            rotary
+            window
+            scaling
+            projections
+            (Affine.print a.Output)
 
     /// The projections' parameters (query, key, value or the fused one), then the output projection's.
     let parameterNames (a: Attention) =
         let projections =
             match a.Projections with
-            | Projections.Separate(q, k, v) -> Affine.parameterNames q @ Affine.parameterNames k @ Affine.parameterNames v
+            | Projections.Separate(q, k, v) ->
+                Affine.parameterNames q @ Affine.parameterNames k @ Affine.parameterNames v
             | Projections.Fused(qkv, _) -> Affine.parameterNames qkv
         projections @ Affine.parameterNames a.Output
 

@@ -16,10 +16,12 @@ module Native =
     let private candidates () =
         let here = Path.GetDirectoryName(typeof<JetException>.Assembly.Location)
         let torchDir = Path.GetDirectoryName(typeof<torch>.Assembly.Location)
-        [ for dir in [ here; torchDir; AppContext.BaseDirectory ] do
-            if not (String.IsNullOrEmpty dir) then
-                yield Path.Combine(dir, "runtimes", "linux-x64", "native", "libLibTorchSharp.so")
-                yield Path.Combine(dir, "libLibTorchSharp.so") ]
+        [
+            for dir in [ here; torchDir; AppContext.BaseDirectory ] do
+                if not (String.IsNullOrEmpty dir) then
+                    yield Path.Combine(dir, "runtimes", "linux-x64", "native", "libLibTorchSharp.so")
+                    yield Path.Combine(dir, "libLibTorchSharp.so")
+        ]
 
     let private troubleshooting =
         "TorchSharp's native library could not be loaded. On Debian 12 / Ubuntu 22.04 this is usually the "

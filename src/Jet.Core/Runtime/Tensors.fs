@@ -3,7 +3,6 @@ namespace Jet.Core
 open System
 open TorchSharp
 
-
 /// Small helpers over TorchSharp tensors: descriptions for messages, validation, dispose scopes.
 [<RequireQualifiedAccess>]
 module Tensors =
@@ -20,11 +19,15 @@ module Tensors =
 
     /// Fails unless the tensor has a floating element type; `what` names the argument in the message.
     let requireFloating (what: string) (t: Tensor) =
-        if isNull (box t) then raise (MissingArgumentException(sprintf "%s is null; pass a floating-point tensor." what))
+        if isNull (box t) then
+            raise (MissingArgumentException(sprintf "%s is null; pass a floating-point tensor." what))
         if not (isFloating t) then
             raise (
                 DTypeException(
-                    sprintf "%s has element type %O; jets need a floating-point tensor (float32 or float64; float16/bfloat16 also work)." what t.dtype
+                    sprintf
+                        "%s has element type %O; jets need a floating-point tensor (float32 or float64; float16/bfloat16 also work)."
+                        what
+                        t.dtype
                 )
             )
 
@@ -33,13 +36,26 @@ module Tensors =
         if a.shape <> b.shape then
             raise (
                 ShapeMismatchException(
-                    sprintf "%s has shape %s but %s has shape %s; they must be equal." whatA (shapeText a.shape) whatB (shapeText b.shape)
+                    sprintf
+                        "%s has shape %s but %s has shape %s; they must be equal."
+                        whatA
+                        (shapeText a.shape)
+                        whatB
+                        (shapeText b.shape)
                 )
             )
         if a.dtype <> b.dtype then
-            raise (DTypeException(sprintf "%s is %O but %s is %O; they must have the same element type." whatA a.dtype whatB b.dtype))
+            raise (
+                DTypeException(
+                    sprintf "%s is %O but %s is %O; they must have the same element type." whatA a.dtype whatB b.dtype
+                )
+            )
         if a.device.ToString() <> b.device.ToString() then
-            raise (DeviceMismatchException(sprintf "%s is on %O but %s is on %O; move both to one device." whatA a.device whatB b.device))
+            raise (
+                DeviceMismatchException(
+                    sprintf "%s is on %O but %s is on %O; move both to one device." whatA a.device whatB b.device
+                )
+            )
 
     /// Runs `body` in a fresh dispose scope; the tensors it returns (via `keep`) survive, everything else is freed.
     let scoped (body: unit -> 'T) (keep: 'T -> Tensor seq) : 'T =
@@ -47,7 +63,8 @@ module Tensors =
         use scope = torch.NewDisposeScope()
         let result = body ()
         for t in keep result do
-            if not (isNull (box t)) then t.MoveToOuterDisposeScope() |> ignore
+            if not (isNull (box t)) then
+                t.MoveToOuterDisposeScope() |> ignore
         result
 
     /// `scoped` for a body returning one tensor.

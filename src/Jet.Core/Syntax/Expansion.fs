@@ -92,7 +92,8 @@ type Expansion private (site: Site, centres: Centre list, order: int, weights: W
 
     override e.Equals(other) =
         match other with
-        | :? Expansion as o -> site = o.Site && order = o.Order && engine = o.Engine && weights = o.Weights && centres = o.Centres
+        | :? Expansion as o ->
+            site = o.Site && order = o.Order && engine = o.Engine && weights = o.Weights && centres = o.Centres
         | _ -> false
 
     override _.GetHashCode() = hash (site, centres, order, weights, engine)
@@ -142,13 +143,23 @@ module Expansion =
 
     /// How many centres `centres` stand for, when that is known without a network: None when one is `Terms`.
     let centreCount (centres: Centre list) : int option =
-        if centres |> List.exists (function Centre.Terms _ -> true | _ -> false) then None else Some centres.Length
+        if
+            centres
+            |> List.exists (function
+                | Centre.Terms _ -> true
+                | _ -> false)
+        then
+            None
+        else
+            Some centres.Length
 
     /// Fails unless the weights fit `centreCount` centres (None: not known yet, checked again at evaluation): fixed
     /// weights finite and one per centre; a weight tensor of shape [N], [N, seq] or [N, batch, seq].
     let checkWeights (centreCount: int option) (weights: Weights) =
         if isNull (box weights) then
-            raise (MissingArgumentException "The weights are null; use Weights.Uniform, Weights.Fixed or Weights.Tensor.")
+            raise (
+                MissingArgumentException "The weights are null; use Weights.Uniform, Weights.Fixed or Weights.Tensor."
+            )
         match weights with
         | Weights.Uniform -> ()
         | Weights.Fixed ws ->
@@ -157,35 +168,75 @@ module Expansion =
             ws
             |> List.iteri (fun i w ->
                 if Double.IsNaN w || Double.IsInfinity w then
-                    raise (InvalidPlanException(sprintf "Weight %d (0-based) is %g; weights must be finite numbers." i w)))
+                    raise (
+                        InvalidPlanException(sprintf "Weight %d (0-based) is %g; weights must be finite numbers." i w)
+                    ))
             match centreCount with
             | Some count when ws.Length <> count ->
-                raise (InvalidPlanException(sprintf "%d weights were given for %d centre%s; give one weight per centre." ws.Length count (if count = 1 then "" else "s")))
+                raise (
+                    InvalidPlanException(
+                        sprintf
+                            "%d weights were given for %d centre%s; give one weight per centre."
+                            ws.Length
+                            count
+                            (if count = 1 then "" else "s")
+                    )
+                )
             | _ -> ()
         | Weights.Tensor r ->
             if isNull (box r) || isNull (box r.Tensor) then
-                raise (MissingArgumentException "The weight tensor is null; give a tensor of shape [N], [N, seq] or [N, batch, seq].")
+                raise (
+                    MissingArgumentException
+                        "The weight tensor is null; give a tensor of shape [N], [N, seq] or [N, batch, seq]."
+                )
             let w = r.Tensor
             if w.dim () < 1L || w.dim () > 3L then
-                raise (ShapeMismatchException(sprintf "The weight tensor has shape %s; use [N], [N, seq] or [N, batch, seq] with N the number of centres." (Tensors.shapeText w.shape)))
+                raise (
+                    ShapeMismatchException(
+                        sprintf
+                            "The weight tensor has shape %s; use [N], [N, seq] or [N, batch, seq] with N the number of centres."
+                            (Tensors.shapeText w.shape)
+                    )
+                )
             match centreCount with
             | Some count when w.shape.[0] <> int64 count ->
-                let centres = if count = 1 then "is 1 centre" else sprintf "are %d centres" count
-                raise (InvalidPlanException(sprintf "The weight tensor has shape %s but there %s; its first dimension must be %d." (Tensors.shapeText w.shape) centres count))
+                let centres =
+                    if count = 1 then
+                        "is 1 centre"
+                    else
+                        sprintf "are %d centres" count
+                raise (
+                    InvalidPlanException(
+                        sprintf
+                            "The weight tensor has shape %s but there %s; its first dimension must be %d."
+                            (Tensors.shapeText w.shape)
+                            centres
+                            count
+                    )
+                )
             | _ -> ()
 
     /// Fails when centre `index` of a plan, or a part of it, is null (possible only from C# or Unchecked.defaultof).
     let rec private checkCentre (index: int) (nested: bool) (c: Centre) =
         let fail (what: string) =
-            raise (MissingArgumentException(sprintf "Centre %d (0-based) of the plan %s; give centres such as Centre.Stream 0." index what))
-        if isNull (box c) then fail (if nested then "contains a null centre" else "is null")
+            raise (
+                MissingArgumentException(
+                    sprintf "Centre %d (0-based) of the plan %s; give centres such as Centre.Stream 0." index what
+                )
+            )
+        if isNull (box c) then
+            fail (if nested then "contains a null centre" else "is null")
         match c with
         | Centre.Difference(a, b) ->
             checkCentre index true a
             checkCentre index true b
         | Centre.Term(e, _)
-        | Centre.Terms e -> if isNull (box e) then fail "refers to a null plan"
-        | Centre.Custom f -> if isNull (box f) || isNull (box f.Apply) then fail "is a custom centre without a function"
+        | Centre.Terms e ->
+            if isNull (box e) then
+                fail "refers to a null plan"
+        | Centre.Custom f ->
+            if isNull (box f) || isNull (box f.Apply) then
+                fail "is a custom centre without a function"
         | Centre.Stream _
         | Centre.Gamma _
         | Centre.Embedding
@@ -199,12 +250,19 @@ module Expansion =
             raise (MissingArgumentException "The plan's engine is null; use Engine.Taylor or Engine.Jvp.")
         checkOrder "The expansion order" order
         if isNull (box centres) || List.isEmpty centres then
-            raise (InvalidPlanException(sprintf "The expansion at %s has no centres; give at least one, for example Centre.Stream 0." (Print.site site)))
+            raise (
+                InvalidPlanException(
+                    sprintf
+                        "The expansion at %s has no centres; give at least one, for example Centre.Stream 0."
+                        (Print.site site)
+                )
+            )
         centres |> List.iteri (fun i c -> checkCentre i false c)
         checkWeights (centreCount centres) weights
 
     /// An expansion at `site` around `centres`, order 1, uniform weights, Taylor engine.
-    let at (site: Site) (centres: Centre list) : Expansion = Expansion.Create(site, centres, 1, Weights.Uniform, Engine.Taylor)
+    let at (site: Site) (centres: Centre list) : Expansion =
+        Expansion.Create(site, centres, 1, Weights.Uniform, Engine.Taylor)
 
     /// An expansion at residual layer `layer` (1..L) around `centres`, order 1, uniform weights, Taylor engine.
     let atLayer (layer: int) centres = at (Site.Layer layer) centres
@@ -233,13 +291,27 @@ module Print =
 
     /// A network's structure: a header, one line per residual layer, then LN_f and U.
     let net (spec: NetSpec) =
-        let layers = spec.Layers |> List.mapi (fun i l -> sprintf "  γ%d [%s, block %d]: %s" (i + 1) l.Name l.Block (fn l.Gamma))
+        let layers =
+            spec.Layers
+            |> List.mapi (fun i l -> sprintf "  γ%d [%s, block %d]: %s" (i + 1) l.Name l.Block (fn l.Gamma))
         let blocks = spec.BlockCount
-        String.concat "\n" (
-            [ sprintf "%s: vocab %d, width %d, %d residual layers in %d block%s" spec.Name spec.Vocab spec.Width spec.Depth blocks (if blocks = 1 then "" else "s") ]
-            @ layers
-            @ [ sprintf "  LN_f: %s" (fn spec.FinalNorm); sprintf "  U: %s%s" spec.Unembedding.Weight (if spec.Unembedding.Tied then " (tied)" else "") ]
-        )
+        String.concat
+            "\n"
+            ([
+                sprintf
+                    "%s: vocab %d, width %d, %d residual layers in %d block%s"
+                    spec.Name
+                    spec.Vocab
+                    spec.Width
+                    spec.Depth
+                    blocks
+                    (if blocks = 1 then "" else "s")
+             ]
+             @ layers
+             @ [
+                 sprintf "  LN_f: %s" (fn spec.FinalNorm)
+                 sprintf "  U: %s%s" spec.Unembedding.Weight (if spec.Unembedding.Tied then " (tied)" else "")
+             ])
 
     /// A weight tensor: its dtype, shape and device, and whether it requires grad.
     let tensor (r: TensorRef) = Tensors.describe r.Tensor + (if r.Tensor.requires_grad then " (requires grad)" else "")
@@ -260,7 +332,7 @@ module Print =
         | Centre.Encoder -> "Enc"
         | Centre.Stream l -> "h" + Notation.subscript l
         | Centre.Gamma 1 -> "γ₁(Enc)"
-        | Centre.Gamma l -> sprintf "γ%s(h%s)" (Notation.subscript l) (Notation.subscript(l - 1))
+        | Centre.Gamma l -> sprintf "γ%s(h%s)" (Notation.subscript l) (Notation.subscript (l - 1))
         | Centre.Embedding -> "Emb"
         | Centre.Difference(a, b) -> sprintf "(%s − %s)" (centre a) (centre b)
         | Centre.Term(e, i) -> sprintf "term %d of %s" i (describe e)
@@ -290,7 +362,10 @@ module Print =
     let weights (w: Weights) =
         match w with
         | Weights.Uniform -> "uniform weights"
-        | Weights.Fixed ws -> "weights [" + (ws |> List.map (fun x -> x.ToString("R", CultureInfo.InvariantCulture)) |> String.concat ", ") + "]"
+        | Weights.Fixed ws ->
+            "weights ["
+            + (ws |> List.map (fun x -> x.ToString("R", CultureInfo.InvariantCulture)) |> String.concat ", ")
+            + "]"
         | Weights.Tensor r -> "weights from " + tensor r
 
     /// `Taylor` or `JVP`.
@@ -303,7 +378,13 @@ module Print =
     /// names, except that `Term`/`Terms` name their inner plan in full, in brackets: `terms of [expand layer 2 …]`.
     let rec plan (e: Expansion) : string =
         let centres = e.Centres |> List.map centreInPlan |> String.concat ", "
-        sprintf "expand %s around {%s} at order %d, %s, %s" (site e.Site) centres e.Order (weights e.Weights) (engine e.Engine)
+        sprintf
+            "expand %s around {%s} at order %d, %s, %s"
+            (site e.Site)
+            centres
+            e.Order
+            (weights e.Weights)
+            (engine e.Engine)
 
     and private centreInPlan (c: Centre) : string =
         match c with

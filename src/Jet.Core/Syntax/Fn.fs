@@ -104,4 +104,3 @@ module Fn =
             | FnNode.Sum fs
             | FnNode.Chain fs -> fs |> List.tryPick (tryPick chooser)
             | FnNode.Scale(_, inner) -> tryPick chooser inner
-

@@ -4,7 +4,6 @@ open System
 open System.Collections.Generic
 open TorchSharp
 
-
 /// A residual network: its structure (compared structurally) and its parameters (stored beside it). The network owns
 /// its parameter store: `Dispose` frees the weights, after which the parameters (and so every forward pass, lens or
 /// expansion of this network) fail with an ObjectDisposedException; the structure stays readable.
@@ -47,14 +46,25 @@ module Net =
         let expectShape (what: string) (name: string) (expected: int64[]) =
             let actual = net.Parameters.[name].shape
             if actual <> expected then
-                let message = sprintf "%s '%s' has shape %s but the network needs %s." what name (Tensors.shapeText actual) (Tensors.shapeText expected)
+                let message =
+                    sprintf
+                        "%s '%s' has shape %s but the network needs %s."
+                        what
+                        name
+                        (Tensors.shapeText actual)
+                        (Tensors.shapeText expected)
                 raise (ShapeMismatchException message)
         let vocab, width = int64 spec.Vocab, int64 spec.Width
         expectShape "The token embedding" spec.Encoder.TokenEmbedding [| vocab; width |]
         expectShape "The unembedding" spec.Unembedding.Weight [| vocab; width |]
         match spec.Encoder.Positions, spec.MaxPositions with
         | Some p, Some n -> expectShape "The position table" p [| int64 n; width |]
-        | Some p, None -> raise (InvalidPlanException(sprintf "The network has a position table '%s' but no MaxPositions; set it to the table's length." p))
+        | Some p, None ->
+            raise (
+                InvalidPlanException(
+                    sprintf "The network has a position table '%s' but no MaxPositions; set it to the table's length." p
+                )
+            )
         | None, _ -> ()
         net
 
@@ -99,7 +109,12 @@ module Net =
     let layersOfBlock (block: int) (net: Net) =
         match net.Spec.BlockLayers.TryFind block with
         | Some layers -> layers
-        | None -> raise (IndexRangeException(sprintf "Block %d does not exist; this network has blocks 1..%d." block net.Spec.BlockCount))
+        | None ->
+            raise (
+                IndexRangeException(
+                    sprintf "Block %d does not exist; this network has blocks 1..%d." block net.Spec.BlockCount
+                )
+            )
 
     /// The residual layer of a block whose kind matches (for example the MLP of block 3).
     [<CompiledName("LayerOfBlock")>]
@@ -108,41 +123,76 @@ module Net =
         match layers |> List.tryFind (fun l -> net.Spec.Layers.[l - 1].Kind = kind) with
         | Some l -> l
         | None ->
-            let kinds = layers |> List.map (fun l -> sprintf "%A" net.Spec.Layers.[l - 1].Kind) |> String.concat ", "
+            let kinds =
+                layers |> List.map (fun l -> sprintf "%A" net.Spec.Layers.[l - 1].Kind) |> String.concat ", "
             raise (IndexRangeException(sprintf "Block %d has no %A layer; its layers are: %s." block kind kinds))
 
     /// Fails unless `layer` is a residual layer index 1..L.
     let checkLayer (layer: int) (net: Net) =
         if layer < 1 || layer > net.Depth then
-            raise (IndexRangeException(sprintf "Residual layer %d does not exist; valid layers are 1..%d (use the decoder site for the final norm)." layer net.Depth))
+            raise (
+                IndexRangeException(
+                    sprintf
+                        "Residual layer %d does not exist; valid layers are 1..%d (use the decoder site for the final norm)."
+                        layer
+                        net.Depth
+                )
+            )
 
     /// Fails unless `stream` is a stream index 0..L (h₀ is the encoder output).
     let checkStream (stream: int) (net: Net) =
         if stream < 0 || stream > net.Depth then
-            raise (IndexRangeException(sprintf "Stream h_%d does not exist; valid streams are h_0..h_%d." stream net.Depth))
+            raise (
+                IndexRangeException(sprintf "Stream h_%d does not exist; valid streams are h_0..h_%d." stream net.Depth)
+            )
 
     /// Turns token ids into a validated int64 batch [batch, seq]; accepts [seq] too.
     let checkTokens (tokens: Tensor) (net: Net) =
-        if isNull (box tokens) then raise (MissingArgumentException "The token batch is null.")
+        if isNull (box tokens) then
+            raise (MissingArgumentException "The token batch is null.")
         if tokens.dtype <> torch.int64 && tokens.dtype <> torch.int32 then
-            raise (DTypeException(sprintf "Token ids must be an integer tensor (int64 or int32); got %s." (Tensors.describe tokens)))
+            raise (
+                DTypeException(
+                    sprintf "Token ids must be an integer tensor (int64 or int32); got %s." (Tensors.describe tokens)
+                )
+            )
         let batch =
             match tokens.dim () with
             | 1L -> tokens.unsqueeze 0
             | 2L -> tokens
-            | _ -> raise (ShapeMismatchException(sprintf "Token ids must have shape [batch, seq] or [seq]; got %s." (Tensors.describe tokens)))
-        let batch = if batch.dtype = torch.int64 then batch else batch.to_type torch.int64
+            | _ ->
+                raise (
+                    ShapeMismatchException(
+                        sprintf "Token ids must have shape [batch, seq] or [seq]; got %s." (Tensors.describe tokens)
+                    )
+                )
+        let batch =
+            if batch.dtype = torch.int64 then
+                batch
+            else
+                batch.to_type torch.int64
         if batch.shape.[1] = 0L then
             raise (ShapeMismatchException "The token sequence is empty; give at least one token.")
-        let lo, hi = batch.min().item<int64>(), batch.max().item<int64>()
+        let lo, hi = batch.min().item<int64> (), batch.max().item<int64> ()
         if lo < 0L || hi >= int64 net.Vocab then
             let bad = if lo < 0L then lo else hi
-            raise (IndexRangeException(sprintf "Token id %d is outside the vocabulary; valid ids are 0..%d." bad (net.Vocab - 1)))
+            raise (
+                IndexRangeException(
+                    sprintf "Token id %d is outside the vocabulary; valid ids are 0..%d." bad (net.Vocab - 1)
+                )
+            )
         match net.Spec.MaxPositions with
         | Some limit when batch.shape.[1] > int64 limit ->
-            raise (IndexRangeException(sprintf "The sequence has %d tokens but the network accepts at most %d positions." batch.shape.[1] limit))
+            raise (
+                IndexRangeException(
+                    sprintf
+                        "The sequence has %d tokens but the network accepts at most %d positions."
+                        batch.shape.[1]
+                        limit
+                )
+            )
         | _ -> ()
-        batch.``to``(net.Device)
+        batch.``to`` (net.Device)
 
 /// The network functions under .NET names, for C# (the `Net` module compiles to `NetModule`).
 type Net with
@@ -154,4 +204,3 @@ type Net with
 
     /// The residual layer of a block whose kind matches (for example the MLP of block 3).
     member net.LayerOfBlock(block: int, kind: LayerKind) = Net.layerOfBlock block kind net
-

@@ -27,7 +27,15 @@ type ParameterStore(tensors: IReadOnlyDictionary<string, Tensor>) =
             | true, t -> t
             | _ ->
                 let known = tensors.Keys |> Seq.sort |> Seq.truncate 12 |> String.concat ", "
-                raise (InvalidPlanException(sprintf "The network has no parameter named '%s' (it has: %s%s)." name known (if tensors.Count > 12 then ", …" else "")))
+                raise (
+                    InvalidPlanException(
+                        sprintf
+                            "The network has no parameter named '%s' (it has: %s%s)."
+                            name
+                            known
+                            (if tensors.Count > 12 then ", …" else "")
+                    )
+                )
 
     member _.TryFind(name: string) =
         match (live ()).TryGetValue name with

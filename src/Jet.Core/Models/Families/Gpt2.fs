@@ -17,7 +17,8 @@ module Gpt2 =
         let positions = config.Int "n_positions"
         let inner = config.IntOr("n_inner", 4 * d)
         let eps = config.FloatOr("layer_norm_epsilon", 1e-5)
-        let activation = Lowering.activation config "activation_function" (config.StringOr("activation_function", "gelu_new"))
+        let activation =
+            Lowering.activation config "activation_function" (config.StringOr("activation_function", "gelu_new"))
         let headDim = Lowering.headDim config "n_embd" d "n_head" heads
         if config.BoolOr("add_cross_attention", false) then
             config.Invalid("add_cross_attention", "is true; only decoder-only GPT-2 models are supported.")
@@ -49,9 +50,21 @@ module Gpt2 =
                         Scaling = scaling
                         Window = None
                     }
-            let mlp = [ Linear(plan.Conv1D(p "mlp.c_fc", d, inner)); Act activation; Linear(plan.Conv1D(p "mlp.c_proj", inner, d)) ]
-            Lowering.sequentialBlock b (Chain [ plan.LayerNorm(p "ln_1", d, eps); attention ]) (Chain(plan.LayerNorm(p "ln_2", d, eps) :: mlp))
-        let residual = [ for i in 0 .. layers - 1 do yield! block i ]
+            let mlp =
+                [
+                    Linear(plan.Conv1D(p "mlp.c_fc", d, inner))
+                    Act activation
+                    Linear(plan.Conv1D(p "mlp.c_proj", inner, d))
+                ]
+            Lowering.sequentialBlock
+                b
+                (Chain [ plan.LayerNorm(p "ln_1", d, eps); attention ])
+                (Chain(plan.LayerNorm(p "ln_2", d, eps) :: mlp))
+        let residual =
+            [
+                for i in 0 .. layers - 1 do
+                    yield! block i
+            ]
         let finalNorm = plan.LayerNorm("ln_f", d, eps)
         // HF ties lm_head to wte (save_pretrained then omits lm_head.weight); GPT2Model has no head at all.
         let unembedding = Lowering.unembedding config has plan true [ "GPT2Model" ] wte "lm_head.weight" vocab d
@@ -71,4 +84,5 @@ module Gpt2 =
         }
 
     /// The GPT-2 family.
-    let family: Family = { Name = "gpt2"; Architectures = [ "GPT2LMHeadModel"; "GPT2Model" ]; Lower = lower }
+    let family: Family =
+        { Name = "gpt2"; Architectures = [ "GPT2LMHeadModel"; "GPT2Model" ]; Lower = lower }

@@ -12,21 +12,40 @@ module GptNeo =
     /// Expands `attention_types` ([[["global", "local"], 6]] → global, local, … twelve times) to one kind per layer.
     let attentionLayers (config: HfConfig) (layers: int) : string list =
         let invalid () : 'T =
-            config.Invalid("attention_types", "must look like [[[\"global\", \"local\"], 12]]: a list of [pattern, repeats] pairs whose patterns use \"global\" and \"local\".")
+            config.Invalid(
+                "attention_types",
+                "must look like [[[\"global\", \"local\"], 12]]: a list of [pattern, repeats] pairs whose patterns use \"global\" and \"local\"."
+            )
         let kinds =
             match config.TryGet "attention_types" with
             | None -> List.replicate layers "global"
             | Some v when v.ValueKind = JsonValueKind.Array ->
-                [ for pair in v.EnumerateArray() do
-                      if pair.ValueKind <> JsonValueKind.Array || pair.GetArrayLength() <> 2 then invalid ()
-                      let pattern, repeats = pair.[0], pair.[1]
-                      let mutable count = 0
-                      if pattern.ValueKind <> JsonValueKind.Array || repeats.ValueKind <> JsonValueKind.Number || not (repeats.TryGetInt32(&count)) || count < 0 then
-                          invalid ()
-                      let kinds = [ for k in pattern.EnumerateArray() -> if k.ValueKind = JsonValueKind.String then k.GetString() else invalid () ]
-                      if kinds |> List.exists (fun k -> k <> "global" && k <> "local") then invalid ()
-                      for _ in 1..count do
-                          yield! kinds ]
+                [
+                    for pair in v.EnumerateArray() do
+                        if pair.ValueKind <> JsonValueKind.Array || pair.GetArrayLength() <> 2 then
+                            invalid ()
+                        let pattern, repeats = pair.[0], pair.[1]
+                        let mutable count = 0
+                        if
+                            pattern.ValueKind <> JsonValueKind.Array
+                            || repeats.ValueKind <> JsonValueKind.Number
+                            || not (repeats.TryGetInt32(&count))
+                            || count < 0
+                        then
+                            invalid ()
+                        let kinds =
+                            [
+                                for k in pattern.EnumerateArray() ->
+                                    if k.ValueKind = JsonValueKind.String then
+                                        k.GetString()
+                                    else
+                                        invalid ()
+                            ]
+                        if kinds |> List.exists (fun k -> k <> "global" && k <> "local") then
+                            invalid ()
+                        for _ in 1..count do
+                            yield! kinds
+                ]
             | Some _ -> invalid ()
         if kinds.Length <> layers then
             config.Invalid("attention_types", sprintf "describes %d layers but num_layers is %d." kinds.Length layers)
@@ -41,7 +60,8 @@ module GptNeo =
         let inner = config.IntOr("intermediate_size", 4 * d)
         let eps = config.FloatOr("layer_norm_epsilon", 1e-5)
         let window = config.IntOr("window_size", 256)
-        let activation = Lowering.activation config "activation_function" (config.StringOr("activation_function", "gelu_new"))
+        let activation =
+            Lowering.activation config "activation_function" (config.StringOr("activation_function", "gelu_new"))
         let headDim = Lowering.headDim config "hidden_size" d "num_heads" heads
         let kinds = attentionLayers config layers
         let prefix = Lowering.detectPrefix has "gpt_neo" [ "transformer."; "" ] "wte.weight"
@@ -68,11 +88,20 @@ module GptNeo =
                         Scaling = ScoreScaling.Unscaled
                         Window = (if kind = "local" then Some window else None)
                     }
-            let mlp = [ Linear(plan.Linear(p "mlp.c_fc", inner, d, true)); Act activation; Linear(plan.Linear(p "mlp.c_proj", d, inner, true)) ]
-            Lowering.sequentialBlock (i + 1) (Chain [ plan.LayerNorm(p "ln_1", d, eps); attention ]) (Chain(plan.LayerNorm(p "ln_2", d, eps) :: mlp))
+            let mlp =
+                [
+                    Linear(plan.Linear(p "mlp.c_fc", inner, d, true))
+                    Act activation
+                    Linear(plan.Linear(p "mlp.c_proj", d, inner, true))
+                ]
+            Lowering.sequentialBlock
+                (i + 1)
+                (Chain [ plan.LayerNorm(p "ln_1", d, eps); attention ])
+                (Chain(plan.LayerNorm(p "ln_2", d, eps) :: mlp))
         let residual = kinds |> List.mapi block |> List.concat
         let finalNorm = plan.LayerNorm("ln_f", d, eps)
-        let unembedding = Lowering.unembedding config has plan true [ "GPTNeoModel" ] wte "lm_head.weight" vocab d
+        let unembedding =
+            Lowering.unembedding config has plan true [ "GPTNeoModel" ] wte "lm_head.weight" vocab d
         {
             Spec =
                 {
@@ -89,4 +118,5 @@ module GptNeo =
         }
 
     /// The GPT-Neo family.
-    let family: Family = { Name = "gpt_neo"; Architectures = [ "GPTNeoForCausalLM"; "GPTNeoModel" ]; Lower = lower }
+    let family: Family =
+        { Name = "gpt_neo"; Architectures = [ "GPTNeoForCausalLM"; "GPTNeoModel" ]; Lower = lower }

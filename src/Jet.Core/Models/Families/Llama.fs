@@ -47,7 +47,10 @@ module Llama =
             | None, Some h -> h
             | None, None -> Lowering.headDim config "hidden_size" d "num_attention_heads" heads
         if kvHeads < 1 || heads % kvHeads <> 0 then
-            config.Invalid("num_key_value_heads", sprintf "is %d; it must divide num_attention_heads = %d." kvHeads heads)
+            config.Invalid(
+                "num_key_value_heads",
+                sprintf "is %d; it must divide num_attention_heads = %d." kvHeads heads
+            )
         let activationKey, activationName =
             variant.ActivationKeys
             |> List.tryPick (fun k -> config.TryString k |> Option.map (fun v -> k, v))
@@ -56,7 +59,8 @@ module Llama =
         let attentionBias = config.BoolOr("attention_bias", false)
         let mlpBias = config.BoolOr("mlp_bias", false)
         let window =
-            if not variant.SlidingWindow then None
+            if not variant.SlidingWindow then
+                None
             else
                 match config.Root.TryGetProperty "sliding_window" with
                 | false, _ -> Some 4096 // HF's MistralConfig default
@@ -96,10 +100,27 @@ module Llama =
                         Down = plan.Linear(p "mlp.down_proj", d, inner, mlpBias)
                         Activation = activation
                     }
-            Lowering.sequentialBlock (i + 1) (Chain [ norm (p "input_layernorm"); attention ]) (Chain [ norm (p "post_attention_layernorm"); mlp ])
-        let residual = [ for i in 0 .. layers - 1 do yield! block i ]
+            Lowering.sequentialBlock
+                (i + 1)
+                (Chain [ norm (p "input_layernorm"); attention ])
+                (Chain [ norm (p "post_attention_layernorm"); mlp ])
+        let residual =
+            [
+                for i in 0 .. layers - 1 do
+                    yield! block i
+            ]
         let finalNorm = norm "norm"
-        let unembedding = Lowering.unembedding config has plan variant.TiedByDefault variant.BaseClasses embedding "lm_head.weight" vocab d
+        let unembedding =
+            Lowering.unembedding
+                config
+                has
+                plan
+                variant.TiedByDefault
+                variant.BaseClasses
+                embedding
+                "lm_head.weight"
+                vocab
+                d
         {
             Spec =
                 {
@@ -107,7 +128,16 @@ module Llama =
                     Vocab = vocab
                     Width = d
                     MaxPositions = Some positions
-                    Encoder = { TokenEmbedding = embedding; Positions = None; Scale = (if variant.ScaleEmbedding then Some(sqrt (float d)) else None) }
+                    Encoder =
+                        {
+                            TokenEmbedding = embedding
+                            Positions = None
+                            Scale =
+                                (if variant.ScaleEmbedding then
+                                     Some(sqrt (float d))
+                                 else
+                                     None)
+                        }
                     Layers = residual
                     FinalNorm = finalNorm
                     Unembedding = unembedding
@@ -137,7 +167,13 @@ module Llama =
 
     /// Mistral: Llama plus a sliding attention window.
     let mistral =
-        family { llamaVariant with Name = "mistral"; Architectures = [ "MistralForCausalLM"; "MistralModel" ]; BaseClasses = [ "MistralModel" ]; SlidingWindow = true }
+        family
+            { llamaVariant with
+                Name = "mistral"
+                Architectures = [ "MistralForCausalLM"; "MistralModel" ]
+                BaseClasses = [ "MistralModel" ]
+                SlidingWindow = true
+            }
 
     /// Gemma (the first generation).
     let gemma =
@@ -153,4 +189,5 @@ module Llama =
                 // hidden_activation says otherwise.
                 ActivationKeys = [ "hidden_activation" ]
                 DefaultActivation = "gelu_pytorch_tanh"
-                DefaultHeadDim = Some 256 }
+                DefaultHeadDim = Some 256
+            }
