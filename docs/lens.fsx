@@ -27,6 +27,6 @@ for order in [ 0; 1 ] do
     let gap = (last.Logits - lens.Logits).abs().max().item<float32> ()
     if gap > 1e-4f then failwithf "the lens at h_L differs from the logits by %g" gap
     let picture = Path.Combine(Path.GetTempPath(), sprintf "jetdsl-lens-order%d.png" order)
-    Pictures.save picture (Figures.lens model.Tokenizer lens 0)
+    Pictures.save picture (Figures.lens (Readings.lens model.Tokenizer lens 1) 0)
     printfn "  picture: %s" picture
 (model :> System.IDisposable).Dispose() // the model owns its weights

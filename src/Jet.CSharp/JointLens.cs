@@ -97,17 +97,17 @@ public sealed record JointLensCentre(string Centre, string Path, Tensor Logits, 
 /// losses, weights per position, metrics and top tokens are .NET copies and stay readable after disposal.</summary>
 public sealed class JointLensReading : IDisposable
 {
-    private readonly Model model;
+    private readonly JointLensReadout reading;
     private readonly JointLensResult core;
     private bool disposed;
 
     internal JointLensReading(Model model, JointLensResult core, int top)
     {
-        this.model = model;
         this.core = core;
         try
         {
             var reading = Jet.Core.Apps.Readings.JointLens(model.Tokenizer, core, top);
+            this.reading = reading;
             Streams = Array.AsReadOnly(reading.Streams);
             Losses = Array.AsReadOnly(reading.Losses);
             Centres = reading.Centres.Zip(core.PerCentre, (c, logits) =>
@@ -161,7 +161,7 @@ public sealed class JointLensReading : IDisposable
     public void SaveTable(string file, int row = 0)
     {
         ObjectDisposedException.ThrowIf(disposed, this);
-        Readings.SavePicture(file, () => Figures.JointLens(model.Tokenizer, core, row));
+        Readings.SavePicture(file, () => Figures.JointLens(reading, row));
     }
 
     /// <summary>Frees the reading's tensors.</summary>

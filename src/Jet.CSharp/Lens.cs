@@ -68,17 +68,17 @@ public sealed record LensStream(int Stream, string Path, Tensor Logits, Agreemen
 /// readable after disposal.</summary>
 public sealed class LensReading : IDisposable
 {
-    private readonly Model model;
+    private readonly LensReadout reading;
     private readonly LensResult core;
     private bool disposed;
 
     internal LensReading(Model model, LensResult core, int top)
     {
-        this.model = model;
         this.core = core;
         try
         {
             var reading = Jet.Core.Apps.Readings.Lens(model.Tokenizer, core, top);
+            this.reading = reading;
             Streams = core.Streams.Zip(reading.Streams, (s, r) =>
                 new LensStream(r.Stream, r.Path, s.Logits, Readings.Of(r.Mean), Readings.All(r.Positions, Readings.Of))).ToList();
             Predictions = Readings.All(reading.Predictions, Readings.Of);
@@ -110,7 +110,7 @@ public sealed class LensReading : IDisposable
     public void SaveTable(string file, int row = 0)
     {
         ObjectDisposedException.ThrowIf(disposed, this);
-        Readings.SavePicture(file, () => Figures.Lens(model.Tokenizer, core, row));
+        Readings.SavePicture(file, () => Figures.Lens(reading, row));
     }
 
     /// <summary>Writes the per-stream metric plot of batch row <paramref name="row"/> (cosine, top-1 agreement, top-k overlap
@@ -118,7 +118,7 @@ public sealed class LensReading : IDisposable
     public void SaveMetricsPlot(string file, int row = 0)
     {
         ObjectDisposedException.ThrowIf(disposed, this);
-        Readings.SavePicture(file, () => Figures.LensMetrics(core, row));
+        Readings.SavePicture(file, () => Figures.LensMetrics(reading, row));
     }
 
     /// <summary>Frees the reading's tensors.</summary>

@@ -73,7 +73,7 @@ let tests =
             test "lens table: PNG of the scene's size with text drawn in the header; SVG lists tokens and the model row" {
                 use result = lensResult ()
                 let m = model.Force()
-                let scene = Figures.lens m.Tokenizer result 0
+                let scene = Figures.lens (Readings.lens m.Tokenizer result 1) 0
                 let bitmap = checkPng scene
                 // The title occupies the top-left corner; text must have been drawn there without system fonts.
                 Expect.isGreaterThan (darkPixels bitmap 16.0 10.0 200.0 34.0) 50 "the title is drawn"
@@ -91,7 +91,7 @@ let tests =
                 let m = model.Force()
                 use joint =
                     JointLens.fit m.Net (Model.encode m prompt) { JointLensOptions.Default with Iterations = 20 }
-                let scene = Figures.jointLens m.Tokenizer joint 0
+                let scene = Figures.jointLens (Readings.jointLens m.Tokenizer joint 1) 0
                 checkPng scene |> ignore
                 let texts = checkSvg scene
                 Expect.contains texts "joint lens" "combined row"
@@ -99,7 +99,7 @@ let tests =
                     (texts |> List.exists (fun t -> t.StartsWith "(h₁ − Enc)"))
                     "centre rows carry their centre"
                 use result = lensResult ()
-                let plot = Figures.lensMetrics result 0
+                let plot = Figures.lensMetrics (Readings.lens m.Tokenizer result 1) 0
                 checkPng plot |> ignore
                 let plotTexts = checkSvg plot
                 for label in [ "cosine of logits"; "top-1 agreement"; "top-5 overlap"; "KL divergence"; "h₀"; "h₂" ] do
@@ -129,7 +129,7 @@ let tests =
                 use result = lensResult ()
                 let m = model.Force()
                 let dir = Path.Combine(Path.GetTempPath(), "jetdsl-pictures-" + Guid.NewGuid().ToString("N"))
-                let scene = Figures.lens m.Tokenizer result 0
+                let scene = Figures.lens (Readings.lens m.Tokenizer result 1) 0
                 Pictures.save (Path.Combine(dir, "lens.png")) scene
                 Pictures.save (Path.Combine(dir, "lens.SVG")) scene
                 Expect.equal (File.ReadAllBytes(Path.Combine(dir, "lens.png")).[0..7]) pngSignature "PNG file"

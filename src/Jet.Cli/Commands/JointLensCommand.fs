@@ -55,9 +55,9 @@ let private execute (args: ParseResults<Args>) =
             Progress = Some(ProgressBar("fitting", int64 options.Iterations) :> System.IProgress<int64>)
         }
     use result = JointLens.fit model.Net tokens options
-    savePicture (args.TryGetResult Out) (fun () -> Figures.jointLens model.Tokenizer result 0)
     // One best token per position: the tables show the top-1 token.
     let reading = Readings.jointLens model.Tokenizer result 1
+    savePicture (args.TryGetResult Out) (fun () -> Figures.jointLens reading 0)
     let best (top: RankedToken[]) = {| id = top.[0].Id; token = top.[0].Token; logit = top.[0].Score |}
     if args.Contains Json then
         writeJson

@@ -49,9 +49,9 @@ let private execute (args: ParseResults<Args>) =
         raise (IndexRangeException(sprintf "--top must be 1..%d (the vocabulary size); got %d." model.Net.Vocab top))
     use result =
         IterativeLens.run model.Net tokens { Streams = streams; Order = args.GetResult(Order, 0); TopK = top }
-    savePicture (args.TryGetResult Out) (fun () -> Figures.lens model.Tokenizer result 0)
-    savePicture (args.TryGetResult Plot) (fun () -> Figures.lensMetrics result 0)
     let reading = Readings.lens model.Tokenizer result top
+    savePicture (args.TryGetResult Out) (fun () -> Figures.lens reading 0)
+    savePicture (args.TryGetResult Plot) (fun () -> Figures.lensMetrics reading 0)
     if args.Contains Json then
         writeJson
             {|

@@ -80,6 +80,8 @@ type StreamReading =
 type LensReadout =
     {
         Order: int
+        /// The k of the agreements' top-k overlap.
+        TopK: int
         /// The input tokens, Inputs.[row].[position] ([batch][seq]).
         Inputs: InputToken[][]
         /// One entry per stream read, in the requested order.
@@ -264,6 +266,10 @@ module Readings =
             |]
         {
             Order = result.Order
+            TopK =
+                match result.Streams with
+                | s :: _ -> s.Agreement.K
+                | [] -> 0
             Inputs = inputs
             Streams = streams
             Predictions = predictions tokenizer inputs result.Logits n

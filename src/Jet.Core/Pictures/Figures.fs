@@ -187,52 +187,57 @@ module Figures =
         let width = max width (margin + labelWidth + 360.0)
         { Width = Math.Ceiling width; Height = Math.Ceiling(barY + 30.0 + margin); Shapes = shapes }
 
-    let private columnsOf (tokenizer: ITokenizer) (tokens: Tensor) (row: int) =
-        tokens.[int64 row].cpu().data<int64>().ToArray() |> Array.map (int >> LogitMetrics.piece tokenizer)
+    // The cell of a position's best token: the token, coloured by its score.
+    let private cellOf (top: RankedToken[]) = { Text = top.[0].Token; Value = top.[0].Score }
 
-    let private topCells (tokenizer: ITokenizer) (logits: Tensor) (row: int) =
-        LogitMetrics.top tokenizer 1 logits.[int64 row]
-        |> Array.map (fun best -> { Text = best.[0].Token; Value = best.[0].Score })
-
-    let private mean (xs: float[]) = if xs.Length = 0 then nan else Array.average xs
-
-    let private checkRow (tokens: Tensor) (row: int) =
-        let batch = int tokens.shape.[0]
-        if row < 0 || row >= batch then
+    let private checkRow (inputs: InputToken[][]) (row: int) =
+        if row < 0 || row >= inputs.Length then
             raise (
-                IndexRangeException(sprintf "Batch row %d does not exist; the batch has rows 0..%d." row (batch - 1))
+                IndexRangeException(
+                    sprintf "Batch row %d does not exist; the batch has rows 0..%d." row (inputs.Length - 1)
+                )
             )
 
-    /// The iterative lens table of batch row `row`: one row per stream, one column per input token, each cell the
-    /// lens's top-1 token coloured by its logit; the model's own top-1 tokens in the bottom row.
+    // The positions of batch row `row` in a row-major reading.
+    let private inRow (row: int) (positions: 'T[]) (rowOf: 'T -> int) =
+        positions |> Array.filter (fun p -> rowOf p = row)
+
+    let private columnsOf (inputs: InputToken[][]) (row: int) = inputs.[row] |> Array.map (fun t -> t.Piece)
+
+    let private predictionCells (predictions: PositionTokens[]) (row: int) =
+        inRow row predictions (fun p -> p.Row) |> Array.map (fun p -> cellOf p.Top)
+
+    /// The iterative lens table of batch row `row` of a lens reading (`Readings.lens`, at least one top token): one
+    /// row per stream, one column per input token, each cell the lens's top-1 token coloured by its logit; the
+    /// model's own top-1 tokens in the bottom row.
     [<CompiledName("Lens")>]
-    let lens (tokenizer: ITokenizer) (result: LensResult) (row: int) : Scene =
-        checkRow result.Tokens row
+    let lens (reading: LensReadout) (row: int) : Scene =
+        checkRow reading.Inputs row
         let name =
-            if result.Order = 0 then
+            if reading.Order = 0 then
                 "Logit lens (jet lens of order 0)"
             else
-                sprintf "Jet lens of order %d" result.Order
+                sprintf "Jet lens of order %d" reading.Order
         tokenTable
             {
                 Title = name
                 Subtitle =
                     sprintf
                         "cell: top-1 token of U·J%s LN_f(h_l)(h_L), coloured by its logit · right: mean over positions"
-                        (superscript result.Order)
-                Columns = columnsOf tokenizer result.Tokens row
+                        (superscript reading.Order)
+                Columns = columnsOf reading.Inputs row
                 Rows =
                     [
-                        for stream in result.Streams ->
-                            let kl = mean (LogitMetrics.row stream.Agreement.Kl row)
-                            let top1 = mean (LogitMetrics.row stream.Agreement.Top1 row)
+                        for stream in reading.Streams ->
+                            let positions = inRow row stream.Positions (fun p -> p.Row)
+                            let mean = Readings.mean [ for p in positions -> p.Agreement ]
                             {
                                 Label = streamLabel stream.Stream
-                                Cells = topCells tokenizer stream.Logits row
-                                Note = sprintf "KL %.3f · top-1 %.0f%%" kl (100.0 * top1)
+                                Cells = positions |> Array.map (fun p -> cellOf p.Top)
+                                Note = sprintf "KL %.3f · top-1 %.0f%%" mean.Kl (100.0 * mean.Top1)
                             }
                     ]
-                Footer = [ { Label = "model"; Cells = topCells tokenizer result.Logits row; Note = "" } ]
+                Footer = [ { Label = "model"; Cells = predictionCells reading.Predictions row; Note = "" } ]
                 ScaleLabel = "top-1 logit"
             }
 
@@ -240,44 +245,47 @@ module Figures =
     /// token of that centre's weighted logits with the centre's weight at that position; below, the model's
     /// output and the combined lens.
     [<CompiledName("JointLens")>]
-    let jointLens (tokenizer: ITokenizer) (result: JointLensResult) (row: int) : Scene =
-        checkRow result.Tokens row
-        let weights = result.Weights.select(1L, int64 row).to_type(torch.float64).cpu ()
+    let jointLens (reading: JointLensReadout) (row: int) : Scene =
+        checkRow reading.Inputs row
         let rows =
-            result.Centres
-            |> List.mapi (fun i centre ->
-                let w = weights.[int64 i].data<float>().ToArray()
-                let cells =
-                    topCells tokenizer result.PerCentre.[i] row
-                    |> Array.mapi (fun p c -> { c with Text = sprintf "%s %.0f%%" c.Text (100.0 * w.[p]) })
-                {
-                    Label = sprintf "%s  w̄ %.1f%%" (Print.centre centre) (100.0 * Array.average w)
-                    Cells = cells
-                    Note = ""
-                })
-        let cos = mean (LogitMetrics.row result.Agreement.Cosine row)
-        let kl = mean (LogitMetrics.row result.Agreement.Kl row)
-        let top1 = mean (LogitMetrics.row result.Agreement.Top1 row)
-        let first, last = result.Losses.[0], result.Losses.[result.Losses.Length - 1]
+            [
+                for centre in reading.Centres ->
+                    let positions = inRow row centre.Positions (fun p -> p.Row)
+                    {
+                        Label =
+                            sprintf
+                                "%s  w̄ %.1f%%"
+                                centre.Centre
+                                (100.0 * Array.averageBy (fun p -> p.Weight) positions)
+                        Cells =
+                            positions
+                            |> Array.map (fun p ->
+                                { cellOf p.Top with Text = sprintf "%s %.0f%%" p.Top.[0].Token (100.0 * p.Weight) })
+                        Note = ""
+                    }
+            ]
+        let combined = inRow row reading.Positions (fun p -> p.Row)
+        let mean = Readings.mean [ for p in combined -> p.Agreement ]
+        let losses = reading.Losses
         tokenTable
             {
-                Title = sprintf "Joint jet lens of order %d" result.Order
+                Title = sprintf "Joint jet lens of order %d" reading.Order
                 Subtitle =
                     sprintf
                         "cell: top-1 token of w_i·U·J%s LN_f(c_i)(h_L) and the weight w_i · Adam, %d steps: loss %.4g → %.4g"
-                        (superscript result.Order)
-                        (result.Losses.Length - 1)
-                        first
-                        last
-                Columns = columnsOf tokenizer result.Tokens row
+                        (superscript reading.Order)
+                        (losses.Length - 1)
+                        losses.[0]
+                        losses.[losses.Length - 1]
+                Columns = columnsOf reading.Inputs row
                 Rows = rows
                 Footer =
                     [
-                        { Label = "model"; Cells = topCells tokenizer result.Logits row; Note = "" }
+                        { Label = "model"; Cells = predictionCells reading.Predictions row; Note = "" }
                         {
                             Label = "joint lens"
-                            Cells = topCells tokenizer result.Combined row
-                            Note = sprintf "cos %.3f · KL %.3f · top-1 %.0f%%" cos kl (100.0 * top1)
+                            Cells = combined |> Array.map (fun p -> cellOf p.Top)
+                            Note = sprintf "cos %.3f · KL %.3f · top-1 %.0f%%" mean.Cosine mean.Kl (100.0 * mean.Top1)
                         }
                     ]
                 ScaleLabel = "top-1 logit"
@@ -326,15 +334,14 @@ module Figures =
     /// The per-layer metrics of a lens for batch row `row`, averaged over positions: cosine, top-1 agreement and
     /// top-k overlap on the left (0..1), KL(model‖lens) on the right.
     [<CompiledName("LensMetrics")>]
-    let lensMetrics (result: LensResult) (row: int) : Scene =
-        checkRow result.Tokens row
-        let streams = result.Streams |> List.map (fun l -> "h" + subscript l.Stream) |> Array.ofList
-        let perLayer (pick: LogitAgreement -> Tensor) =
-            result.Streams |> List.map (fun l -> mean (LogitMetrics.row (pick l.Agreement) row)) |> Array.ofList
-        let k =
-            match result.Streams with
-            | l :: _ -> l.Agreement.K
-            | [] -> 0
+    let lensMetrics (reading: LensReadout) (row: int) : Scene =
+        checkRow reading.Inputs row
+        let streams = reading.Streams |> Array.map (fun s -> "h" + subscript s.Stream)
+        let means =
+            reading.Streams
+            |> Array.map (fun s -> Readings.mean [ for p in inRow row s.Positions (fun p -> p.Row) -> p.Agreement ])
+        let perLayer (pick: AgreementValues -> float) = means |> Array.map pick
+        let k = reading.TopK
         let kl = perLayer (fun a -> a.Kl)
         let klMax =
             kl
@@ -342,7 +349,7 @@ module Figures =
             |> Array.fold max 0.0
             |> fun m -> if m <= 0.0 then 1.0 else niceCeiling (m * 1.05)
         let headShapes, top =
-            heading (sprintf "Lens metrics per layer (order %d)" result.Order) "mean over the prompt's positions"
+            heading (sprintf "Lens metrics per layer (order %d)" reading.Order) "mean over the prompt's positions"
         let panelWidth, panelHeight = 300.0, 200.0
         let y0 = top + 22.0
         let left =
