@@ -66,29 +66,75 @@ let RenamedLayers =
 
 /// "0,3,6" → [0; 3; 6], for an option of comma-separated integers named `option` in errors.
 let parseIndices (option: string) (text: string) : int list =
-    let parts = text.Split(',', StringSplitOptions.TrimEntries ||| StringSplitOptions.RemoveEmptyEntries)
+    if String.IsNullOrWhiteSpace text then
+        raise (InvalidPlanException(sprintf "%s is empty; give comma-separated integers, for example 0,3,6." option))
     let parse (p: string) =
         match Int32.TryParse p with
         | true, v -> v
+        | _ when p = "" ->
+            raise (
+                InvalidPlanException(
+                    sprintf "%s has an empty item in %A; give comma-separated integers, for example 0,3,6." option text
+                )
+            )
         | _ ->
             raise (
                 InvalidPlanException(
                     sprintf "%s must be comma-separated integers, for example 0,3,6; got %A." option text
                 )
             )
-    if parts.Length = 0 then
-        raise (InvalidPlanException(sprintf "%s is empty; give comma-separated integers, for example 0,3,6." option))
-    parts |> Array.map parse |> List.ofArray
+    text.Split(',', StringSplitOptions.TrimEntries) |> Array.map parse |> List.ofArray
 
 /// Writes a picture when a file was given (PNG or SVG by its extension, checked before the scene is drawn), and
 /// says where on stderr.
 let savePicture (file: string option) (scene: unit -> Jet.Core.Pictures.Scene) =
     match file with
     | Some f ->
-        Jet.Core.Pictures.Pictures.formatOf f |> ignore
         Jet.Core.Pictures.Pictures.save f (scene ())
         eprintfn "wrote %s" f
     | None -> ()
+
+/// Checks, before any work, that a picture can be written where `option` (for example "--out") asks: a name ending
+/// in .png or .svg, not a folder, in a folder that exists or can be made, where a file can be created. A file that
+/// did not exist before is removed again. Returns the full path.
+let checkOutput (option: string) (file: string) : string =
+    if String.IsNullOrWhiteSpace file then
+        raise (InvalidPlanException(sprintf "%s is empty; give a file name ending in .png or .svg." option))
+    Jet.Core.Pictures.Pictures.formatOf file |> ignore
+    let cannot (why: string) = raise (InvalidPlanException(sprintf "Cannot write %s %s: %s" option file why))
+    let full =
+        try
+            Path.GetFullPath file
+        with e ->
+            cannot e.Message
+    if Directory.Exists full then
+        cannot "it is a folder; give a file name ending in .png or .svg."
+    let existed = File.Exists full
+    try
+        Directory.CreateDirectory(Path.GetDirectoryName full) |> ignore
+        (new FileStream(full, FileMode.OpenOrCreate, FileAccess.Write)).Dispose()
+        if not existed then
+            File.Delete full
+    with
+    | :? IOException
+    | :? UnauthorizedAccessException as e -> cannot e.Message
+    full
+
+/// `checkOutput` for an optional picture argument.
+let checkOutputs (option: string) (file: string option) : string option = file |> Option.map (checkOutput option)
+
+/// Splits `--flag=value` into `--flag value`, so every option takes either form (Argu reads the spaced one).
+let splitAssignments (argv: string[]) : string[] =
+    argv
+    |> Array.collect (fun a ->
+        match a.IndexOf '=' with
+        | i when
+            a.StartsWith "--"
+            && i > 2
+            && a.[2 .. i - 1] |> Seq.forall (fun c -> Char.IsLetterOrDigit c || c = '-')
+            ->
+            [| a.Substring(0, i); a.Substring(i + 1) |]
+        | _ -> [| a |])
 
 /// Runs a command body, turning JetDsl errors into one line on stderr and exit code 1.
 let guard (body: unit -> int) : int =

@@ -33,7 +33,7 @@ type Command =
 [<EntryPoint>]
 let main argv =
     let parser = ArgumentParser.Create<Command>(programName = "jet", errorHandler = ProcessExiter())
-    let results = parser.ParseCommandLine(argv)
+    let results = parser.ParseCommandLine(Jet.Cli.Console.splitAssignments argv)
     match results.GetSubCommand() with
     | Quickstart args -> Quickstart.run args
     | Series args -> Series.run args

@@ -315,6 +315,25 @@ let tests =
                 failsWith [ "lens"; "--model"; "toy"; "--prompt"; "ab"; "--order"; "-1" ] [ "0..64" ]
                 failsWith [ "lens"; "--model"; "toy"; "--prompt"; "ab"; "--out"; "x.jpg" ] [ ".png or .svg" ]
                 failsWith
+                    [ "lens"; "--model"; "toy"; "--prompt"; "ab"; "--streams"; "1,,2" ]
+                    [ "--streams has an empty item" ]
+                failsWith [ "lens"; "--model"; "toy"; "--prompt"; "ab"; "--streams=" ] [ "--streams is empty" ]
+                failsWith [ "lens"; "--model"; "toy"; "--prompt"; "ab"; "--order=-1" ] [ "0..64"; "got -1" ]
+                let blocked = Path.Combine(tempDir (), "file.txt")
+                File.WriteAllText(blocked, "x")
+                for command in
+                    [
+                        [ "lens"; "--prompt"; "ab" ]
+                        [ "joint-lens"; "--prompt"; "ab" ]
+                        [ "bigrams"; "--path"; "embed" ]
+                    ] do
+                    failsWith
+                        (command @ [ "--model"; "toy"; "--out"; Path.Combine(blocked, "x.png") ])
+                        [ "Cannot write --out" ]
+                failsWith
+                    [ "lens"; "--model"; "toy"; "--prompt"; "ab"; "--plot"; Path.Combine(blocked, "x.svg") ]
+                    [ "Cannot write --plot" ]
+                failsWith
                     [ "joint-lens"; "--model"; "toy"; "--prompt"; "ab"; "--streams"; "2,1" ]
                     [ "strictly increasing" ]
                 failsWith [ "bigrams"; "--model"; "toy"; "--path"; "mlp" ] [ "embed or mlp:B" ]

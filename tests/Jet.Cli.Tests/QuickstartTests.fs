@@ -31,12 +31,39 @@ let tests =
                 for name in [ "U·J¹LN(J¹γ₂(Enc))"; "remainder" ] do
                     Expect.stringContains svg name "the legend names the paths"
             }
-            test "the default picture is a PNG in the current folder" {
+            test "without --out no file is written, and the output says how to ask for the picture" {
                 let dir = tempDir ()
                 let r = runIn dir [ "quickstart" ]
                 Expect.equal r.ExitCode 0 (sprintf "exit code; stderr: %s" r.Stderr)
-                let bytes = File.ReadAllBytes(Path.Combine(dir, "quickstart.png"))
+                Expect.isEmpty (Directory.GetFileSystemEntries dir) "nothing written to the working folder"
+                Expect.stringContains r.Stdout "picture: none (add --out FILE.png" "says how to draw it"
+            }
+            test "--out=FILE.png (the = form) writes a PNG" {
+                let dir = tempDir ()
+                let out = Path.Combine(dir, "q.png")
+                let r = run [ "quickstart"; "--out=" + out; "--order=0" ]
+                Expect.equal r.ExitCode 0 (sprintf "exit code; stderr: %s" r.Stderr)
+                let bytes = File.ReadAllBytes out
                 Expect.equal bytes.[0..7] [| 137uy; 80uy; 78uy; 71uy; 13uy; 10uy; 26uy; 10uy |] "PNG signature"
+                Expect.stringContains r.Stdout "U·LN(γ₂(Enc))" "--order=0 was read"
+            }
+            test "an output that cannot be written is refused before any work, in one line" {
+                let dir = tempDir ()
+                let notAFolder = Path.Combine(dir, "file.txt")
+                File.WriteAllText(notAFolder, "x")
+                let folder = Directory.CreateDirectory(Path.Combine(dir, "pictures.png")).FullName
+                for out, expected in
+                    [
+                        "", "--out is empty"
+                        Path.Combine(notAFolder, "q.png"), "Cannot write --out"
+                        folder, "it is a folder"
+                        Path.Combine(dir, "q.jpg"), ".png or .svg"
+                    ] do
+                    let r = run [ "quickstart"; "--out"; out ]
+                    Expect.equal r.ExitCode 1 (sprintf "exit code for --out %A" out)
+                    Expect.stringContains r.Stderr expected (sprintf "message for --out %A" out)
+                    Expect.isFalse (r.Stderr.Contains "   at ") "no stack trace"
+                    Expect.equal r.Stdout "" "no work was printed"
             }
             test "--json follows the schema and the paths reconstruct the logits" {
                 let dir = tempDir ()

@@ -49,6 +49,7 @@ let sweepOptions (space: ScoreSpace) (dropDiagonal: bool) (batch: int) (label: s
     }
 
 let private execute (args: ParseResults<Args>) =
+    let out = checkOutputs "--out" (args.TryGetResult Out)
     let path = Bigrams.parsePath (args.GetResult Path)
     if args.Contains Prob && args.Contains Logit then
         raise (InvalidPlanException "--prob and --logit exclude each other; give one.")
@@ -79,8 +80,7 @@ let private execute (args: ParseResults<Args>) =
         match space with
         | ScoreSpace.Probability -> "probability"
         | ScoreSpace.Logit -> "logit"
-    savePicture (args.TryGetResult Out) (fun () ->
-        Figures.bigramTable path isGlobal n space (args.Contains No_Diagonal) 40 rows)
+    savePicture out (fun () -> Figures.bigramTable path isGlobal n space (args.Contains No_Diagonal) 40 rows)
     if args.Contains Json then
         writeJson
             {|

@@ -40,6 +40,7 @@ type Args =
 let private execute (args: ParseResults<Args>) =
     if args.Contains Layers then
         raise (InvalidPlanException RenamedLayers)
+    let out = checkOutputs "--out" (args.TryGetResult Out)
     use model = ModelArgs.load (ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>)
     let tokens = Model.encode model (args.GetResult Prompt)
     let defaults = JointLensOptions.Default
@@ -57,7 +58,7 @@ let private execute (args: ParseResults<Args>) =
     use result = JointLens.fit model.Net tokens options
     // One best token per position: the tables show the top-1 token.
     let reading = Readings.jointLens model.Tokenizer result 1
-    savePicture (args.TryGetResult Out) (fun () -> Figures.jointLens reading 0)
+    savePicture out (fun () -> Figures.jointLens reading 0)
     let best (top: RankedToken[]) = {| id = top.[0].Id; token = top.[0].Token; logit = top.[0].Score |}
     if args.Contains Json then
         writeJson

@@ -40,6 +40,8 @@ type Args =
 let private execute (args: ParseResults<Args>) =
     if args.Contains Layers then
         raise (InvalidPlanException RenamedLayers)
+    let out = checkOutputs "--out" (args.TryGetResult Out)
+    let plot = checkOutputs "--plot" (args.TryGetResult Plot)
     use model = ModelArgs.load (ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>)
     let tokens = Model.encode model (args.GetResult Prompt)
     let streams =
@@ -50,8 +52,8 @@ let private execute (args: ParseResults<Args>) =
     use result =
         IterativeLens.run model.Net tokens { Streams = streams; Order = args.GetResult(Order, 0); TopK = top }
     let reading = Readings.lens model.Tokenizer result top
-    savePicture (args.TryGetResult Out) (fun () -> Figures.lens reading 0)
-    savePicture (args.TryGetResult Plot) (fun () -> Figures.lensMetrics reading 0)
+    savePicture out (fun () -> Figures.lens reading 0)
+    savePicture plot (fun () -> Figures.lensMetrics reading 0)
     if args.Contains Json then
         writeJson
             {|

@@ -24,7 +24,7 @@ type Args =
             | Seed _ -> "seed of the toy's weights and of the random prompt (default: 0)."
             | Width _ -> "width d of the toy network (default: 32)."
             | Order _ -> "order of both expansions (default: 1)."
-            | Out _ -> "where to write the picture, PNG or SVG by the extension (default: quickstart.png)."
+            | Out _ -> "write the picture of each path's contribution, PNG or SVG by the extension (default: none)."
             | Json -> "print one JSON object (paths, remainder, logits, reconstruction_error) instead of a table."
 
 let private promptLength = 8
@@ -33,7 +33,7 @@ let private execute (args: ParseResults<Args>) =
     let seed = args.GetResult(Seed, 0)
     let width = args.GetResult(Width, Model.ToyWidth)
     let order = args.GetResult(Order, 1)
-    let out = args.GetResult(Out, "quickstart.png")
+    let out = checkOutputs "--out" (args.TryGetResult Out)
     if width < 1 then
         raise (IndexRangeException(sprintf "--d must be ≥ 1; got %d." width))
     Expansion.checkOrder "--order" order
@@ -51,8 +51,7 @@ let private execute (args: ParseResults<Args>) =
             summary
             [| for t in reading.Inputs -> t.Piece |]
             (pieces reading.ModelTop1)
-    let fullOut = Path.GetFullPath out
-    Pictures.save fullOut picture
+    out |> Option.iter (fun file -> Pictures.save file picture)
     if args.Contains Json then
         writeJson
             {|
@@ -102,7 +101,9 @@ let private execute (args: ParseResults<Args>) =
         printfn ""
         printfn "‖remainder‖ = %.4g (in logit space)" reading.RemainderNorm
         printfn "reconstruction error max|Σ paths + remainder − logits| = %.3g" reading.ReconstructionError
-        printfn "picture: %s" fullOut
+        match out with
+        | Some file -> printfn "picture: %s" file
+        | None -> printfn "picture: none (add --out FILE.png or --out FILE.svg to draw each path's contribution)"
     0
 
 let run (args: ParseResults<Args>) = guard (fun () -> execute args)
