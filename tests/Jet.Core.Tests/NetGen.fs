@@ -23,6 +23,21 @@ type AttentionShape =
         Window: int option
     }
 
+/// Two heads of width 3, separate projections without biases, no rotary, 1/√d_head, no window: the base that
+/// hand-written cases vary with `{ AttentionShape.Plain with … }`.
+type AttentionShape with
+    static member Plain =
+        {
+            Heads = 2
+            KvHeads = 2
+            HeadDim = 3
+            Fused = None
+            Biases = false
+            Rotary = None
+            Scaling = ScoreScaling.InverseSqrtHeadDim
+            Window = None
+        }
+
 /// A function of the stream [batch, seq, d] → [batch, seq, d], before parameters are attached.
 type Piece =
     | Affine of bias: bool

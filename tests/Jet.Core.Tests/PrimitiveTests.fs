@@ -19,17 +19,7 @@ let private everyActivation =
 
 /// Samples of every case of Fn, as NetGen pieces (width 5), several variants where a spec has options.
 let private samples: Piece list =
-    let attention =
-        {
-            Heads = 2
-            KvHeads = 2
-            HeadDim = 3
-            Fused = None
-            Biases = false
-            Rotary = None
-            Scaling = ScoreScaling.InverseSqrtHeadDim
-            Window = None
-        }
+    let attention = AttentionShape.Plain
     [
         Affine true
         Affine false

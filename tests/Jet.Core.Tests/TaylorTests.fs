@@ -131,17 +131,7 @@ let series =
 
 /// One network per primitive and variant, each compared with the nested-JVP engine at order 4.
 let private primitiveCases: (string * Piece) list =
-    let attention =
-        {
-            Heads = 2
-            KvHeads = 2
-            HeadDim = 3
-            Fused = None
-            Biases = false
-            Rotary = None
-            Scaling = ScoreScaling.InverseSqrtHeadDim
-            Window = None
-        }
+    let attention = AttentionShape.Plain
     [
         "linear", Affine false
         "affine (bias on c₀ only)", Affine true
