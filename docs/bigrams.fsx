@@ -15,10 +15,15 @@ let model = Model.resolve source torch.float32 torch.CPU
 let progress = Progress<int64>(fun done' -> eprintf "\r  %d / %d first tokens" done' model.Net.Vocab)
 let options = { SweepOptions.Default with DropDiagonal = true; BatchSize = 64 }
 
-for path in [ BigramPath.Embedding; BigramPath.Mlp 1 ] do
+// Paths in the grammar `jet bigrams --path` reads: the embedding alone, the MLP of block 1 (the toy's blocks are
+// MLPs), and every layer in turn (the last layer's name, as `Readouts.stepsOf` lists it, ends the path).
+let last = (List.last (Readouts.stepsOf model.Net)).Name
+let paths = [ "embed"; "mlp:1"; sprintf "emb>mlp1>%s" last ] |> List.map (Readouts.parse model.Net)
+
+for path in paths do
     let best = Bigrams.globalTopK model.Net path 8 { options with Progress = Some(progress :> IProgress<int64>) }
     eprintfn ""
-    printfn "The 8 most likely bigrams along %O (diagonal dropped):" path
+    printfn "The 8 most likely bigrams along %s (diagonal dropped):" (Readouts.describe model.Net path)
     for row in Bigrams.decode model.Tokenizer best do
         printfn "  %-8s → %-8s P = %.4f" row.FromToken row.ToToken row.Score
 
@@ -32,6 +37,6 @@ for path in [ BigramPath.Embedding; BigramPath.Mlp 1 ] do
 // N-gram mass: how much next-token probability each path puts on a set of tokens (here: the vowels).
 // Tokens are written as the tables print them, one per entry.
 let vowels = Vocabulary.tokenSet model.Tokenizer model.Net.Vocab "the vowels" [ "a"; "e"; "i"; "o"; "u" ]
-for path in [ BigramPath.Embedding; BigramPath.Mlp 1 ] do
+for path in paths do
     printfn "mass of the vowels under %O: %.4f (uniform would be %.4f)" path (Bigrams.mass model.Net path vowels options) (float vowels.Length / float model.Net.Vocab)
 (model :> System.IDisposable).Dispose() // the model owns its weights

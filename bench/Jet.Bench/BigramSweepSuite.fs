@@ -104,12 +104,12 @@ let run () =
     let d = float width
     let v = float vocab
     // Multiply-adds of a whole sweep: the unembedding V·d·V, plus the MLP's two d×4d products per token.
-    let flopsOf (path: BigramPath) =
+    let flopsOf (path: Readout) =
         let unembed = 2.0 * v * d * v
         match path with
-        | BigramPath.Embedding -> unembed
-        | BigramPath.Mlp _ -> unembed + 2.0 * v * (2.0 * d * 4.0 * d)
-    let sweep (path: BigramPath) (batch: int) =
+        | Readout.Path(_, []) -> unembed
+        | _ -> unembed + 2.0 * v * (2.0 * d * 4.0 * d)
+    let sweep (path: Readout) (batch: int) =
         let peakNow = measurePeak ()
         peak.Value <- max peak.Value peakNow
         // Memory first, from a sweep of its own: the paired run below adds its reference products to the peak.
@@ -157,5 +157,5 @@ let run () =
             |}
         median ratios
     let batches = [ 512; 2048 ]
-    let best = batches |> List.maxBy (fun b -> sweep BigramPath.Embedding b)
-    sweep (BigramPath.Mlp 1) best |> ignore
+    let best = batches |> List.maxBy (fun b -> sweep Readouts.embedding b)
+    sweep (Readouts.mlpPath net 1) best |> ignore

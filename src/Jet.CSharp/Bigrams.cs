@@ -5,42 +5,91 @@ using Apps = Jet.Core.Apps;
 
 namespace JetDsl;
 
-/// <summary>A jet bigram path: an order-0 chain from the token embedding to the logits, read as a next-token table
-/// over the whole vocabulary (row z₁ = the path's logits for the one-token input z₁).</summary>
-public sealed class BigramPath : IEquatable<BigramPath>
+/// <summary>A vocabulary readout: a path from the token embedding through chosen residual layers to the logits (or a
+/// decoder expansion), read as a next-token table over the whole vocabulary (row z₁ = the readout's logits for the
+/// one-token input z₁). Built fluently, for example <c>ReadoutPath.Embedding.Attention(2).Mlp(3)</c>, or read from the
+/// path grammar of the jet command (<c>ReadoutPath.Parse("emb>attn2>mlp3")</c>); it is checked against a model when
+/// a sweep runs (or by <see cref="Notation"/>), with an error that names the model's valid steps.</summary>
+public sealed class ReadoutPath : IEquatable<ReadoutPath>
 {
-    internal Apps.BigramPath Core { get; }
+    private readonly string? grammar;
+    private readonly Jet.Core.Expansion? plan;
 
-    private BigramPath(Apps.BigramPath core) => Core = core;
+    private ReadoutPath(string? grammar, Jet.Core.Expansion? plan)
+    {
+        this.grammar = grammar;
+        this.plan = plan;
+    }
 
-    /// <summary>U·LN_f(Emb(z₁)): embedding → decoder.</summary>
-    public static BigramPath Embedding { get; } = new(Apps.BigramPath.Embedding);
+    /// <summary>U·LN_f(Emb(z₁)): the token embedding, without positions, straight to the decoder.</summary>
+    public static ReadoutPath Embedding { get; } = new("emb", null);
 
-    /// <summary>U·LN_f(MLP_b(Emb(z₁))): embedding → the MLP of block <paramref name="block"/> (1-based, its pre-norm
-    /// included) → decoder. The block is checked against the model when the sweep runs.</summary>
-    public static BigramPath Mlp(int block) => new(Apps.BigramPath.NewMlp(block));
+    /// <summary>U·LN_f(Enc(z₁)): the encoder output at position 0 (the embedding plus the first absolute position).</summary>
+    public static ReadoutPath Encoder { get; } = new("enc", null);
 
-    /// <summary>Reads "embed" or "mlp:B" (B a 1-based block number), the syntax of the jet command's --path.</summary>
-    public static BigramPath Parse(string text) => new(Apps.Bigrams.ParsePath(text));
+    /// <summary>Reads the path grammar of the jet command: <c>SOURCE>STEP>…</c>, for example "emb>attn2>mlp3",
+    /// "embed" or "mlp:1" (see docs/lenses-and-ngrams.md).</summary>
+    public static ReadoutPath Parse(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        return new(text, null);
+    }
 
-    /// <summary>The MLP's block, or null for the embedding path.</summary>
-    public int? Block => Core is Apps.BigramPath.Mlp m ? m.block : null;
+    /// <summary>A decoder expansion evaluated on one-token inputs: U·(Σ terms) + b, its remainder left out.</summary>
+    public static ReadoutPath Of(ExpansionPlan plan)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        return new(null, plan.Core);
+    }
 
-    /// <summary>The path in words, for example "embedding → MLP of block 1 → decoder".</summary>
-    public string Description => Apps.Readings.DescribePath(Core);
+    private ReadoutPath Then(string step) => plan is null
+        ? new(grammar + ">" + step, null)
+        : throw new InvalidOperationException("An expansion readout takes no further steps; build a path from ReadoutPath.Embedding or ReadoutPath.Encoder.");
+
+    /// <summary>Adds the attention layer of block <paramref name="block"/> (1-based).</summary>
+    public ReadoutPath Attention(int block) => Then("attn" + block);
+
+    /// <summary>Adds the MLP of block <paramref name="block"/> (1-based): its MLP layer, or the MLP branch of a parallel
+    /// block.</summary>
+    public ReadoutPath Mlp(int block) => Then("mlp" + block);
+
+    /// <summary>Adds residual layer <paramref name="layer"/> (1-based, as <see cref="JetModel.PathSteps"/> lists them).</summary>
+    public ReadoutPath Layer(int layer) => Then("γ" + layer);
+
+    internal Jet.Core.Readout Resolve(JetModel model)
+    {
+        if (plan is null) return Apps.Readouts.Parse(model.Core.Net, grammar);
+        var readout = Apps.Readouts.OfExpansion(plan);
+        Apps.Readouts.Check(model.Core.Net, readout);
+        return readout;
+    }
+
+    /// <summary>The path in path notation for <paramref name="model"/>, with its layer names, for example
+    /// "U·LN(γ₄(γ₃(Emb))) (emb > attn2 > mlp2)"; checks the path against the model.</summary>
+    public string Notation(JetModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return Apps.Readouts.Describe(model.Core.Net, Resolve(model));
+    }
 
     /// <inheritdoc/>
-    public bool Equals(BigramPath? other) => other is not null && Core.Equals(other.Core);
+    public bool Equals(ReadoutPath? other) => other is not null && grammar == other.grammar && Equals(plan, other.plan);
 
     /// <inheritdoc/>
-    public override bool Equals(object? obj) => Equals(obj as BigramPath);
+    public override bool Equals(object? obj) => Equals(obj as ReadoutPath);
 
     /// <inheritdoc/>
-    public override int GetHashCode() => Core.GetHashCode();
+    public override int GetHashCode() => HashCode.Combine(grammar, plan);
 
-    /// <summary>"embed" or "mlp:B", as <see cref="Parse"/> reads it.</summary>
-    public override string ToString() => Core.ToString();
+    /// <summary>The path as the grammar writes it ("emb>attn2>mlp3"), or the expansion plan.</summary>
+    public override string ToString() => grammar ?? plan!.ToString();
 }
+
+/// <summary>One step a readout path may take through a model.</summary>
+/// <param name="Name">The name the path grammar reads, for example "attn2", "mlp3" or "block1".</param>
+/// <param name="Notation">The step in path notation, for example "γ₃", or "γ₃[mlp]" for a parallel block's MLP branch.</param>
+/// <param name="Description">What the step computes, for example "attention of block 2".</param>
+public sealed record PathStep(string Name, string Notation, string Description);
 
 /// <summary>Whether bigram scores are next-token probabilities (a softmax over each row) or raw logits.</summary>
 public enum ScoreSpace
@@ -61,20 +110,21 @@ public sealed record Bigram(int From, int To, string FromToken, string ToToken, 
 
 /// <summary>The result of a top-k sweep: plain .NET rows (nothing to dispose).</summary>
 /// <param name="Path">The path swept.</param>
+/// <param name="Notation">The path in path notation with the model's layer names, for example "U·LN(γ₂(Emb)) (emb > mlp1)".</param>
 /// <param name="Space">Probabilities or logits.</param>
 /// <param name="Global">True: the k best pairs of the whole table, best first. False: the k best next tokens of every
 /// first token, grouped by first token ascending, best first within a group.</param>
 /// <param name="K">The k asked for.</param>
 /// <param name="DiagonalDropped">True when pairs (z, z) were left out.</param>
 /// <param name="Rows">The scored bigrams.</param>
-public sealed record BigramTable(BigramPath Path, ScoreSpace Space, bool Global, int K, bool DiagonalDropped, IReadOnlyList<Bigram> Rows)
+public sealed record BigramTable(ReadoutPath Path, string Notation, ScoreSpace Space, bool Global, int K, bool DiagonalDropped, IReadOnlyList<Bigram> Rows)
 {
     /// <summary>Writes the table (rank, token, next token, score; at most <paramref name="maxRows"/> rows, a note says how
     /// many were left out) as PNG or SVG by the file's extension.</summary>
     public void SaveTable(string file, int maxRows = 40)
     {
         var rows = Rows.Select(r => new Apps.BigramRow(r.From, r.To, r.FromToken, r.ToToken, r.Score));
-        Readings.SavePicture(file, () => Jet.Core.Pictures.Figures.BigramTable(Path.Core, Global, K, BigramSweep.Core(Space), DiagonalDropped, maxRows, rows));
+        Readings.SavePicture(file, () => Jet.Core.Pictures.Figures.BigramTable(Notation, Global, K, BigramSweep.Core(Space), DiagonalDropped, maxRows, rows));
     }
 }
 
@@ -90,16 +140,16 @@ public sealed record ModelMass(string Model, int Tokens, double Mass);
 public sealed class BigramSweep
 {
     private readonly JetModel model;
-    private readonly BigramPath path;
+    private readonly ReadoutPath path;
     private readonly ScoreSpace space;
     private readonly bool dropDiagonal;
     private readonly int batchSize;
     private readonly long maxFullBytes;
 
-    internal BigramSweep(JetModel model, BigramPath path)
+    internal BigramSweep(JetModel model, ReadoutPath path)
         : this(model, path, ScoreSpace.Probability, Apps.SweepOptions.Default.DropDiagonal, Apps.SweepOptions.Default.BatchSize, Apps.SweepOptions.Default.MaxFullBytes) { }
 
-    private BigramSweep(JetModel model, BigramPath path, ScoreSpace space, bool dropDiagonal, int batchSize, long maxFullBytes)
+    private BigramSweep(JetModel model, ReadoutPath path, ScoreSpace space, bool dropDiagonal, int batchSize, long maxFullBytes)
     {
         this.model = model;
         this.path = path;
@@ -128,7 +178,7 @@ public sealed class BigramSweep
             progress is null ? FSharpOption<IProgress<long>>.None : FSharpOption<IProgress<long>>.Some(progress), cancellation, maxFullBytes);
 
     private BigramTable Table(bool global, int k, IEnumerable<Apps.ScoredPair> pairs) =>
-        new(path, space, global, k, dropDiagonal, Apps.Bigrams.Decode(model.Core.Tokenizer, pairs)
+        new(path, path.Notation(model), space, global, k, dropDiagonal, Apps.Bigrams.Decode(model.Core.Tokenizer, pairs)
             .Select(r => new Bigram(r.From, r.To, r.FromToken, r.ToToken, r.Score)).ToList());
 
     /// <summary>The k best next tokens of every first token (vocabulary × k rows).</summary>
@@ -138,7 +188,7 @@ public sealed class BigramSweep
     public BigramTable RowTopK(int k, IProgress<long>? progress = null, CancellationToken cancellation = default)
     {
         using var scope = torch.NewDisposeScope();
-        using var best = Apps.Bigrams.RowTopK(model.Core.Net, path.Core, k, Options(progress, cancellation));
+        using var best = Apps.Bigrams.RowTopK(model.Core.Net, path.Resolve(model), k, Options(progress, cancellation));
         return Table(false, k, Apps.Bigrams.PairsOf(best));
     }
 
@@ -149,7 +199,7 @@ public sealed class BigramSweep
     public BigramTable GlobalTopK(int k, IProgress<long>? progress = null, CancellationToken cancellation = default)
     {
         using var scope = torch.NewDisposeScope();
-        return Table(true, k, Apps.Bigrams.GlobalTopK(model.Core.Net, path.Core, k, Options(progress, cancellation)));
+        return Table(true, k, Apps.Bigrams.GlobalTopK(model.Core.Net, path.Resolve(model), k, Options(progress, cancellation)));
     }
 
     /// <summary>The whole [vocabulary, vocabulary] table (row z₁, column z₂), only when it fits in
@@ -160,7 +210,7 @@ public sealed class BigramSweep
     {
         // The scope frees what the sweep leaves behind; only the table leaves it.
         using var scope = torch.NewDisposeScope();
-        return Apps.Bigrams.Full(model.Core.Net, path.Core, Options(progress, cancellation)).MoveToOuterDisposeScope();
+        return Apps.Bigrams.Full(model.Core.Net, path.Resolve(model), Options(progress, cancellation)).MoveToOuterDisposeScope();
     }
 
     /// <summary>The rows of chosen first tokens: ids [B] (integers in 0..vocabulary − 1) → scores [B, vocabulary].
@@ -168,7 +218,7 @@ public sealed class BigramSweep
     public Tensor Scores(Tensor firstTokens)
     {
         using var scope = torch.NewDisposeScope();
-        return Apps.Bigrams.Scores(model.Core.Net, path.Core, Options(null, CancellationToken.None), firstTokens).MoveToOuterDisposeScope();
+        return Apps.Bigrams.Scores(model.Core.Net, path.Resolve(model), Options(null, CancellationToken.None), firstTokens).MoveToOuterDisposeScope();
     }
 
     /// <summary>The n-gram mass of a set of token ids: the mean over first tokens z₁ of Σ_{z₂ ∈ S} P(z₂ | z₁).</summary>
@@ -179,7 +229,7 @@ public sealed class BigramSweep
     {
         ArgumentNullException.ThrowIfNull(tokenIds);
         using var scope = torch.NewDisposeScope();
-        return Apps.Bigrams.Mass(model.Core.Net, path.Core, tokenIds.ToArray(), Options(progress, cancellation));
+        return Apps.Bigrams.Mass(model.Core.Net, path.Resolve(model), tokenIds.ToArray(), Options(progress, cancellation));
     }
 
     /// <summary>The n-gram mass of a set of tokens written as tables print them (for example "␣" for the toy's space), or
@@ -201,7 +251,7 @@ public sealed class BigramSweep
     {
         ArgumentNullException.ThrowIfNull(other);
         ArgumentNullException.ThrowIfNull(tokens);
-        var masses = Apps.Bigrams.MassOfModels(path.Core, "the token list", tokens, Options(progress, cancellation), new[] { model.Core, other.Core });
+        var masses = Apps.Bigrams.MassOfModels(path.Resolve(model), "the token list", tokens, Options(progress, cancellation), new[] { model.Core, other.Core });
         return Readings.All(masses, m => new ModelMass(m.Model, m.Tokens, m.Mass));
     }
 

@@ -132,11 +132,16 @@ public sealed class JetModel : IDisposable
 
     /// <summary>A jet bigram sweep of <paramref name="path"/> over the whole vocabulary: set the options, then ask for row
     /// or global top-k, the full table or the n-gram mass of a token set.</summary>
-    public BigramSweep Bigrams(BigramPath path)
+    public BigramSweep Bigrams(ReadoutPath path)
     {
         ArgumentNullException.ThrowIfNull(path);
         return new(this, path);
     }
+
+    /// <summary>The steps a readout path through this model may take, in order: every residual layer by name (as the
+    /// path grammar reads it, for example "attn2"), its notation ("γ₃") and what it computes.</summary>
+    public IReadOnlyList<PathStep> PathSteps() =>
+        Readings.All(Jet.Core.Apps.Readouts.StepsOf(Core.Net), s => new PathStep(s.Name, s.Notation, s.Description));
 
     /// <summary>Frees the model's weights; later calls do nothing.</summary>
     public void Dispose() => Core.Dispose();

@@ -12,11 +12,11 @@ public class BigramTests
     private static JetModel Toy(int seed = 13) => JetModel.Toy(seed: seed, width: 12, dtype: ScalarType.Float64);
 
     // U·LN_f(x) for x = E (embedding path) or γ_b(E) (the toy's MLP blocks), by hand, in the asked space.
-    private static Tensor HandTable(JetModel model, BigramPath path, ScoreSpace space, bool dropDiagonal)
+    private static Tensor HandTable(JetModel model, int? mlpBlock, ScoreSpace space, bool dropDiagonal)
     {
         var p = model.Network.Parameters;
         var x = Reference.Embedding(model);
-        if (path.Block is { } b)
+        if (mlpBlock is { } b)
         {
             string Name(string part) => $"block{b}.{part}";
             x = torch.nn.functional.linear(torch.nn.functional.relu(torch.nn.functional.linear(x, p[Name("fc1.weight")], p[Name("fc1.bias")])), p[Name("fc2.weight")], p[Name("fc2.bias")]);
@@ -37,10 +37,10 @@ public class BigramTests
     public void TheFullTableIsTheHandComputedPathTable(ScoreSpace space, bool drop)
     {
         using var model = Toy();
-        foreach (var path in new[] { BigramPath.Embedding, BigramPath.Mlp(2) })
+        foreach (var (path, block) in new[] { (ReadoutPath.Embedding, (int?)null), (ReadoutPath.Embedding.Mlp(2), 2), (ReadoutPath.Parse("emb>block2"), 2) })
         {
             using var table = model.Bigrams(path).Space(space).DropDiagonal(drop).BatchSize(17).FullTable();
-            Reference.Close(table, HandTable(model, path, space, drop), 1e-10, $"{path}, {space}, drop {drop}");
+            Reference.Close(table, HandTable(model, block, space, drop), 1e-10, $"{path}, {space}, drop {drop}");
         }
     }
 
@@ -50,7 +50,7 @@ public class BigramTests
     {
         using var model = Toy();
         const int k = 6;
-        var sweep = model.Bigrams(BigramPath.Mlp(1)).Space(space).DropDiagonal(drop).BatchSize(7);
+        var sweep = model.Bigrams(ReadoutPath.Embedding.Mlp(1)).Space(space).DropDiagonal(drop).BatchSize(7);
         var best = sweep.RowTopK(k);
         using var table = sweep.FullTable();
         var (values, ids) = table.topk(k, dim: 1);
@@ -76,9 +76,9 @@ public class BigramTests
     {
         using var model = Toy();
         const int k = 25;
-        var best = model.Bigrams(BigramPath.Embedding).Space(space).DropDiagonal(drop).BatchSize(13).GlobalTopK(k);
+        var best = model.Bigrams(ReadoutPath.Embedding).Space(space).DropDiagonal(drop).BatchSize(13).GlobalTopK(k);
         var v = model.Vocabulary;
-        var table = HandTable(model, BigramPath.Embedding, space, drop).data<double>().ToArray();
+        var table = HandTable(model, null, space, drop).data<double>().ToArray();
         var expected = table.Select((score, i) => (From: i / v, To: i % v, Score: score))
             .Where(pair => !(drop && pair.From == pair.To))
             .OrderByDescending(pair => pair.Score)
@@ -96,9 +96,9 @@ public class BigramTests
     {
         using var model = Toy();
         int[] set = { 4, 17, 33, 4 };
-        foreach (var (path, drop) in new[] { (BigramPath.Embedding, false), (BigramPath.Mlp(2), false), (BigramPath.Embedding, true) })
+        foreach (var (path, block, drop) in new[] { (ReadoutPath.Embedding, (int?)null, false), (ReadoutPath.Embedding.Mlp(2), 2, false), (ReadoutPath.Embedding, null, true) })
         {
-            var table = HandTable(model, path, ScoreSpace.Probability, drop);
+            var table = HandTable(model, block, ScoreSpace.Probability, drop);
             var expected = table.index_select(1, torch.tensor(new long[] { 4, 17, 33 })).sum(1).mean().item<double>();
             var sweep = model.Bigrams(path).DropDiagonal(drop).BatchSize(9);
             Assert.Equal(expected, sweep.Mass(set), 12);
@@ -114,12 +114,12 @@ public class BigramTests
         using var second = Toy(14);
         var tokens = new[] { "a", "e", "␣", "" };
         var reports = new List<long>();
-        var masses = first.Bigrams(BigramPath.Embedding).BatchSize(40).CompareMass(second, tokens, new Reporter(reports.Add));
+        var masses = first.Bigrams(ReadoutPath.Embedding).BatchSize(40).CompareMass(second, tokens, new Reporter(reports.Add));
 
         Assert.Equal(2, masses.Count);
         Assert.Equal(("toy", 3), (masses[0].Model, masses[0].Tokens));
-        Assert.Equal(first.Bigrams(BigramPath.Embedding).Mass(tokens), masses[0].Mass, 14);
-        Assert.Equal(second.Bigrams(BigramPath.Embedding).Mass(tokens), masses[1].Mass, 14);
+        Assert.Equal(first.Bigrams(ReadoutPath.Embedding).Mass(tokens), masses[0].Mass, 14);
+        Assert.Equal(second.Bigrams(ReadoutPath.Embedding).Mass(tokens), masses[1].Mass, 14);
         Assert.NotEqual(masses[0].Mass, masses[1].Mass);
         Assert.Equal(new long[] { 40, 80, 100, 140, 180, 200 }, reports);
     }
@@ -128,7 +128,7 @@ public class BigramTests
     public void ProgressIsReportedAfterEveryBatchAndCancellationStopsTheSweep()
     {
         using var model = Toy();
-        var sweep = model.Bigrams(BigramPath.Embedding).BatchSize(30);
+        var sweep = model.Bigrams(ReadoutPath.Embedding).BatchSize(30);
         var reports = new List<long>();
         sweep.GlobalTopK(3, new Reporter(reports.Add));
         Assert.Equal(new long[] { 30, 60, 90, 100 }, reports);
@@ -154,7 +154,7 @@ public class BigramTests
     {
         using var model = JetModel.Load(Fixtures.Path("lm-buddy-tiny-gpt2-toyvocab"), ScalarType.Float64);
         Assert.Equal(21, model.Vocabulary);
-        var sweep = model.Bigrams(BigramPath.Parse("mlp:1")).Space(ScoreSpace.Logit).BatchSize(4);
+        var sweep = model.Bigrams(ReadoutPath.Parse("mlp:1")).Space(ScoreSpace.Logit).BatchSize(4);
         using var table = sweep.FullTable();
         using var rows = sweep.Scores(torch.arange(21, dtype: ScalarType.Int64));
         Reference.Close(rows, table, 1e-12, "Scores of every first token = the full table");
@@ -163,10 +163,10 @@ public class BigramTests
         Assert.Equal(ids.data<long>().ToArray().Select(i => (int)i), best.Rows.Select(r => r.To));
         Assert.Equal(values.data<double>().ToArray(), best.Rows.Select(r => r.Score));
 
-        using var embedding = model.Bigrams(BigramPath.Embedding).Space(ScoreSpace.Logit).FullTable();
+        using var embedding = model.Bigrams(ReadoutPath.Embedding).Space(ScoreSpace.Logit).FullTable();
         Reference.Close(embedding, Reference.Decoder(model, Reference.Embedding(model)), 1e-10, "U·LN_f(E), tied");
-        var mass = model.Bigrams(BigramPath.Embedding).Mass(new[] { "l", "o", "w" });
-        using var probabilities = model.Bigrams(BigramPath.Embedding).FullTable();
+        var mass = model.Bigrams(ReadoutPath.Embedding).Mass(new[] { "l", "o", "w" });
+        using var probabilities = model.Bigrams(ReadoutPath.Embedding).FullTable();
         var ids3 = torch.tensor(new long[] { 0, 1, 2 });
         Assert.Equal(probabilities.index_select(1, ids3).sum(1).mean().item<double>(), mass, 12);
     }
@@ -175,31 +175,39 @@ public class BigramTests
     public void BadInputGivesTheCoresClearErrors()
     {
         using var model = Toy();
-        Assert.Contains("Block 3", Assert.Throws<Jet.Core.IndexRangeException>(() => model.Bigrams(BigramPath.Mlp(3)).RowTopK(2)).Message);
-        Assert.Contains("embed or mlp:B", Assert.Throws<Jet.Core.InvalidPlanException>(() => BigramPath.Parse("attn:1")).Message);
-        Assert.Contains("1..99", Assert.Throws<Jet.Core.IndexRangeException>(() => model.Bigrams(BigramPath.Embedding).DropDiagonal().RowTopK(100)).Message);
-        Assert.Contains("got 0", Assert.Throws<Jet.Core.IndexRangeException>(() => model.Bigrams(BigramPath.Embedding).GlobalTopK(0)).Message);
-        Assert.Contains("batch size", Assert.Throws<Jet.Core.InvalidPlanException>(() => model.Bigrams(BigramPath.Embedding).BatchSize(0).RowTopK(2)).Message);
-        var tooBig = Assert.Throws<Jet.Core.InvalidPlanException>(() => model.Bigrams(BigramPath.Embedding).MaxFullBytes(1000).FullTable());
+        var noBlock = Assert.Throws<Jet.Core.InvalidPlanException>(() => model.Bigrams(ReadoutPath.Embedding.Mlp(3)).RowTopK(2)).Message;
+        Assert.Contains("\"mlp3\"", noBlock);
+        Assert.Contains("block1, block2", noBlock);
+        Assert.Contains("cannot follow", Assert.Throws<Jet.Core.InvalidPlanException>(() => model.Bigrams(ReadoutPath.Parse("emb>block2>block1")).GlobalTopK(2)).Message);
+        Assert.Contains("decoder expansion", Assert.Throws<Jet.Core.InvalidPlanException>(() => model.Bigrams(ReadoutPath.Of(Plan.AtLayer(1).Around(Centre.Embedding).Build())).GlobalTopK(2)).Message);
+        Assert.Contains("1..99", Assert.Throws<Jet.Core.IndexRangeException>(() => model.Bigrams(ReadoutPath.Embedding).DropDiagonal().RowTopK(100)).Message);
+        Assert.Contains("got 0", Assert.Throws<Jet.Core.IndexRangeException>(() => model.Bigrams(ReadoutPath.Embedding).GlobalTopK(0)).Message);
+        Assert.Contains("batch size", Assert.Throws<Jet.Core.InvalidPlanException>(() => model.Bigrams(ReadoutPath.Embedding).BatchSize(0).RowTopK(2)).Message);
+        var tooBig = Assert.Throws<Jet.Core.InvalidPlanException>(() => model.Bigrams(ReadoutPath.Embedding).MaxFullBytes(1000).FullTable());
         Assert.Contains("100 × 100", tooBig.Message);
         Assert.Contains("top-k", tooBig.Message);
-        Assert.Contains("0..99", Assert.Throws<Jet.Core.IndexRangeException>(() => model.Bigrams(BigramPath.Embedding).Mass(new[] { 100 })).Message);
-        Assert.Throws<Jet.Core.MissingArgumentException>(() => model.Bigrams(BigramPath.Embedding).Mass(Array.Empty<int>()));
-        var unknown = Assert.Throws<Jet.Core.Apps.UnknownTokenException>(() => model.Bigrams(BigramPath.Embedding).Mass(new[] { "a", "not a token" }));
+        Assert.Contains("0..99", Assert.Throws<Jet.Core.IndexRangeException>(() => model.Bigrams(ReadoutPath.Embedding).Mass(new[] { 100 })).Message);
+        Assert.Throws<Jet.Core.MissingArgumentException>(() => model.Bigrams(ReadoutPath.Embedding).Mass(Array.Empty<int>()));
+        var unknown = Assert.Throws<Jet.Core.Apps.UnknownTokenException>(() => model.Bigrams(ReadoutPath.Embedding).Mass(new[] { "a", "not a token" }));
         Assert.Contains("Line 2 of the token list", unknown.Message);
-        Assert.Contains("0..99", Assert.Throws<Jet.Core.IndexRangeException>(() => model.Bigrams(BigramPath.Embedding).Scores(torch.tensor(new long[] { 100 }))).Message);
+        Assert.Contains("0..99", Assert.Throws<Jet.Core.IndexRangeException>(() => model.Bigrams(ReadoutPath.Embedding).Scores(torch.tensor(new long[] { 100 }))).Message);
         Assert.Throws<ArgumentNullException>(() => model.Bigrams(null!));
     }
 
     [Fact]
     public void PathsParseAndCompareByValue()
     {
-        Assert.Equal(BigramPath.Mlp(3), BigramPath.Parse(" MLP:3 "));
-        Assert.Equal(BigramPath.Embedding, BigramPath.Parse("embed"));
-        Assert.Equal("mlp:3", BigramPath.Mlp(3).ToString());
-        Assert.Equal(3, BigramPath.Mlp(3).Block);
-        Assert.Null(BigramPath.Embedding.Block);
-        Assert.Equal("embedding → MLP of block 3 → decoder", BigramPath.Mlp(3).Description);
+        using var model = Toy();
+        Assert.Equal(ReadoutPath.Embedding.Mlp(2), ReadoutPath.Parse("emb>mlp2"));
+        Assert.Equal("emb>attn2>mlp3", ReadoutPath.Embedding.Attention(2).Mlp(3).ToString());
+        Assert.Equal("enc>γ4", ReadoutPath.Encoder.Layer(4).ToString());
+        // Every spelling of one path reads the same path of a model.
+        foreach (var text in new[] { " MLP:2 ", "emb>block2", "γ2", "emb>mlp2>U" })
+            Assert.Equal("U·LN(γ₂(Emb)) (emb > block2)", ReadoutPath.Parse(text).Notation(model));
+        Assert.Equal("U·LN(Emb) (emb)", ReadoutPath.Parse("embed").Notation(model));
+        Assert.Equal(new[] { "block1", "block2" }, model.PathSteps().Select(s => s.Name));
+        Assert.Equal("γ₂", model.PathSteps()[1].Notation);
+        Assert.Throws<InvalidOperationException>(() => ReadoutPath.Of(Plan.AtDecoder().Around(Centre.Embedding).Build()).Mlp(1));
     }
 
     /// <summary>A synchronous IProgress (System.Progress posts to a thread pool, so its reports arrive late).</summary>

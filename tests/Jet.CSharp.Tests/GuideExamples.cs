@@ -48,19 +48,19 @@ public sealed class GuideExamples : IDisposable
         var progress = new Progress<long>(done => Console.Error.Write($"\r{done}/{model.Vocabulary} first tokens"));
         using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(10));
 
-        BigramTable best = model.Bigrams(BigramPath.Mlp(block: 1))
+        BigramTable best = model.Bigrams(ReadoutPath.Embedding.Mlp(1))
             .DropDiagonal()
             .GlobalTopK(20, progress, cancel.Token);
         foreach (var bigram in best.Rows.Take(5))
             Console.WriteLine($"{bigram.FromToken} → {bigram.ToToken}  {bigram.Score:P2}");
         best.SaveTable(Path.Combine(folder, "bigrams.png"));
 
-        BigramTable perToken = model.Bigrams(BigramPath.Embedding).Space(ScoreSpace.Logit).RowTopK(3);
+        BigramTable perToken = model.Bigrams(ReadoutPath.Embedding).Space(ScoreSpace.Logit).RowTopK(3);
 
         string[] vowels = { "a", "e", "i", "o", "u" };
-        double mass = model.Bigrams(BigramPath.Embedding).Mass(vowels);
+        double mass = model.Bigrams(ReadoutPath.Embedding).Mass(vowels);
         using var fineTune = JetModel.Toy(seed: 1, width: 32); // stands in for a fine-tune with the same tokenizer
-        foreach (var m in model.Bigrams(BigramPath.Embedding).CompareMass(fineTune, vowels))
+        foreach (var m in model.Bigrams(ReadoutPath.Embedding).CompareMass(fineTune, vowels))
             Console.WriteLine($"{m.Model}: {m.Mass:P2} of the next-token probability falls on the {m.Tokens} vowels");
 
         Assert.Equal(20, best.Rows.Count);

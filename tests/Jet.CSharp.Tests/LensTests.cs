@@ -160,7 +160,7 @@ public class LensMemoryTests
     public void RepeatedSweepsFreeTheirTensors()
     {
         using var model = JetModel.Toy(seed: 1, width: 8);
-        var sweep = model.Bigrams(BigramPath.Mlp(1)).BatchSize(30);
+        var sweep = model.Bigrams(ReadoutPath.Embedding.Mlp(1)).BatchSize(30);
         void Sweeps()
         {
             sweep.RowTopK(3);

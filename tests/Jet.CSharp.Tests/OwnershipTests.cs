@@ -61,7 +61,7 @@ public class OwnershipTests
         AssertDisposed(() => analysis.Expand(second), "an analysis made before");
         AssertDisposed(() => model.Lens().Run("jets"), "Lens");
         AssertDisposed(() => model.JointLens().Iterations(2).Fit("jets"), "JointLens");
-        AssertDisposed(() => model.Bigrams(BigramPath.Embedding).RowTopK(3), "Bigrams");
+        AssertDisposed(() => model.Bigrams(ReadoutPath.Embedding).RowTopK(3), "Bigrams");
         Assert.Equal(2, model.Depth);
     }
 

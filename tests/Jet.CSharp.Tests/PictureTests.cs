@@ -75,7 +75,7 @@ public sealed class PictureTests : IDisposable
     public void BigramTableIsPngAndSvg()
     {
         using var model = JetModel.Toy(seed: 0, width: 16);
-        var best = model.Bigrams(BigramPath.Mlp(1)).DropDiagonal().GlobalTopK(12);
+        var best = model.Bigrams(ReadoutPath.Embedding.Mlp(1)).DropDiagonal().GlobalTopK(12);
         best.SaveTable(File("bigrams.png"));
         best.SaveTable(File("bigrams.svg"), maxRows: 5);
         CheckPng(File("bigrams.png"));

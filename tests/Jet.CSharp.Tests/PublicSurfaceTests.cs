@@ -71,7 +71,7 @@ public class PublicSurfaceTests
         {
             typeof(LensBuilder), typeof(LensReading), typeof(LensStream), typeof(LensPosition), typeof(Agreement), typeof(TokenScore), typeof(PositionTop),
             typeof(JointLensBuilder), typeof(JointLensReading), typeof(JointLensCentre), typeof(WeightedPosition),
-            typeof(BigramPath), typeof(BigramSweep), typeof(BigramTable), typeof(Bigram), typeof(ModelMass), typeof(ScoreSpace),
+            typeof(ReadoutPath), typeof(PathStep), typeof(BigramSweep), typeof(BigramTable), typeof(Bigram), typeof(ModelMass), typeof(ScoreSpace),
         };
         Assert.All(expected, t => Assert.Contains(t, exported));
         // Readings that own tensors are disposable; the records of plain numbers are not.

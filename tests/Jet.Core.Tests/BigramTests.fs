@@ -58,12 +58,13 @@ let private handMlp (net: Net) (b: int) (x: Tensor) =
 let private embeddings (net: Net) = p net net.Spec.Encoder.TokenEmbedding
 
 // The full table by hand, in the requested space, with the diagonal dropped on request.
-let private bruteForce (net: Net) (path: BigramPath) (space: ScoreSpace) (dropDiagonal: bool) =
+// `mlpBlock`: None for embedding → decoder, Some b for embedding → MLP_b → decoder.
+let private bruteForce (net: Net) (mlpBlock: int option) (space: ScoreSpace) (dropDiagonal: bool) =
     let e = embeddings net
     let x =
-        match path with
-        | BigramPath.Embedding -> e
-        | BigramPath.Mlp b ->
+        match mlpBlock with
+        | None -> e
+        | Some b ->
             match net.Spec.Name with
             | "toy" -> Forward.apply net.Parameters net.Spec.Layers.[b - 1].Gamma e
             | _ -> handMlp net b e
@@ -93,15 +94,15 @@ let paths =
             test "embedding → decoder is U·LN_f(E[z]) + b for every first token" {
                 for make in [ gpt64; tiedGpt64; toy64 ] do
                     use net = make ()
-                    use table = Bigrams.full net BigramPath.Embedding (options ScoreSpace.Logit false 7)
+                    use table = Bigrams.full net Readouts.embedding (options ScoreSpace.Logit false 7)
                     Expect.tensorClose Accuracy.Float64 table (handDecoder net (embeddings net)) net.Spec.Name
             }
 
             test "embedding → MLP₁ → decoder is U·LN_f(MLP(LN₂(E[z]))) + b, positions not added" {
                 use net = gpt64 ()
-                use table = Bigrams.full net (BigramPath.Mlp 1) (options ScoreSpace.Logit false 16)
+                use table = Bigrams.full net (Readouts.mlpPath net 1) (options ScoreSpace.Logit false 16)
                 Expect.tensorClose Accuracy.Float64 table (handDecoder net (handMlp net 1 (embeddings net))) "block 1"
-                use table2 = Bigrams.full net (BigramPath.Mlp 2) (options ScoreSpace.Logit false 16)
+                use table2 = Bigrams.full net (Readouts.mlpPath net 2) (options ScoreSpace.Logit false 16)
                 Expect.tensorClose Accuracy.Float64 table2 (handDecoder net (handMlp net 2 (embeddings net))) "block 2"
             }
 
@@ -116,13 +117,13 @@ let paths =
                 let logits = session.Unembed(session.Expand decoder)
                 Expect.equal (string logits.Paths.Head.Path) "U·LN(γ₂(Emb))" "the path's provenance"
                 let expected = logits.Paths.Head.Value.squeeze 1L + p net "lm_head.bias"
-                use table = Bigrams.full net (BigramPath.Mlp 1) (options ScoreSpace.Logit false 9)
+                use table = Bigrams.full net (Readouts.mlpPath net 1) (options ScoreSpace.Logit false 9)
                 Expect.tensorClose Accuracy.Float64 table expected "same table"
             }
 
             test "a parallel (NeoX) layer contributes its MLP branch, not the attention branch" {
                 use net = SyntheticNets.neoxLike 14 SyntheticNets.small torch.float64
-                use table = Bigrams.full net (BigramPath.Mlp 2) (options ScoreSpace.Logit false 16)
+                use table = Bigrams.full net (Readouts.mlpPath net 2) (options ScoreSpace.Logit false 16)
                 Expect.tensorClose
                     Accuracy.Float64
                     table
@@ -132,7 +133,7 @@ let paths =
 
             test "the toy's blocks are MLPs: the path is U·LN_f(γ_b(E[z]))" {
                 use net = toy64 ()
-                use table = Bigrams.full net (BigramPath.Mlp 2) (options ScoreSpace.Logit false 30)
+                use table = Bigrams.full net (Readouts.mlpPath net 2) (options ScoreSpace.Logit false 30)
                 let e = embeddings net
                 let gamma =
                     torch.nn.functional.linear (
@@ -148,28 +149,21 @@ let paths =
             test "a network without MLPs, and blocks out of range, fail clearly" {
                 use net = SyntheticNets.attentionOnly 15 SyntheticNets.small torch.float64
                 Expect.throwsWith<InvalidPlanException>
-                    [ "no MLP in any block" ]
-                    (fun () -> Bigrams.rowTopK net (BigramPath.Mlp 1) 3 SweepOptions.Default |> ignore)
+                    [ "Block 1 has no MLP"; "attn1" ]
+                    (fun () -> Readouts.mlpPath net 1 |> ignore)
                     "no MLP"
-                Expect.throwsWith<IndexRangeException>
-                    [ "Block 3"; "1..2" ]
-                    (fun () -> Bigrams.rowTopK (gpt64 ()) (BigramPath.Mlp 3) 3 SweepOptions.Default |> ignore)
-                    "block 3"
-                Expect.throwsWith<IndexRangeException>
-                    [ "Block 0" ]
-                    (fun () -> Bigrams.rowTopK (gpt64 ()) (BigramPath.Mlp 0) 3 SweepOptions.Default |> ignore)
-                    "block 0"
-            }
-
-            test "path syntax: embed and mlp:B, anything else is a clear error" {
-                Expect.equal (Bigrams.parsePath "embed") BigramPath.Embedding "embed"
-                Expect.equal (Bigrams.parsePath " MLP:3 ") (BigramPath.Mlp 3) "mlp:3"
-                Expect.equal (string (BigramPath.Mlp 4)) "mlp:4" "printed form"
-                for bad in [ "mlp"; "mlp:"; "mlp:x"; "attn:1"; "" ] do
+                use gpt = gpt64 ()
+                for bad in [ 3; 0 ] do
                     Expect.throwsWith<InvalidPlanException>
-                        [ "embed or mlp:B" ]
-                        (fun () -> Bigrams.parsePath bad |> ignore)
-                        bad
+                        [ sprintf "\"mlp%d\"" bad; "attn1, mlp1, attn2, mlp2" ]
+                        (fun () -> Readouts.mlpPath gpt bad |> ignore)
+                        (sprintf "block %d" bad)
+                Expect.throwsWith<IndexRangeException>
+                    [ "Residual layer 5"; "1..4" ]
+                    (fun () ->
+                        Bigrams.rowTopK gpt (Readouts.ofLayers PathSource.Embedding [ 5 ]) 3 SweepOptions.Default
+                        |> ignore)
+                    "a path built in F# is checked when swept"
             }
         ]
 
@@ -181,9 +175,8 @@ let sweeps =
                 test (sprintf "row top-k = top-k of the full table (%A, drop diagonal %b)" space drop) {
                     use net = gpt64 ()
                     let k = 6
-                    let path = BigramPath.Mlp 1
-                    use best = Bigrams.rowTopK net path k (options space drop 7)
-                    let table = bruteForce net path space drop
+                    use best = Bigrams.rowTopK net (Readouts.mlpPath net 1) k (options space drop 7)
+                    let table = bruteForce net (Some 1) space drop
                     let struct (values, ids) = table.topk (k, dim = 1)
                     Expect.tensorClose Accuracy.Float64 best.Scores values "scores"
                     Expect.isTrue (best.Ids.eq(ids).all().item<bool> ()) "ids"
@@ -207,9 +200,8 @@ let sweeps =
                 test (sprintf "global top-k = brute-force sort of all pairs (%A, drop diagonal %b)" space drop) {
                     use net = toy64 ()
                     let k = 25
-                    let path = BigramPath.Embedding
-                    let best = Bigrams.globalTopK net path k (options space drop 13)
-                    let table = (bruteForce net path space drop).data<float>().ToArray()
+                    let best = Bigrams.globalTopK net Readouts.embedding k (options space drop 13)
+                    let table = (bruteForce net None space drop).data<float>().ToArray()
                     let v = net.Vocab
                     let expected =
                         table
@@ -227,7 +219,7 @@ let sweeps =
 
             test "full table in probability space: rows sum to 1, diagonal 0 when dropped" {
                 use net = tiedGpt64 ()
-                use table = Bigrams.full net BigramPath.Embedding (options ScoreSpace.Probability true 8)
+                use table = Bigrams.full net Readouts.embedding (options ScoreSpace.Probability true 8)
                 Expect.tensorClose
                     Accuracy.Float64
                     (table.sum 1L)
@@ -241,22 +233,22 @@ let sweeps =
                 Expect.tensorClose
                     Accuracy.Float64
                     table
-                    (bruteForce net BigramPath.Embedding ScoreSpace.Probability true)
+                    (bruteForce net None ScoreSpace.Probability true)
                     "brute force"
             }
 
             test "scores for chosen first tokens are those rows of the full table" {
                 use net = gpt64 ()
                 let first = torch.tensor ([| 4L; 0L; 49L |], dtype = torch.int64)
-                let rows = Bigrams.scores net (BigramPath.Mlp 2) SweepOptions.Default first
-                use table = Bigrams.full net (BigramPath.Mlp 2) SweepOptions.Default
+                let rows = Bigrams.scores net (Readouts.mlpPath net 2) SweepOptions.Default first
+                use table = Bigrams.full net (Readouts.mlpPath net 2) SweepOptions.Default
                 Expect.tensorClose Accuracy.Float64 rows (table.index_select (0L, first)) "rows 4, 0, 49"
                 Expect.throwsWith<IndexRangeException>
                     [ "0..49" ]
                     (fun () ->
                         Bigrams.scores
                             net
-                            BigramPath.Embedding
+                            Readouts.embedding
                             SweepOptions.Default
                             (torch.tensor ([| 50L |], dtype = torch.int64))
                         |> ignore)
@@ -268,7 +260,7 @@ let sweeps =
                 Expect.throwsWith<InvalidPlanException>
                     [ "50 × 50"; "20.0 kB"; "limit of 1.0 kB"; "top-k" ]
                     (fun () ->
-                        Bigrams.full net BigramPath.Embedding { SweepOptions.Default with MaxFullBytes = 1000L }
+                        Bigrams.full net Readouts.embedding { SweepOptions.Default with MaxFullBytes = 1000L }
                         |> ignore)
                     "too big"
             }
@@ -278,16 +270,16 @@ let sweeps =
                 Expect.throwsWith<IndexRangeException>
                     [ "1..99"; "diagonal dropped" ]
                     (fun () ->
-                        Bigrams.rowTopK net BigramPath.Embedding 100 (options ScoreSpace.Probability true 10) |> ignore)
+                        Bigrams.rowTopK net Readouts.embedding 100 (options ScoreSpace.Probability true 10) |> ignore)
                     "k = V with the diagonal dropped"
                 Expect.throwsWith<IndexRangeException>
                     [ "got 0" ]
-                    (fun () -> Bigrams.globalTopK net BigramPath.Embedding 0 SweepOptions.Default |> ignore)
+                    (fun () -> Bigrams.globalTopK net Readouts.embedding 0 SweepOptions.Default |> ignore)
                     "k = 0"
                 Expect.throwsWith<InvalidPlanException>
                     [ "batch size" ]
                     (fun () ->
-                        Bigrams.rowTopK net BigramPath.Embedding 3 (options ScoreSpace.Probability false 0) |> ignore)
+                        Bigrams.rowTopK net Readouts.embedding 3 (options ScoreSpace.Probability false 0) |> ignore)
                     "batch 0"
             }
 
@@ -300,7 +292,7 @@ let sweeps =
                     }
                 Bigrams.globalTopK
                     net
-                    BigramPath.Embedding
+                    Readouts.embedding
                     3
                     { SweepOptions.Default with BatchSize = 30; Progress = Some progress }
                 |> ignore
@@ -316,7 +308,7 @@ let sweeps =
                     (fun () ->
                         Bigrams.mass
                             net
-                            BigramPath.Embedding
+                            Readouts.embedding
                             [| 1 |]
                             { SweepOptions.Default with
                                 BatchSize = 30
@@ -336,14 +328,14 @@ let mass =
                 test (sprintf "mass = brute-force mean over z₁ of Σ_{z₂∈S} P(z₂|z₁) (drop diagonal %b)" drop) {
                     use net = gpt64 ()
                     let set = [| 3; 7; 7; 20; 41 |]
-                    let table = (bruteForce net (BigramPath.Mlp 2) ScoreSpace.Probability drop).data<float>().ToArray()
+                    let table = (bruteForce net (Some 2) ScoreSpace.Probability drop).data<float>().ToArray()
                     let v = net.Vocab
                     let expected =
                         [ for z1 in 0 .. v - 1 -> set |> Array.distinct |> Array.sumBy (fun z2 -> table.[z1 * v + z2]) ]
                         |> List.average
                     Expect.floatClose
                         Accuracy.high
-                        (Bigrams.mass net (BigramPath.Mlp 2) set (options ScoreSpace.Probability drop 11))
+                        (Bigrams.mass net (Readouts.mlpPath net 2) set (options ScoreSpace.Probability drop 11))
                         expected
                         "mass"
                 }
@@ -352,7 +344,7 @@ let mass =
                 use net = toy64 ()
                 Expect.floatClose
                     Accuracy.high
-                    (Bigrams.mass net BigramPath.Embedding [| 0..99 |] SweepOptions.Default)
+                    (Bigrams.mass net Readouts.embedding [| 0..99 |] SweepOptions.Default)
                     1.0
                     "all tokens"
                 use a = { Model.toy 1 8 torch.float64 with Source = "a" }
@@ -363,14 +355,14 @@ let mass =
                         member _.Report v = reports.Add v
                     }
                 let options = { SweepOptions.Default with BatchSize = 30; Progress = Some progress }
-                let results = Bigrams.massOfModels BigramPath.Embedding "test" [ "a"; "␣"; "b" ] options [ a; b ]
+                let results = Bigrams.massOfModels Readouts.embedding "test" [ "a"; "␣"; "b" ] options [ a; b ]
                 Expect.equal (results |> Array.map (fun r -> r.Model)) [| "a"; "b" |] "one entry per model"
                 for r, m in Array.zip results [| a; b |] do
                     Expect.equal r.Tokens 3 "three tokens"
                     Expect.floatClose
                         Accuracy.high
                         r.Mass
-                        (Bigrams.mass m.Net BigramPath.Embedding [| 65; 0; 66 |] SweepOptions.Default)
+                        (Bigrams.mass m.Net Readouts.embedding [| 65; 0; 66 |] SweepOptions.Default)
                         m.Source
                 Expect.notEqual results.[0].Mass results.[1].Mass "different models, different masses"
                 Expect.equal
@@ -391,8 +383,15 @@ let mass =
                                 }
                     }
                 Expect.throwsWith<IndexRangeException>
-                    [ "Block 3" ]
-                    (fun () -> Bigrams.massOfModels (BigramPath.Mlp 3) "f" [ "a" ] options [ a; a ] |> ignore)
+                    [ "Residual layer 9"; "1..2" ]
+                    (fun () ->
+                        Bigrams.massOfModels
+                            (Readouts.ofLayers PathSource.Embedding [ 9 ])
+                            "f"
+                            [ "a" ]
+                            options
+                            [ a; a ]
+                        |> ignore)
                     "path"
                 let wordy =
                     { a with
@@ -407,7 +406,7 @@ let mass =
                     }
                 Expect.throwsWith<UnknownTokenException>
                     [ "Line 1"; "\"a\"" ]
-                    (fun () -> Bigrams.massOfModels BigramPath.Embedding "f" [ "a" ] options [ a; wordy ] |> ignore)
+                    (fun () -> Bigrams.massOfModels Readouts.embedding "f" [ "a" ] options [ a; wordy ] |> ignore)
                     "the second model's set"
                 Expect.equal swept.Value 0L "no sweep ran"
             }
@@ -432,7 +431,7 @@ let mass =
                     "empty"
                 Expect.throwsWith<IndexRangeException>
                     [ "0..99" ]
-                    (fun () -> Bigrams.mass (toy64 ()) BigramPath.Embedding [| 100 |] SweepOptions.Default |> ignore)
+                    (fun () -> Bigrams.mass (toy64 ()) Readouts.embedding [| 100 |] SweepOptions.Default |> ignore)
                     "id out of range"
             }
         ]
@@ -459,13 +458,13 @@ let memory =
                 let run () =
                     Bigrams.globalTopK
                         net
-                        (BigramPath.Mlp 1)
+                        (Readouts.mlpPath net 1)
                         50
                         { SweepOptions.Default with BatchSize = 256; Progress = Some progress }
                     |> ignore
                     Bigrams.mass
                         net
-                        BigramPath.Embedding
+                        Readouts.embedding
                         [| 1; 2; 3 |]
                         { SweepOptions.Default with BatchSize = 256; Progress = Some progress }
                     |> ignore

@@ -365,7 +365,7 @@ let decoder =
                 test (sprintf "%s: sweep rows equal the plain decoder, and the metric measures logit norms" name) {
                     use net = make ()
                     let h = randn 33 [ 7L; int64 net.Width ]
-                    let rows = Decoder.rows net h
+                    let rows = Decoder.rows net (Decoder.normalize net h)
                     Expect.equal rows.shape [| 7L; int64 net.Vocab |] "[B, vocab]"
                     Expect.isTrue (rows.is_contiguous ()) "contiguous rows"
                     Expect.tensorClose Accuracy.Float64 rows (Decoder.ofStream net h) "rows = U·LN_f(h) + b"

@@ -163,7 +163,7 @@ let disposedUse =
                 // The session keeps what it computed (plans are memoised); a new plan needs the weights.
                 session.Expand plan |> ignore
                 failsDisposed "an earlier session" (fun () -> session.Expand(Expansion.withOrder 2 plan) |> ignore)
-                let sweep () = Bigrams.full model.Net BigramPath.Embedding SweepOptions.Default |> ignore
+                let sweep () = Bigrams.full model.Net Readouts.embedding SweepOptions.Default |> ignore
                 failsDisposed "bigram sweep" sweep
                 failsDisposed "summary" (fun () -> Model.summary model |> ignore)
                 failsDisposed "dtype" (fun () -> model.Net.DType |> ignore)

@@ -109,7 +109,7 @@ let tests =
             test "bigram table shows every row up to the limit and says how many are left out" {
                 let m = model.Force()
                 let rows =
-                    Bigrams.globalTopK m.Net BigramPath.Embedding 12 SweepOptions.Default |> Bigrams.decode m.Tokenizer
+                    Bigrams.globalTopK m.Net Readouts.embedding 12 SweepOptions.Default |> Bigrams.decode m.Tokenizer
                 let scene = Figures.bigrams "title" "subtitle" ScoreSpace.Probability 10 rows
                 checkPng scene |> ignore
                 let texts = checkSvg scene
@@ -117,8 +117,17 @@ let tests =
                     Expect.contains texts (sprintf "%.2f%%" (100.0 * r.Score)) "score cell"
                 Expect.contains texts "… 2 more rows not shown" "truncation note"
                 let titled =
-                    checkSvg (Figures.bigramTable (BigramPath.Mlp 1) true 12 ScoreSpace.Probability true 10 rows)
-                Expect.contains titled "Jet bigrams: embedding → MLP of block 1 → decoder" "title names the path"
+                    checkSvg (
+                        Figures.bigramTable
+                            (Readouts.describe m.Net (Readouts.mlpPath m.Net 1))
+                            true
+                            12
+                            ScoreSpace.Probability
+                            true
+                            10
+                            rows
+                    )
+                Expect.contains titled "Jet bigrams: U·LN(γ₁(Emb)) (emb > block1)" "title names the path"
                 Expect.contains
                     titled
                     "global top 12, probability, diagonal dropped"

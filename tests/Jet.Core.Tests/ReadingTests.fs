@@ -207,11 +207,6 @@ let tests =
                     (fun () -> Readings.matrix (t.unsqueeze 0L) |> ignore)
                     "3-D"
                 Expect.equal
-                    (Readings.describePath (BigramPath.Mlp 2))
-                    "embedding → MLP of block 2 → decoder"
-                    "mlp path"
-                Expect.equal (Readings.describePath BigramPath.Embedding) "embedding → decoder" "embedding path"
-                Expect.equal
                     (Readings.describeTable true 10 ScoreSpace.Probability true)
                     "global top 10, probability, diagonal dropped"
                     "global"

@@ -27,7 +27,8 @@ type Args =
         member a.Usage =
             match a with
             | Model _ -> ModelArgs.modelUsage
-            | Path _ -> "embed (embedding → decoder) or mlp:B (embedding → MLP of block B, 1-based → decoder)."
+            | Path _ ->
+                "the path to sweep, SOURCE>STEP>…: emb or enc, then residual layers by name as jet info lists them, for example 'emb>attn2>mlp3' (quote it: > redirects in a shell); embed and mlp:B are shorthands."
             | Top _ -> "the N best next tokens per token, or with --global the N best pairs (default: 10)."
             | Global -> "rank all pairs together instead of per first token."
             | Prob -> "score by next-token probability (the default)."
@@ -50,7 +51,6 @@ let sweepOptions (space: ScoreSpace) (dropDiagonal: bool) (batch: int) (label: s
 
 let private execute (args: ParseResults<Args>) =
     let out = checkOutputs "--out" (args.TryGetResult Out)
-    let path = Bigrams.parsePath (args.GetResult Path)
     if args.Contains Prob && args.Contains Logit then
         raise (InvalidPlanException "--prob and --logit exclude each other; give one.")
     let space =
@@ -60,13 +60,13 @@ let private execute (args: ParseResults<Args>) =
             ScoreSpace.Probability
     use model = ModelArgs.load (ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>)
     let n = args.GetResult(Top, 10)
-    Bigrams.pathFunction model.Net path |> ignore
+    let path = Readouts.parse model.Net (args.GetResult Path)
     let options =
         sweepOptions
             space
             (args.Contains No_Diagonal)
             (args.GetResult(Batch_Size, SweepOptions.Default.BatchSize))
-            (sprintf "bigrams %O" path)
+            (sprintf "bigrams %s" (args.GetResult Path))
             (int64 model.Net.Vocab)
     let isGlobal = args.Contains Global
     let pairs =
@@ -80,7 +80,8 @@ let private execute (args: ParseResults<Args>) =
         match space with
         | ScoreSpace.Probability -> "probability"
         | ScoreSpace.Logit -> "logit"
-    savePicture out (fun () -> Figures.bigramTable path isGlobal n space (args.Contains No_Diagonal) 40 rows)
+    savePicture out (fun () ->
+        Figures.bigramTable (Readouts.describe model.Net path) isGlobal n space (args.Contains No_Diagonal) 40 rows)
     if args.Contains Json then
         writeJson
             {|

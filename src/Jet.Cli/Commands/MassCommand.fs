@@ -27,7 +27,7 @@ type Args =
                 "a second model to measure beside the first (for example a fine-tune of it), in the same dtype and on the same device."
             | Tokens _ ->
                 "a file with one token per line, written as tables print it (for example ␣ for the toy's space)."
-            | Path _ -> "embed or mlp:B (B a 1-based block number)."
+            | Path _ -> "the path, as jet bigrams reads it: for example embed, mlp:1 or 'emb>attn1>mlp2'."
             | No_Diagonal -> "renormalise each row over next tokens different from the first."
             | Batch_Size _ -> "first tokens per batch of the vocabulary sweep (default: 512)."
             | Dtype _ -> ModelArgs.dtypeUsage
@@ -35,7 +35,6 @@ type Args =
             | Json -> "print one JSON object instead of lines."
 
 let private execute (args: ParseResults<Args>) =
-    let path = Bigrams.parsePath (args.GetResult Path)
     let file = args.GetResult Tokens
     if not (File.Exists file) then
         raise (
@@ -58,6 +57,7 @@ let private execute (args: ParseResults<Args>) =
     let batch = args.GetResult(Batch_Size, SweepOptions.Default.BatchSize)
     let options =
         BigramsCommand.sweepOptions ScoreSpace.Probability (args.Contains No_Diagonal) batch "mass" total
+    let path = Readouts.parse models.Head.Net (args.GetResult Path)
     let masses = Bigrams.massOfModels path file (File.ReadLines file) options models
     if args.Contains Json then
         writeJson

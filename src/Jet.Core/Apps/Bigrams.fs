@@ -6,21 +6,6 @@ open TorchSharp
 open Jet.Core
 open Jet.Core.Models
 
-/// A jet bigram path: an order-0 chain of expansions from the token embedding to the logits, read as a
-/// next-token table over the whole vocabulary (row z₁ = the path's logits for the one-token input z₁).
-[<RequireQualifiedAccess>]
-type BigramPath =
-    /// U·LN_f(Emb(z₁)): embedding → decoder.
-    | Embedding
-    /// U·LN_f(MLP_b(Emb(z₁))): embedding → the MLP of block b (1-based, pre-norm included) → decoder.
-    | Mlp of block: int
-
-    /// "embed" or "mlp:B", the syntax `BigramPath.parse` reads.
-    override p.ToString() =
-        match p with
-        | Embedding -> "embed"
-        | Mlp b -> sprintf "mlp:%d" b
-
 /// Whether bigram scores are next-token probabilities (row softmax) or raw logits.
 [<RequireQualifiedAccess>]
 type ScoreSpace =
@@ -83,36 +68,10 @@ type RowTopK =
             r.Ids.Dispose()
             r.Scores.Dispose()
 
-/// Jet bigrams: next-token tables of order-0 paths, evaluated over the whole vocabulary in streamed batches.
+/// Jet bigrams: next-token tables of readouts (any path, or a decoder expansion), evaluated over the whole vocabulary
+/// in streamed batches.
 [<RequireQualifiedAccess>]
 module Bigrams =
-
-    /// Reads "embed" or "mlp:B" (B a 1-based block index).
-    [<CompiledName("ParsePath")>]
-    let parsePath (text: string) : BigramPath =
-        let fail () =
-            raise (
-                InvalidPlanException(
-                    sprintf
-                        "Unknown bigram path %A; write embed or mlp:B with B a block number (1-based), for example mlp:1."
-                        text
-                )
-            )
-        match (if isNull text then "" else text.Trim().ToLowerInvariant()) with
-        | "embed"
-        | "embedding" -> BigramPath.Embedding
-        | s when s.StartsWith "mlp:" ->
-            match Int32.TryParse(s.Substring 4) with
-            | true, b -> BigramPath.Mlp b
-            | _ -> fail ()
-        | _ -> fail ()
-
-    /// The function between the embedding and the decoder: identity, or the MLP of a block (validated).
-    [<CompiledName("PathFunction")>]
-    let pathFunction (net: Net) (path: BigramPath) : Fn =
-        match path with
-        | BigramPath.Embedding -> Fn.identity
-        | BigramPath.Mlp block -> NetParts.mlpOfBlock net block
 
     let private checkOptions (net: Net) (options: SweepOptions) =
         if options.BatchSize < 1 then
@@ -120,11 +79,10 @@ module Bigrams =
         if options.DropDiagonal && net.Vocab < 2 then
             raise (InvalidPlanException "Dropping the diagonal leaves nothing in a vocabulary of one token.")
 
-    /// Logits of the path for first tokens `first` [B] (int64 ids), [B, vocab], bias included, the diagonal
-    /// set to −∞ when dropped. Shapes: the embedding rows go through the path as [B, 1, d].
-    let private rowLogits (net: Net) (fn: Fn) (dropDiagonal: bool) (first: Tensor) =
-        let embedded = Trace.embed net (first.unsqueeze 1L)
-        let logits = Decoder.rows net ((Forward.apply net.Parameters fn embedded).squeeze 1L)
+    /// Logits of the readout for first tokens `first` [B] (int64 ids), [B, vocab], bias included, the diagonal
+    /// set to −∞ when dropped.
+    let private rowLogits (net: Net) (readout: Readout) (dropDiagonal: bool) (first: Tensor) =
+        let logits = Decoder.rows net (Readouts.normedRows net readout first)
         if dropDiagonal then
             let column = first.unsqueeze 1L
             let minusInfinity =
@@ -137,7 +95,7 @@ module Bigrams =
 
     /// Scores of the path for the first tokens `first` [B] (int64 ids in 0..vocab−1): [B, vocab].
     [<CompiledName("Scores")>]
-    let scores (net: Net) (path: BigramPath) (options: SweepOptions) (first: Tensor) : Tensor =
+    let scores (net: Net) (readout: Readout) (options: SweepOptions) (first: Tensor) : Tensor =
         checkOptions net options
         if
             isNull (box first)
@@ -150,7 +108,7 @@ module Bigrams =
                 else
                     Tensors.describe first
             raise (ShapeMismatchException(sprintf "The first tokens must be a [B] integer tensor of ids; got %s." got))
-        let fn = pathFunction net path
+        Readouts.check net readout
         use _ = torch.no_grad ()
         use scope = torch.NewDisposeScope()
         let first = first.to_type(torch.int64).``to`` net.Device
@@ -165,7 +123,7 @@ module Bigrams =
                             (net.Vocab - 1)
                     )
                 )
-        let logits = rowLogits net fn options.DropDiagonal first
+        let logits = rowLogits net readout options.DropDiagonal first
         let result =
             match options.Space with
             | ScoreSpace.Probability -> logits.softmax 1L
@@ -181,9 +139,9 @@ module Bigrams =
     /// The whole [vocab, vocab] table (row z₁, column z₂). Only when asked: fails with the size when it would
     /// exceed `options.MaxFullBytes`.
     [<CompiledName("Full")>]
-    let full (net: Net) (path: BigramPath) (options: SweepOptions) : Tensor =
+    let full (net: Net) (readout: Readout) (options: SweepOptions) : Tensor =
         checkOptions net options
-        let fn = pathFunction net path
+        Readouts.check net readout
         let v = int64 net.Vocab
         let elementBytes = int64 (TensorExtensionMethods.ElementSize net.DType)
         let bytes = v * v * elementBytes
@@ -203,7 +161,7 @@ module Bigrams =
         let table = torch.empty ([| v; v |], dtype = net.DType, device = net.Device)
         try
             Vocabulary.sweep net.Vocab options.BatchSize options.Progress options.Cancellation (fun start count ->
-                let logits = rowLogits net fn options.DropDiagonal (ids net start count)
+                let logits = rowLogits net readout options.DropDiagonal (ids net start count)
                 let rows =
                     match options.Space with
                     | ScoreSpace.Probability -> logits.softmax 1L
@@ -243,10 +201,10 @@ module Bigrams =
 
     /// The k best next tokens for every first token: ids and scores [vocab, k], best first.
     [<CompiledName("RowTopK")>]
-    let rowTopK (net: Net) (path: BigramPath) (k: int) (options: SweepOptions) : RowTopK =
+    let rowTopK (net: Net) (readout: Readout) (k: int) (options: SweepOptions) : RowTopK =
         checkOptions net options
         checkK net options k (int64 net.Vocab - (if options.DropDiagonal then 1L else 0L))
-        let fn = pathFunction net path
+        Readouts.check net readout
         use _ = torch.no_grad ()
         let v = int64 net.Vocab
         let bestIds = torch.empty ([| v; int64 k |], dtype = torch.int64, device = net.Device)
@@ -254,7 +212,7 @@ module Bigrams =
         try
             Vocabulary.sweep net.Vocab options.BatchSize options.Progress options.Cancellation (fun start count ->
                 let values, indices =
-                    rowBest options.Space k (rowLogits net fn options.DropDiagonal (ids net start count))
+                    rowBest options.Space k (rowLogits net readout options.DropDiagonal (ids net start count))
                 bestScores.narrow(0L, start, count).copy_ values |> ignore
                 bestIds.narrow(0L, start, count).copy_ indices |> ignore)
             { Ids = bestIds; Scores = bestScores }
@@ -267,11 +225,11 @@ module Bigrams =
     /// with the running best, so memory is a few [batch, vocab] tensors; once k pairs are held, only rows whose
     /// best score beats the k-th best are ranked at all.
     [<CompiledName("GlobalTopK")>]
-    let globalTopK (net: Net) (path: BigramPath) (k: int) (options: SweepOptions) : ScoredPair[] =
+    let globalTopK (net: Net) (readout: Readout) (k: int) (options: SweepOptions) : ScoredPair[] =
         checkOptions net options
         let v = int64 net.Vocab
         checkK net options k (v * (if options.DropDiagonal then v - 1L else v))
-        let fn = pathFunction net path
+        Readouts.check net readout
         use _ = torch.no_grad ()
         use scope = torch.NewDisposeScope()
         // The running best, ranked in log-probability or logit space: scores and flat pair indices z₁·V + z₂.
@@ -283,7 +241,7 @@ module Bigrams =
         let perRow = min k (int net.Vocab - (if options.DropDiagonal then 1 else 0))
         Vocabulary.sweep net.Vocab options.BatchSize options.Progress options.Cancellation (fun start count ->
             let first = ids net start count
-            let logits = rowLogits net fn options.DropDiagonal first
+            let logits = rowLogits net readout options.DropDiagonal first
             let ranked =
                 match options.Space with
                 | ScoreSpace.Probability ->
@@ -336,7 +294,7 @@ module Bigrams =
     /// N-gram mass of a token set S under the path: mean over z₁ of Σ_{z₂∈S} P(z₂ | z₁) (always probabilities;
     /// `DropDiagonal` renormalises each row over z₂ ≠ z₁).
     [<CompiledName("Mass")>]
-    let mass (net: Net) (path: BigramPath) (tokenSet: int[]) (options: SweepOptions) : float =
+    let mass (net: Net) (readout: Readout) (tokenSet: int[]) (options: SweepOptions) : float =
         checkOptions net options
         if isNull tokenSet || tokenSet.Length = 0 then
             raise (MissingArgumentException "The token set is empty; give at least one token id.")
@@ -347,14 +305,14 @@ module Bigrams =
                         sprintf "Token id %d is outside the vocabulary; valid ids are 0..%d." id (net.Vocab - 1)
                     )
                 )
-        let fn = pathFunction net path
+        Readouts.check net readout
         use _ = torch.no_grad ()
         use scope = torch.NewDisposeScope()
         let columns =
             torch.tensor (tokenSet |> Array.distinct |> Array.map int64, dtype = torch.int64, device = net.Device)
         let total = torch.zeros ([| 1L |], dtype = torch.float64, device = net.Device)
         Vocabulary.sweep net.Vocab options.BatchSize options.Progress options.Cancellation (fun start count ->
-            let logits = rowLogits net fn options.DropDiagonal (ids net start count)
+            let logits = rowLogits net readout options.DropDiagonal (ids net start count)
             let logProbabilities = logits.log_softmax 1L
             logits.Dispose()
             let inSet = logProbabilities.index_select(1L, columns).exp ()
@@ -367,7 +325,7 @@ module Bigrams =
     /// the sweeps, up to the sum of the models' vocabularies.
     [<CompiledName("MassOfModels")>]
     let massOfModels
-        (path: BigramPath)
+        (readout: Readout)
         (source: string)
         (lines: string seq)
         (options: SweepOptions)
@@ -376,7 +334,7 @@ module Bigrams =
         let lines = Array.ofSeq lines
         let models = Array.ofSeq models
         for m in models do
-            pathFunction m.Net path |> ignore
+            Readouts.check m.Net readout
         let sets = models |> Array.map (fun m -> Vocabulary.tokenSet m.Tokenizer m.Net.Vocab source lines)
         // Model i's progress starts where the sweeps before it ended.
         let offsets = models |> Array.scan (fun start m -> start + int64 m.Net.Vocab) 0L
@@ -391,7 +349,7 @@ module Bigrams =
             {
                 Model = m.Source
                 Tokens = set.Length
-                Mass = mass m.Net path set { options with Progress = shifted }
+                Mass = mass m.Net readout set { options with Progress = shifted }
             })
 
     /// Pairs with readable tokens.

@@ -347,13 +347,6 @@ module Readings =
         let values = data.data<float32>().ToArray()
         Array.init rows (fun r -> Array.sub values (r * cols) cols)
 
-    /// A bigram path in words: "embedding → decoder" or "embedding → MLP of block B → decoder".
-    [<CompiledName("DescribePath")>]
-    let describePath (path: BigramPath) =
-        match path with
-        | BigramPath.Embedding -> "embedding → decoder"
-        | BigramPath.Mlp b -> sprintf "embedding → MLP of block %d → decoder" b
-
     /// What a bigram table holds, for example "global top 10, probability, diagonal dropped" or "top 3 per token, logit".
     [<CompiledName("DescribeTable")>]
     let describeTable (isGlobal: bool) (k: int) (space: ScoreSpace) (dropDiagonal: bool) =

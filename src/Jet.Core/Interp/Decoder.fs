@@ -32,10 +32,9 @@ module Decoder =
     /// The logits U·LN_f(h) + b of streams h [..., d], as [..., vocab].
     let ofStream (net: Net) (h: Tensor) : Tensor = logits net (normalize net h)
 
-    /// The logits of B stream vectors h [B, d] as rows [B, vocab], contiguous, laid out for vocabulary sweeps: the same
-    /// values as `ofStream`, computed as (U·LN_f(h)ᵀ)ᵀ with the bias added in place.
-    let rows (net: Net) (h: Tensor) : Tensor =
-        let normed = normalize net h
+    /// The logits of B normed rows x [B, d] (already through LN_f) as rows [B, vocab], contiguous, laid out for
+    /// vocabulary sweeps: the same values as `logits`, computed as (U·xᵀ)ᵀ with the bias added in place.
+    let rows (net: Net) (normed: Tensor) : Tensor =
         let u = net.Parameters.[net.Spec.Unembedding.Weight]
         // U·xᵀ ([V, d]·[d, B]) runs markedly closer to the matmul peak on CPU than x·Uᵀ ([B, d]·[d, V]), and
         // the transposing copy costs far less than the difference.

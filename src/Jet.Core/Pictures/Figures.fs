@@ -482,11 +482,12 @@ module Figures =
             + margin
         { Width = Math.Ceiling width; Height = Math.Ceiling height; Shapes = shapes }
 
-    /// The picture of a bigram table swept along `path`: `bigrams` titled "Jet bigrams: " and the path in words, the
-    /// subtitle saying how the rows were ranked (global or per first token, k, score space, diagonal dropped).
+    /// The picture of a bigram table: `bigrams` titled "Jet bigrams: " and the readout swept, in words
+    /// (`Readouts.describe`), the subtitle saying how the rows were ranked (global or per first token, k, score space,
+    /// diagonal dropped).
     [<CompiledName("BigramTable")>]
     let bigramTable
-        (path: BigramPath)
+        (readout: string)
         (isGlobal: bool)
         (k: int)
         (space: ScoreSpace)
@@ -494,9 +495,4 @@ module Figures =
         (maxRows: int)
         (rows: BigramRow seq)
         : Scene =
-        bigrams
-            ("Jet bigrams: " + Readings.describePath path)
-            (Readings.describeTable isGlobal k space dropDiagonal)
-            space
-            maxRows
-            rows
+        bigrams ("Jet bigrams: " + readout) (Readings.describeTable isGlobal k space dropDiagonal) space maxRows rows

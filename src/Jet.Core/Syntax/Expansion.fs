@@ -125,6 +125,38 @@ type Path =
     /// A readable path name, for example `J¹γ₂(γ₁(Enc))` (see `Print.path`).
     override p.ToString() = Print.path p
 
+/// Where a readout path starts, for a one-token input z (at position 0).
+[<RequireQualifiedAccess>]
+type PathSource =
+    /// The token embedding E[z] (scaled where the model scales it), without positions: `Emb`.
+    | Embedding
+    /// The encoder output h₀(z): the embedding plus position 0 where the model has absolute positions: `Enc`.
+    | Encoder
+
+/// One step of a readout path: the update γ of one residual layer, never the skip connection.
+[<RequireQualifiedAccess>]
+type PathStep =
+    /// γ_l, the whole update of residual layer l (1-based), pre-norm included: `γₗ`.
+    | Layer of int
+    /// The MLP branch of the parallel residual layer l (GPT-NeoX: γ_l = attn(LN₁ h) + mlp(LN₂ h)), its norm
+    /// included: `γₗ[mlp]`.
+    | MlpBranch of int
+
+/// A vocabulary readout: a function of one token z read through the decoder as next-token logits, so that sweeping
+/// every z gives a V×V table (row z, column the next token). Readouts compare structurally and print as
+/// `Print.readout` writes them.
+[<RequireQualifiedAccess>]
+type Readout =
+    /// The order-0 path U·LN_f(γ_{s_m}(…γ_{s_1}(source(z))…)) + b through residual layers s_1 < … < s_m (none: the
+    /// source read straight through the decoder).
+    | Path of source: PathSource * steps: PathStep list
+    /// A decoder expansion evaluated on the one-token input: U·(Σ terms) + b, its remainder left out. For example
+    /// the order-1 jet of LN_f around the embedding, evaluated at h_L(z).
+    | Expansion of Expansion
+
+    /// The readout in path notation, for example `U·LN(γ₆(γ₃(Emb)))` (see `Print.readout`).
+    override r.ToString() = Print.readout r
+
 /// Building and validating expansion plans. Every function here returns a valid plan or fails with a clear error.
 [<RequireQualifiedAccess>]
 module Expansion =
@@ -358,6 +390,12 @@ module Print =
             | _, 0 -> sprintf "%s(%s)" name inner
             | _ -> sprintf "J%s%s(%s)" (Notation.superscript order) name inner
 
+    /// A path step: `γ₃`, or `γ₃[mlp]` for the MLP branch of a parallel layer.
+    let step (s: PathStep) =
+        match s with
+        | PathStep.Layer l -> "γ" + Notation.subscript l
+        | PathStep.MlpBranch l -> "γ" + Notation.subscript l + "[mlp]"
+
     /// `uniform weights`, `weights [0.25, 0.75]` (shortest round-trip decimals) or `weights from float64[2] on cpu`.
     let weights (w: Weights) =
         match w with
@@ -396,3 +434,16 @@ module Print =
         | Centre.Embedding
         | Centre.Encoder
         | Centre.Custom _ -> centre c
+
+    /// A readout in path notation: `U·LN(γ₆(γ₃(Emb)))` for an order-0 path (LN is the final norm LN_f, as in every
+    /// path name), `U·[expand the decoder around {Emb} at order 1, …]` for an expansion evaluated on one token.
+    let readout (r: Readout) =
+        match r with
+        | Readout.Path(source, steps) ->
+            let start =
+                match source with
+                | PathSource.Embedding -> "Emb"
+                | PathSource.Encoder -> "Enc"
+            let inner = steps |> List.fold (fun inside s -> sprintf "%s(%s)" (step s) inside) start
+            sprintf "U·LN(%s)" inner
+        | Readout.Expansion e -> sprintf "U·[%s]" (plan e)
