@@ -128,11 +128,66 @@ public sealed record BigramTable(ReadoutPath Path, string Notation, ScoreSpace S
     }
 }
 
-/// <summary>The n-gram mass of a token set under one model.</summary>
+/// <summary>A word of a word list that spans several tokens in a model's tokenizer; it is scored by its first token.</summary>
+/// <param name="Line">The 1-based line of the list.</param>
+/// <param name="Word">The word.</param>
+/// <param name="Tokens">The tokens it encodes to; the first is scored.</param>
+public sealed record SplitWord(int Line, string Word, IReadOnlyList<int> Tokens);
+
+/// <summary>The n-gram mass of a word list under one model.</summary>
 /// <param name="Model">The model's source ("toy", or the checkpoint directory).</param>
-/// <param name="Tokens">How many distinct tokens the set resolved to in this model's vocabulary.</param>
+/// <param name="Tokens">How many distinct tokens the list resolved to in this model's vocabulary.</param>
 /// <param name="Mass">The mean over first tokens z₁ of Σ_{z₂ ∈ S} P(z₂ | z₁).</param>
-public sealed record ModelMass(string Model, int Tokens, double Mass);
+/// <param name="TopKMass">With a top-k asked for: the same mean counting only the z₂ inside each row's k best.</param>
+/// <param name="SplitWords">The words that span several tokens in this model's tokenizer.</param>
+public sealed record ModelMass(string Model, int Tokens, double Mass, double? TopKMass, IReadOnlyList<SplitWord> SplitWords);
+
+/// <summary>How a model-against-model comparison measures the change of a pair.</summary>
+public enum ChangeSpace
+{
+    /// <summary>P_after − P_before.</summary>
+    Probability,
+    /// <summary>log P_after − log P_before.</summary>
+    LogProbability,
+}
+
+/// <summary>One pair (z₁, z₂) under two models.</summary>
+/// <param name="From">The first token z₁.</param>
+/// <param name="To">The next token z₂.</param>
+/// <param name="FromToken">z₁'s readable piece.</param>
+/// <param name="ToToken">z₂'s readable piece.</param>
+/// <param name="Before">The score under the first model (probability or log-probability).</param>
+/// <param name="After">The score under the second model.</param>
+/// <param name="Change">After − before.</param>
+public sealed record BigramChange(int From, int To, string FromToken, string ToToken, double Before, double After, double Change);
+
+/// <summary>Two models' tables of one path compared: plain .NET rows (nothing to dispose).</summary>
+/// <param name="Path">The path swept.</param>
+/// <param name="Notation">The path in path notation with the model's layer names.</param>
+/// <param name="Space">Probability or log-probability changes.</param>
+/// <param name="K">The k asked for.</param>
+/// <param name="Rises">The k pairs that rose most over the whole table, biggest first.</param>
+/// <param name="Falls">The k pairs that fell most, biggest fall first.</param>
+/// <param name="RowRises">Per first token its k biggest rises, grouped by first token (empty unless asked for).</param>
+/// <param name="RowFalls">Per first token its k biggest falls (empty unless asked for).</param>
+/// <param name="TopBefore">The first model's global top-k pairs by probability.</param>
+/// <param name="TopAfter">The second model's global top-k pairs by probability.</param>
+/// <param name="Overlap">How many pairs the two global top-k lists share.</param>
+public sealed record BigramComparison(ReadoutPath Path, string Notation, ChangeSpace Space, int K,
+    IReadOnlyList<BigramChange> Rises, IReadOnlyList<BigramChange> Falls,
+    IReadOnlyList<BigramChange> RowRises, IReadOnlyList<BigramChange> RowFalls,
+    IReadOnlyList<Bigram> TopBefore, IReadOnlyList<Bigram> TopAfter, int Overlap)
+{
+    private static IEnumerable<Apps.PairChangeRow> Core(IEnumerable<BigramChange> rows) =>
+        rows.Select(r => new Apps.PairChangeRow(r.From, r.To, r.FromToken, r.ToToken, r.Before, r.After, r.Change));
+
+    /// <summary>Writes the biggest fallers and risers as a two-column chart (at most <paramref name="maxRows"/> each),
+    /// PNG or SVG by the file's extension.</summary>
+    public void SaveChart(string file, int maxRows = 40) =>
+        Readings.SavePicture(file, () => Jet.Core.Pictures.Figures.BigramChanges(
+            "Jet bigrams compared: " + Notation, Space == ChangeSpace.Probability ? "probability change" : "log-probability change",
+            Space == ChangeSpace.Probability ? Apps.ChangeSpace.Probability : Apps.ChangeSpace.LogProbability, maxRows, Core(Rises), Core(Falls)));
+}
 
 /// <summary>A jet bigram sweep of one path over a model's whole vocabulary, streamed in batches (memory grows with the
 /// batch size × vocabulary, never vocabulary²). Set the options, then ask for row top-k, global top-k, the full table,
@@ -240,19 +295,50 @@ public sealed class BigramSweep
     public double Mass(IEnumerable<string> tokens, IProgress<long>? progress = null, CancellationToken cancellation = default) =>
         Mass(TokenSet(model, tokens), progress, cancellation);
 
-    /// <summary>The n-gram mass of the same token set under this model and another (for example a base model beside its
-    /// fine-tune), each set resolved with that model's tokenizer. Both paths and sets are checked before either sweep.</summary>
+    /// <summary>The n-gram mass of the same word list under this model and another (for example a base model beside its
+    /// fine-tune), each list read with that model's tokenizer: a word that is not one token is scored by its first token
+    /// (listed in <see cref="ModelMass.SplitWords"/>). With <paramref name="topK"/> also the mass inside each row's top k.
+    /// Both paths and lists are checked before any sweep.</summary>
     /// <param name="other">The second model.</param>
-    /// <param name="tokens">The set S, one token per string, as in <see cref="Mass(IEnumerable{string}, IProgress{long}?, CancellationToken)"/>.</param>
-    /// <param name="progress">Receives the first tokens done across both sweeps (up to the sum of both vocabularies).</param>
+    /// <param name="words">The list, one word per string; empty strings are skipped.</param>
+    /// <param name="topK">Also count the mass inside each row's k best next tokens.</param>
+    /// <param name="progress">Receives the first tokens done across all sweeps.</param>
     /// <param name="cancellation">Checked before every batch; throws <see cref="OperationCanceledException"/>.</param>
     /// <returns>This model's mass, then the other's.</returns>
-    public IReadOnlyList<ModelMass> CompareMass(JetModel other, IEnumerable<string> tokens, IProgress<long>? progress = null, CancellationToken cancellation = default)
+    public IReadOnlyList<ModelMass> CompareMass(JetModel other, IEnumerable<string> words, int? topK = null, IProgress<long>? progress = null, CancellationToken cancellation = default)
     {
         ArgumentNullException.ThrowIfNull(other);
-        ArgumentNullException.ThrowIfNull(tokens);
-        var masses = Apps.Bigrams.MassOfModels(path.Resolve(model), "the token list", tokens, Options(progress, cancellation), new[] { model.Core, other.Core });
-        return Readings.All(masses, m => new ModelMass(m.Model, m.Tokens, m.Mass));
+        ArgumentNullException.ThrowIfNull(words);
+        var k = topK is { } n ? FSharpOption<int>.Some(n) : FSharpOption<int>.None;
+        var masses = Apps.TokenMass.OfModels(path.Resolve(model), "the word list", words, k, Options(progress, cancellation), new[] { model.Core, other.Core });
+        return Readings.All(masses, m => new ModelMass(m.Model, m.Tokens, m.Mass, m.TopKMass is null ? null : m.TopKMass.Value,
+            Readings.All(m.SplitWords, w => new SplitWord(w.Line, w.Word, w.Tokens))));
+    }
+
+    /// <summary>The mass of a set of token ids counted only inside each row's <paramref name="k"/> best next tokens.</summary>
+    public double MassInTopK(IEnumerable<int> tokenIds, int k, IProgress<long>? progress = null, CancellationToken cancellation = default)
+    {
+        ArgumentNullException.ThrowIfNull(tokenIds);
+        using var scope = torch.NewDisposeScope();
+        return Apps.TokenMass.InTopK(model.Core.Net, path.Resolve(model), tokenIds.ToArray(), k, Options(progress, cancellation));
+    }
+
+    /// <summary>This path's table under this model and <paramref name="other"/> (one tokenizer, for example a fine-tune),
+    /// compared in one streamed sweep: the k pairs that rose and fell most, with <paramref name="perRow"/> each first
+    /// token's k biggest rises and falls, and the overlap of the two global top-k lists.</summary>
+    public BigramComparison Compare(JetModel other, int k, ChangeSpace space = ChangeSpace.Probability, bool perRow = false, IProgress<long>? progress = null, CancellationToken cancellation = default)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        using var scope = torch.NewDisposeScope();
+        var coreSpace = space == ChangeSpace.Probability ? Apps.ChangeSpace.Probability : Apps.ChangeSpace.LogProbability;
+        var result = Apps.BigramComparison.Compare(model.Core, other.Core, path.Resolve(model), coreSpace, k, perRow, Options(progress, cancellation));
+        IReadOnlyList<BigramChange> Rows(IEnumerable<Apps.PairChange> changes) =>
+            Readings.All(Apps.BigramComparison.Decode(model.Core.Tokenizer, changes),
+                r => new BigramChange(r.From, r.To, r.FromToken, r.ToToken, r.Before, r.After, r.Change));
+        IReadOnlyList<Bigram> Top(IEnumerable<Apps.ScoredPair> pairs) =>
+            Readings.All(Apps.Bigrams.Decode(model.Core.Tokenizer, pairs), r => new Bigram(r.From, r.To, r.FromToken, r.ToToken, r.Score));
+        return new(path, path.Notation(model), space, k, Rows(result.Rises), Rows(result.Falls), Rows(result.RowRises), Rows(result.RowFalls),
+            Top(result.TopBefore), Top(result.TopAfter), result.Overlap);
     }
 
     private static int[] TokenSet(JetModel model, IEnumerable<string> tokens)

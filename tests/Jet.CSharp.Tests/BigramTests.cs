@@ -114,7 +114,7 @@ public class BigramTests
         using var second = Toy(14);
         var tokens = new[] { "a", "e", "␣", "" };
         var reports = new List<long>();
-        var masses = first.Bigrams(ReadoutPath.Embedding).BatchSize(40).CompareMass(second, tokens, new Reporter(reports.Add));
+        var masses = first.Bigrams(ReadoutPath.Embedding).BatchSize(40).CompareMass(second, tokens, progress: new Reporter(reports.Add));
 
         Assert.Equal(2, masses.Count);
         Assert.Equal(("toy", 3), (masses[0].Model, masses[0].Tokens));

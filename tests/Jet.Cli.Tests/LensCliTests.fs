@@ -129,7 +129,7 @@ let tests =
             test "bigrams --global --json: the N best pairs, best first" {
                 let root =
                     json (run [ "bigrams"; "--model"; "toy"; "--path"; "embed"; "--top"; "7"; "--global"; "--json" ])
-                Expect.equal ((prop "path" root).GetString()) "embed" "path"
+                Expect.equal ((prop "path" root).GetString()) "U·LN(Emb)" "path in path notation"
                 let rows = items (prop "rows" root)
                 Expect.equal rows.Length 7 "N rows"
                 let scores = rows |> List.map (fun r -> (prop "score" r).GetDouble())
@@ -189,7 +189,7 @@ let tests =
                 Expect.equal r.ExitCode 0 r.Stderr
                 Expect.stringContains r.Stderr "100%" "progress bar"
                 Expect.stringContains r.Stdout "next token" "table header"
-                Expect.stringContains (File.ReadAllText out) "Jet bigrams: embedding → decoder" "picture title"
+                Expect.stringContains (File.ReadAllText out) "Jet bigrams: U·LN(Emb) (emb)" "picture title"
             }
 
             test "mass: one line per model; --json with two models side by side" {
@@ -198,7 +198,9 @@ let tests =
                 File.WriteAllLines(file, [| "a"; "␣"; "e" |])
                 let r = run [ "mass"; "--model"; "toy"; "--compare"; "toy"; "--tokens"; file; "--path"; "embed" ]
                 Expect.equal r.ExitCode 0 r.Stderr
-                Expect.equal (r.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length) 2 "two models"
+                let rows = r.Stdout.Split('\n') |> Array.filter (fun l -> l.StartsWith "toy ")
+                Expect.equal rows.Length 2 "one row per model"
+                Expect.stringContains r.Stdout "difference (2nd − 1st)" "the difference beside them"
                 let root = json (run [ "mass"; "--model"; "toy"; "--tokens"; file; "--path"; "mlp:1"; "--json" ])
                 let models = items (prop "models" root)
                 Expect.equal models.Length 1 "one model"
@@ -336,8 +338,8 @@ let tests =
                 failsWith
                     [ "joint-lens"; "--model"; "toy"; "--prompt"; "ab"; "--streams"; "2,1" ]
                     [ "strictly increasing" ]
-                failsWith [ "bigrams"; "--model"; "toy"; "--path"; "mlp" ] [ "embed or mlp:B" ]
-                failsWith [ "bigrams"; "--model"; "toy"; "--path"; "mlp:9" ] [ "Block 9"; "1..2" ]
+                failsWith [ "bigrams"; "--model"; "toy"; "--path"; "mlp" ] [ "Unknown path step \"mlp\""; "block1, block2" ]
+                failsWith [ "bigrams"; "--model"; "toy"; "--path"; "mlp:9" ] [ "\"mlp9\""; "block1, block2" ]
                 failsWith
                     [ "bigrams"; "--model"; "toy"; "--path"; "embed"; "--prob"; "--logit" ]
                     [ "exclude each other" ]

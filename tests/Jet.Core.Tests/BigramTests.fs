@@ -149,7 +149,7 @@ let paths =
             test "a network without MLPs, and blocks out of range, fail clearly" {
                 use net = SyntheticNets.attentionOnly 15 SyntheticNets.small torch.float64
                 Expect.throwsWith<InvalidPlanException>
-                    [ "Block 1 has no MLP"; "attn1" ]
+                    [ "block 1 has no MLP"; "attn1" ]
                     (fun () -> Readouts.mlpPath net 1 |> ignore)
                     "no MLP"
                 use gpt = gpt64 ()
@@ -355,7 +355,7 @@ let mass =
                         member _.Report v = reports.Add v
                     }
                 let options = { SweepOptions.Default with BatchSize = 30; Progress = Some progress }
-                let results = Bigrams.massOfModels Readouts.embedding "test" [ "a"; "␣"; "b" ] options [ a; b ]
+                let results = TokenMass.ofModels Readouts.embedding "test" [ "a"; "␣"; "b" ] None options [ a; b ]
                 Expect.equal (results |> Array.map (fun r -> r.Model)) [| "a"; "b" |] "one entry per model"
                 for r, m in Array.zip results [| a; b |] do
                     Expect.equal r.Tokens 3 "three tokens"
@@ -385,10 +385,11 @@ let mass =
                 Expect.throwsWith<IndexRangeException>
                     [ "Residual layer 9"; "1..2" ]
                     (fun () ->
-                        Bigrams.massOfModels
+                        TokenMass.ofModels
                             (Readouts.ofLayers PathSource.Embedding [ 9 ])
                             "f"
                             [ "a" ]
+                            None
                             options
                             [ a; a ]
                         |> ignore)
@@ -406,7 +407,7 @@ let mass =
                     }
                 Expect.throwsWith<UnknownTokenException>
                     [ "Line 1"; "\"a\"" ]
-                    (fun () -> Bigrams.massOfModels Readouts.embedding "f" [ "a" ] options [ a; wordy ] |> ignore)
+                    (fun () -> TokenMass.ofModels Readouts.embedding "f" [ "a" ] None options [ a; wordy ] |> ignore)
                     "the second model's set"
                 Expect.equal swept.Value 0L "no sweep ran"
             }

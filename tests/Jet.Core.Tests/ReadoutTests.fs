@@ -111,7 +111,7 @@ let syntax =
                     (Readouts.ofSteps PathSource.Embedding [ PathStep.Layer 1; PathStep.MlpBranch 2 ])
                     "a parallel block's MLP branch"
                 Expect.throwsWith<InvalidPlanException>
-                    [ "Block 1"; "parallel block is one residual layer"; "block1" ]
+                    [ "block 1"; "parallel block is one residual layer"; "block1" ]
                     (fun () -> Readouts.parse neox "attn1" |> ignore)
                     "a parallel block has no attention layer of its own"
                 let steps = Readouts.stepsOf neox |> List.map (fun s -> s.Name, s.Notation)

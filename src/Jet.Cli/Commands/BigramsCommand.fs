@@ -12,6 +12,8 @@ open Jet.Cli.Console
 type Args =
     | [<Mandatory>] Model of dir: string
     | [<Mandatory>] Path of path: string
+    | Compare of dir: string
+    | Log_Prob
     | Top of n: int
     | Global
     | Prob
@@ -29,13 +31,17 @@ type Args =
             | Model _ -> ModelArgs.modelUsage
             | Path _ ->
                 "the path to sweep, SOURCE>STEP>…: emb or enc, then residual layers by name as jet info lists them, for example 'emb>attn2>mlp3' (quote it: > redirects in a shell); embed and mlp:B are shorthands."
+            | Compare _ ->
+                "a second checkpoint with the same tokenizer (for example a fine-tune): list the pairs whose probability rose and fell most, and the overlap of the two global top-N lists."
+            | Log_Prob -> "with --compare: measure changes in log-probability instead of probability."
             | Top _ -> "the N best next tokens per token, or with --global the N best pairs (default: 10)."
             | Global -> "rank all pairs together instead of per first token."
             | Prob -> "score by next-token probability (the default)."
             | Logit -> "score by logit."
             | No_Diagonal -> "leave out the pairs (z, z)."
             | Batch_Size _ -> "first tokens per batch of the vocabulary sweep (default: 512)."
-            | Out _ -> "write the bigram table picture (.png or .svg; at most 40 rows)."
+            | Out _ ->
+                "write the bigram table picture, or with --compare the risers and fallers chart (.png or .svg; at most 40 rows)."
             | Dtype _ -> ModelArgs.dtypeUsage
             | Device _ -> ModelArgs.deviceUsage
             | Json -> "print one JSON object instead of a table."
@@ -49,10 +55,122 @@ let sweepOptions (space: ScoreSpace) (dropDiagonal: bool) (batch: int) (label: s
         Progress = Some(ProgressBar(label, total) :> IProgress<int64>)
     }
 
+let private spaceName (space: ScoreSpace) =
+    match space with
+    | ScoreSpace.Probability -> "probability"
+    | ScoreSpace.Logit -> "logit"
+
+let private pairJson (rows: BigramRow seq) =
+    [|
+        for r in rows ->
+            {|
+                from = r.From
+                ``to`` = r.To
+                from_token = r.FromToken
+                to_token = r.ToToken
+                score = r.Score
+            |}
+    |]
+
+let private changeJson (rows: PairChangeRow seq) =
+    [|
+        for r in rows ->
+            {|
+                from = r.From
+                ``to`` = r.To
+                from_token = r.FromToken
+                to_token = r.ToToken
+                before = r.Before
+                after = r.After
+                change = r.Change
+            |}
+    |]
+
+/// `--compare`: both models' rows streamed together; the biggest risers and fallers, and the top-N overlap.
+let private compare (args: ParseResults<Args>) (out: string option) (model: Models.Model) path (options: SweepOptions) =
+    if args.Contains Logit then
+        raise (
+            InvalidPlanException
+                "--logit does not apply to --compare (logits of two models are not on one scale); use --log-prob for log-probability changes."
+        )
+    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>
+    use other = ModelArgs.load { request with Source = ModelArgs.source (args.GetResult Compare) }
+    let space =
+        if args.Contains Log_Prob then
+            ChangeSpace.LogProbability
+        else
+            ChangeSpace.Probability
+    let n = args.GetResult(Top, 10)
+    let isGlobal = args.Contains Global
+    let result = BigramComparison.compare model other path space n (not isGlobal) options
+    let decode = BigramComparison.decode model.Tokenizer
+    let rises, falls =
+        if isGlobal then
+            decode result.Rises, decode result.Falls
+        else
+            decode result.RowRises, decode result.RowFalls
+    let described = Readouts.describe model.Net path
+    let unit, scale =
+        match space with
+        | ChangeSpace.Probability -> "probability", 100.0
+        | ChangeSpace.LogProbability -> "log-probability", 1.0
+    savePicture out (fun () ->
+        Figures.bigramChanges
+            ("Jet bigrams, " + other.Source + " against " + model.Source + ": " + described)
+            (sprintf "%s change, %s" unit (if isGlobal then "global" else "per first token"))
+            space
+            40
+            (decode result.Rises)
+            (decode result.Falls))
+    let top (pairs: ScoredPair[]) = Bigrams.decode model.Tokenizer pairs |> pairJson
+    if args.Contains Json then
+        writeJson
+            {|
+                path = string path
+                before = model.Source
+                after = other.Source
+                space = unit
+                ``global`` = isGlobal
+                rises = changeJson rises
+                falls = changeJson falls
+                top_before = top result.TopBefore
+                top_after = top result.TopAfter
+                overlap = result.Overlap
+            |}
+    else
+        let format (x: float) =
+            match space with
+            | ChangeSpace.Probability -> sprintf "%.3f%%" (100.0 * x)
+            | ChangeSpace.LogProbability -> sprintf "%.4f" x
+        let table (title: string) (rows: PairChangeRow[]) =
+            printfn "%s" title
+            printTable
+                [ "token"; "next token"; "before"; "after"; "change" ]
+                [
+                    for r in rows ->
+                        [
+                            r.FromToken
+                            r.ToToken
+                            format r.Before
+                            format r.After
+                            (sprintf "%+.4f%s" (scale * r.Change) (if scale = 100.0 then " pp" else ""))
+                        ]
+                ]
+            printfn ""
+        printfn "before: %s; after: %s." model.Source other.Source
+        printfn ""
+        let scope = if isGlobal then "" else " per first token"
+        table (sprintf "Rose most%s (%s, %s):" scope unit described) rises
+        table (sprintf "Fell most%s (%s, %s):" scope unit described) falls
+        printfn "Overlap of the two global top-%d lists: %d of %d pairs." n result.Overlap n
+    0
+
 let private execute (args: ParseResults<Args>) =
     let out = checkOutputs "--out" (args.TryGetResult Out)
     if args.Contains Prob && args.Contains Logit then
         raise (InvalidPlanException "--prob and --logit exclude each other; give one.")
+    if args.Contains Log_Prob && not (args.Contains Compare) then
+        raise (InvalidPlanException "--log-prob measures changes between two models; give --compare DIR with it.")
     let space =
         if args.Contains Logit then
             ScoreSpace.Logit
@@ -68,53 +186,42 @@ let private execute (args: ParseResults<Args>) =
             (args.GetResult(Batch_Size, SweepOptions.Default.BatchSize))
             (sprintf "bigrams %s" (args.GetResult Path))
             (int64 model.Net.Vocab)
-    let isGlobal = args.Contains Global
-    let pairs =
-        if isGlobal then
-            Bigrams.globalTopK model.Net path n options
-        else
-            use best = Bigrams.rowTopK model.Net path n options
-            Bigrams.pairsOf best
-    let rows = Bigrams.decode model.Tokenizer pairs
-    let spaceName =
-        match space with
-        | ScoreSpace.Probability -> "probability"
-        | ScoreSpace.Logit -> "logit"
-    savePicture out (fun () ->
-        Figures.bigramTable (Readouts.describe model.Net path) isGlobal n space (args.Contains No_Diagonal) 40 rows)
-    if args.Contains Json then
-        writeJson
-            {|
-                path = string path
-                space = spaceName
-                ``global`` = isGlobal
-                rows =
-                    [|
-                        for r in rows ->
-                            {|
-                                from = r.From
-                                ``to`` = r.To
-                                from_token = r.FromToken
-                                to_token = r.ToToken
-                                score = r.Score
-                            |}
-                    |]
-            |}
+    if args.Contains Compare then
+        compare args out model path options
     else
-        let format (s: float) =
-            match space with
-            | ScoreSpace.Probability -> sprintf "%.3f%%" (100.0 * s)
-            | ScoreSpace.Logit -> sprintf "%.4f" s
-        printTable
-            [
-                "token"
-                "next token"
-                (if space = ScoreSpace.Probability then
-                     "P(next | token)"
-                 else
-                     "logit")
-            ]
-            [ for r in rows -> [ r.FromToken; r.ToToken; format r.Score ] ]
-    0
+        let isGlobal = args.Contains Global
+        let pairs =
+            if isGlobal then
+                Bigrams.globalTopK model.Net path n options
+            else
+                use best = Bigrams.rowTopK model.Net path n options
+                Bigrams.pairsOf best
+        let rows = Bigrams.decode model.Tokenizer pairs
+        savePicture out (fun () ->
+            Figures.bigramTable (Readouts.describe model.Net path) isGlobal n space (args.Contains No_Diagonal) 40 rows)
+        if args.Contains Json then
+            writeJson
+                {|
+                    path = string path
+                    space = spaceName space
+                    ``global`` = isGlobal
+                    rows = pairJson rows
+                |}
+        else
+            let format (s: float) =
+                match space with
+                | ScoreSpace.Probability -> sprintf "%.3f%%" (100.0 * s)
+                | ScoreSpace.Logit -> sprintf "%.4f" s
+            printTable
+                [
+                    "token"
+                    "next token"
+                    (if space = ScoreSpace.Probability then
+                         "P(next | token)"
+                     else
+                         "logit")
+                ]
+                [ for r in rows -> [ r.FromToken; r.ToToken; format r.Score ] ]
+        0
 
 let run (args: ParseResults<Args>) = guard (fun () -> execute args)

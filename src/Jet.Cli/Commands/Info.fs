@@ -28,6 +28,7 @@ let private execute (args: ParseResults<Args>) =
         model.Net.Spec.Layers
         |> List.mapi (fun i l ->
             {| layer = i + 1; name = l.Name; block = l.Block; kind = (sprintf "%A" l.Kind).ToLowerInvariant() |})
+    let steps = Jet.Core.Apps.Readouts.stepsOf model.Net
     if args.Contains Json then
         writeJson
             {|
@@ -43,6 +44,7 @@ let private execute (args: ParseResults<Args>) =
                 parameters = s.Parameters
                 dtype = s.DType
                 layers = layers
+                path_steps = [| for st in steps -> {| name = st.Name; notation = st.Notation; description = st.Description |} |]
             |}
     else
         printTable
@@ -72,6 +74,9 @@ let private execute (args: ParseResults<Args>) =
             ]
         printfn ""
         printfn "%O" model.Net
+        printfn ""
+        printfn "Path steps (jet bigrams --path 'emb>STEP>…', steps in order; see docs/lenses-and-ngrams.md):"
+        printTable [ "step"; "notation"; "what it computes" ] [ for st in steps -> [ st.Name; st.Notation; st.Description ] ]
     0
 
 let run (args: ParseResults<Args>) = guard (fun () -> execute args)

@@ -13,6 +13,7 @@ type Args =
     | Compare of dir: string
     | [<Mandatory>] Tokens of file: string
     | [<Mandatory>] Path of path: string
+    | Top_K of k: int
     | No_Diagonal
     | Batch_Size of rows: int
     | Dtype of name: string
@@ -26,7 +27,8 @@ type Args =
             | Compare _ ->
                 "a second model to measure beside the first (for example a fine-tune of it), in the same dtype and on the same device."
             | Tokens _ ->
-                "a file with one token per line, written as tables print it (for example ␣ for the toy's space)."
+                "a file with one word per line: a token as tables print it (for example ␣ for the toy's space), or a word that tokenizes to several tokens, scored by its first."
+            | Top_K _ -> "also count the mass inside each row's K best next tokens only."
             | Path _ -> "the path, as jet bigrams reads it: for example embed, mlp:1 or 'emb>attn1>mlp2'."
             | No_Diagonal -> "renormalise each row over next tokens different from the first."
             | Batch_Size _ -> "first tokens per batch of the vocabulary sweep (default: 512)."
@@ -58,21 +60,72 @@ let private execute (args: ParseResults<Args>) =
     let options =
         BigramsCommand.sweepOptions ScoreSpace.Probability (args.Contains No_Diagonal) batch "mass" total
     let path = Readouts.parse models.Head.Net (args.GetResult Path)
-    let masses = Bigrams.massOfModels path file (File.ReadLines file) options models
+    let topK = args.TryGetResult Top_K
+    let masses = TokenMass.ofModels path file (File.ReadLines file) topK options models
+    let difference (f: ModelMass -> float) =
+        if masses.Length = 2 then
+            Some(f masses.[1] - f masses.[0])
+        else
+            None
+    let topKOf (m: ModelMass) = m.TopKMass |> Option.defaultValue nan
     if args.Contains Json then
         writeJson
             {|
                 path = string path
-                models = [| for m in masses -> {| model = m.Model; tokens = m.Tokens; mass = m.Mass |} |]
+                top_k = Option.toNullable topK
+                models =
+                    [|
+                        for m in masses ->
+                            {|
+                                model = m.Model
+                                tokens = m.Tokens
+                                mass = m.Mass
+                                top_k_mass = Option.toNullable m.TopKMass
+                                split_words =
+                                    [| for w in m.SplitWords -> {| line = w.Line; word = w.Word; tokens = w.Tokens |} |]
+                            |}
+                    |]
+                difference =
+                    match difference (fun m -> m.Mass) with
+                    | Some d ->
+                        box
+                            {|
+                                mass = d
+                                top_k_mass =
+                                    topK |> Option.map (fun _ -> topKOf masses.[1] - topKOf masses.[0]) |> Option.toNullable
+                            |}
+                    | None -> null
             |}
     else
         for m in masses do
-            printfn
-                "%s: mass %.6f of %d tokens under %O (mean over first tokens of Σ P(next ∈ S | token))"
-                m.Model
-                m.Mass
-                m.Tokens
-                path
+            for w in m.SplitWords do
+                eprintfn
+                    "note: %s: line %d, %A, spans %d tokens; scored by its first token %A."
+                    m.Model
+                    w.Line
+                    w.Word
+                    w.Tokens.Length
+                    (Jet.Core.Apps.LogitMetrics.piece (models |> List.find (fun x -> x.Source = m.Model)).Tokenizer w.Scored)
+        printfn "Mass of the word list under %s (mean over first tokens of Σ P(next ∈ S | token)):" (Readouts.describe models.Head.Net path)
+        let headers =
+            [ "model"; "tokens"; "mass" ]
+            @ (topK |> Option.map (fun k -> [ sprintf "mass in top %d" k ]) |> Option.defaultValue [])
+        let row (name: string) (tokens: string) (mass: float) (inTop: float option) =
+            [ name; tokens; sprintf "%.6f" mass ] @ (inTop |> Option.map (sprintf "%.6f" >> List.singleton) |> Option.defaultValue [])
+        printTable
+            headers
+            [
+                for m in masses -> row m.Model (string m.Tokens) m.Mass m.TopKMass
+                match difference (fun m -> m.Mass) with
+                | Some d ->
+                    yield
+                        row
+                            "difference (2nd − 1st)"
+                            ""
+                            d
+                            (topK |> Option.map (fun _ -> topKOf masses.[1] - topKOf masses.[0]))
+                | None -> ()
+            ]
     0
 
 let run (args: ParseResults<Args>) = guard (fun () -> execute args)

@@ -45,17 +45,6 @@ type ScoredPair = { From: int; To: int; Score: float }
 /// A scored bigram with readable tokens.
 type BigramRow = { From: int; To: int; FromToken: string; ToToken: string; Score: float }
 
-/// The n-gram mass of a token set under one model.
-type ModelMass =
-    {
-        /// The model's source ("toy", or the checkpoint directory).
-        Model: string
-        /// How many distinct tokens the set resolved to in this model's vocabulary.
-        Tokens: int
-        /// The mean over first tokens z₁ of Σ_{z₂ ∈ S} P(z₂ | z₁).
-        Mass: float
-    }
-
 /// The k best next tokens of every first token: `Ids` and `Scores` are [vocab, k], best first in each row.
 type RowTopK =
     {
@@ -318,39 +307,6 @@ module Bigrams =
             let inSet = logProbabilities.index_select(1L, columns).exp ()
             total.add_ (inSet.sum().to_type torch.float64) |> ignore)
         total.item<float> () / float net.Vocab
-
-    /// The n-gram mass of the token set written in `lines` (see `Vocabulary.tokenSet`; `source` names them in errors)
-    /// under each model, each set resolved with that model's tokenizer: for example a base model beside its fine-tune.
-    /// Every path and every set is checked before the first sweep; `options.Progress` counts first tokens across all
-    /// the sweeps, up to the sum of the models' vocabularies.
-    [<CompiledName("MassOfModels")>]
-    let massOfModels
-        (readout: Readout)
-        (source: string)
-        (lines: string seq)
-        (options: SweepOptions)
-        (models: Model seq)
-        : ModelMass[] =
-        let lines = Array.ofSeq lines
-        let models = Array.ofSeq models
-        for m in models do
-            Readouts.check m.Net readout
-        let sets = models |> Array.map (fun m -> Vocabulary.tokenSet m.Tokenizer m.Net.Vocab source lines)
-        // Model i's progress starts where the sweeps before it ended.
-        let offsets = models |> Array.scan (fun start m -> start + int64 m.Net.Vocab) 0L
-        Array.init models.Length (fun i ->
-            let m, set, offset = models.[i], sets.[i], offsets.[i]
-            let shifted =
-                options.Progress
-                |> Option.map (fun p ->
-                    { new IProgress<int64> with
-                        member _.Report v = p.Report(offset + v)
-                    })
-            {
-                Model = m.Source
-                Tokens = set.Length
-                Mass = mass m.Net readout set { options with Progress = shifted }
-            })
 
     /// Pairs with readable tokens.
     [<CompiledName("Decode")>]

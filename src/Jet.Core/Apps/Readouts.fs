@@ -79,17 +79,15 @@ module Readouts =
             ])
         |> List.concat
 
-    /// The valid step names of a network, compactly ("attn1..attn12, mlp1..mlp12"), for error messages.
+    /// The valid step names of a network in order, shortened in the middle for deep networks
+    /// ("attn1, mlp1, attn2, …, attn12, mlp12"), for error messages.
     let private validSteps (net: Net) =
         let names = stepsOf net |> List.map (fun s -> s.Name)
         if names.Length <= 8 then
             String.Join(", ", names)
         else
-            names
-            |> List.groupBy (fun n -> n.TrimEnd("0123456789".ToCharArray()))
-            |> List.map (fun (_, group) -> sprintf "%s..%s" group.Head (List.last group))
-            |> String.concat ", "
-            |> fun s -> s + sprintf " (or γ1..γ%d by residual layer)" net.Depth
+            let shown = List.truncate 3 names @ [ "…" ] @ List.skip (names.Length - 2) names
+            sprintf "%s (or γ1..γ%d by residual layer)" (String.Join(", ", shown)) net.Depth
 
     let private fail (message: string) = raise (InvalidPlanException message)
 
@@ -223,13 +221,19 @@ module Readouts =
             | Some b, _ when not (inBlock b).IsEmpty ->
                 match inBlock b |> List.tryFind (fun (_, l) -> (NetParts.mlpOfLayer l).IsSome) with
                 | Some(l, _) -> PathStep.Layer l
-                | None -> fail (sprintf "Block %d has no MLP (its layers: %s)." b (described b))
+                | None -> fail (sprintf "There is no step %A: block %d has no MLP (its layers: %s)." word b (described b))
             | _, Some b when not (inBlock b).IsEmpty ->
+                let parallel = inBlock b |> List.exists (fun (_, l) -> l.Kind = LayerKind.Parallel)
                 fail (
                     sprintf
-                        "Block %d has no attention layer of its own (its layers: %s); a parallel block is one residual layer: write %s for its whole update."
+                        "There is no step %A: block %d has no attention layer of its own (its layers: %s)%s; write %s for its whole update."
+                        word
                         b
                         (described b)
+                        (if parallel then
+                             ", as a parallel block is one residual layer"
+                         else
+                             "")
                         (described b)
                 )
             | _ ->

@@ -496,3 +496,69 @@ module Figures =
         (rows: BigramRow seq)
         : Scene =
         bigrams ("Jet bigrams: " + readout) (Readings.describeTable isGlobal k space dropDiagonal) space maxRows rows
+
+    /// Two models' tables side by side as a two-column chart: on the left the pairs whose score fell most, on the
+    /// right those that rose most (at most `maxRows` each), each a bar as long as its change with the pair and the
+    /// change written beside it (percentage points for probabilities, nats for log-probabilities).
+    [<CompiledName("BigramChanges")>]
+    let bigramChanges
+        (title: string)
+        (subtitle: string)
+        (space: ChangeSpace)
+        (maxRows: int)
+        (rises: PairChangeRow seq)
+        (falls: PairChangeRow seq)
+        : Scene =
+        let rises = rises |> Seq.truncate (max 1 maxRows) |> List.ofSeq
+        let falls = falls |> Seq.truncate (max 1 maxRows) |> List.ofSeq
+        let format (c: float) =
+            match space with
+            | ChangeSpace.Probability -> sprintf "%+.2f pp" (100.0 * c)
+            | ChangeSpace.LogProbability -> sprintf "%+.2f nats" c
+        let largest =
+            (rises @ falls)
+            |> List.map (fun r -> abs (finiteOr0 r.Change))
+            |> List.fold max 1e-12
+        let label (r: PairChangeRow) = sprintf "%s → %s" r.FromToken r.ToToken
+        let labelWidth =
+            (rises @ falls)
+            |> List.map (fun r -> Fonts.measure (label r) textSize false)
+            |> List.fold max 60.0
+            |> min (2.0 * maxCellWidth)
+        let barWidth, valueWidth = 160.0, 78.0
+        let columnWidth = labelWidth + barWidth + valueWidth + 24.0
+        let headShapes, top = heading title subtitle
+        let column (x0: float) (caption: string) (colour: Colour) (rows: PairChangeRow list) =
+            [
+                text x0 (top + rowHeight / 2.0) caption textSize Colour.ink Anchor.Start true
+                for i, r in List.indexed rows do
+                    let y = top + rowHeight * float (i + 1)
+                    let length = barWidth * abs (finiteOr0 r.Change) / largest
+                    if i % 2 = 1 then
+                        Shape.Rect(x0, y, columnWidth - 12.0, rowHeight, Colour.faint, None)
+                    text
+                        (x0 + 4.0)
+                        (y + rowHeight / 2.0)
+                        (Fonts.fit (label r) textSize false labelWidth)
+                        textSize
+                        Colour.ink
+                        Anchor.Start
+                        false
+                    let barX = x0 + labelWidth + 12.0
+                    Shape.Rect(barX, y + 5.0, max 1.0 length, rowHeight - 10.0, colour, None)
+                    text (barX + barWidth + 6.0) (y + rowHeight / 2.0) (format r.Change) textSize Colour.ink Anchor.Start false
+                if rows.IsEmpty then
+                    text x0 (top + rowHeight * 1.5) "(none)" textSize Colour.grey Anchor.Start false
+            ]
+        let shapes =
+            [
+                yield! headShapes
+                yield! column margin "fell most" (Colour.rgb 33 102 172) falls
+                yield! column (margin + columnWidth) "rose most" (Colour.rgb 178 24 43) rises
+            ]
+        let rows = max (max rises.Length falls.Length) 1
+        let width =
+            max
+                (margin * 2.0 + 2.0 * columnWidth)
+                (margin * 2.0 + max (Fonts.measure title titleSize true) (Fonts.measure subtitle textSize false))
+        { Width = Math.Ceiling width; Height = Math.Ceiling(top + rowHeight * float (rows + 1) + margin); Shapes = shapes }

@@ -1,0 +1,160 @@
+namespace Jet.Core.Apps
+
+open System
+open TorchSharp
+open Jet.Core
+open Jet.Core.Models
+
+/// A word of a word list as one model's tokenizer reads it: scored by its first token.
+type ListedWord =
+    {
+        /// The 1-based line of the list.
+        Line: int
+        Word: string
+        /// The tokens the word encodes to (one when the word is a token); the first is the one scored.
+        Tokens: int[]
+    }
+
+    /// The token the word is scored by.
+    member w.Scored = w.Tokens.[0]
+
+/// The n-gram mass of a word list under one model.
+type ModelMass =
+    {
+        /// The model's source ("toy", or the checkpoint directory).
+        Model: string
+        /// How many distinct tokens the list resolved to in this model's vocabulary.
+        Tokens: int
+        /// The mean over first tokens z₁ of Σ_{z₂ ∈ S} P(z₂ | z₁).
+        Mass: float
+        /// With a top-k asked for: the same mean counting only the z₂ ∈ S inside each row's k best next tokens.
+        TopKMass: float option
+        /// The words that span several tokens in this tokenizer, each scored by its first token.
+        SplitWords: ListedWord[]
+    }
+
+/// N-gram mass of a word list: how much next-token probability a readout puts on a set of tokens (for example refusal
+/// words), in the whole row or only within its top k, for one model or several side by side.
+[<RequireQualifiedAccess>]
+module TokenMass =
+
+    /// The words of `lines` (one per line; empty lines skipped) as `tokenizer` reads them: a line that names one token
+    /// (as `Vocabulary.tokenSet` reads it: its printed piece, or text that encodes to that token alone) is that token;
+    /// any other line is encoded and scored by its first token. `source` names the lines in errors.
+    [<CompiledName("Words")>]
+    let words (tokenizer: ITokenizer) (vocab: int) (source: string) (lines: string seq) : ListedWord[] =
+        let numbered =
+            lines
+            |> Seq.mapi (fun i line -> i + 1, (if isNull line then "" else line.TrimEnd('\r')))
+            |> Seq.filter (fun (_, line) -> line <> "")
+            |> Array.ofSeq
+        if numbered.Length = 0 then
+            raise (MissingArgumentException(sprintf "%s names no words; write one word per line." source))
+        numbered
+        |> Array.map (fun (number, line) ->
+            let single =
+                try
+                    Some(Vocabulary.tokenSet tokenizer vocab source [ line ])
+                with :? UnknownTokenException ->
+                    None
+            match single with
+            | Some ids -> { Line = number; Word = line; Tokens = ids }
+            | None ->
+                let encoded =
+                    try
+                        tokenizer.Encode line
+                    with :? JetException as e ->
+                        raise (
+                            UnknownTokenException(
+                                sprintf "Line %d of %s, %A, cannot be tokenized: %s" number source line e.Message
+                            )
+                        )
+                match encoded |> Array.filter (fun id -> id >= 0 && id < vocab) with
+                | [||] ->
+                    raise (
+                        UnknownTokenException(
+                            sprintf "Line %d of %s, %A, encodes to no token of this vocabulary." number source line
+                        )
+                    )
+                | ids -> { Line = number; Word = line; Tokens = ids })
+
+    /// The mean over first tokens z₁ of Σ_{z₂ ∈ S ∩ top_k(z₁)} P(z₂ | z₁): the mass of the set counted only inside each
+    /// row's k best next tokens (probabilities; `DropDiagonal` renormalises each row over z₂ ≠ z₁ as for `mass`).
+    [<CompiledName("InTopK")>]
+    let inTopK (net: Net) (readout: Readout) (tokenSet: int[]) (k: int) (options: SweepOptions) : float =
+        Readouts.check net readout
+        if isNull tokenSet || tokenSet.Length = 0 then
+            raise (MissingArgumentException "The token set is empty; give at least one token id.")
+        for id in tokenSet do
+            if id < 0 || id >= net.Vocab then
+                raise (
+                    IndexRangeException(
+                        sprintf "Token id %d is outside the vocabulary; valid ids are 0..%d." id (net.Vocab - 1)
+                    )
+                )
+        let columns = net.Vocab - (if options.DropDiagonal then 1 else 0)
+        if k < 1 || k > columns then
+            raise (IndexRangeException(sprintf "The top-k of the mass must be 1..%d; got %d." columns k))
+        use _ = torch.no_grad ()
+        use _ = torch.NewDisposeScope()
+        let inSet = torch.zeros ([| int64 net.Vocab |], dtype = net.DType, device = net.Device)
+        inSet.index_fill_ (0L, torch.tensor (tokenSet |> Array.map int64, device = net.Device), scalar 1.0)
+        |> ignore
+        let total = torch.zeros ([| 1L |], dtype = torch.float64, device = net.Device)
+        Vocabulary.sweep net.Vocab options.BatchSize options.Progress options.Cancellation (fun start count ->
+            let first = torch.arange (start, start + count, dtype = torch.int64, device = net.Device)
+            let logits = Readouts.logits net readout first
+            if options.DropDiagonal then
+                let column = first.unsqueeze 1L
+                let minusInfinity =
+                    torch.full (column.shape, scalar Double.NegativeInfinity, dtype = logits.dtype, device = logits.device)
+                logits.scatter_ (1L, column, minusInfinity) |> ignore
+            // The k best by logit are the k best by probability; one logsumexp per row normalises them.
+            let struct (best, ids) = logits.topk (k, dim = 1)
+            let probabilities = (best - logits.logsumexp (1L, keepdim = true)).exp ()
+            total.add_ ((probabilities * inSet.index_select(0L, ids.flatten ()).view_as ids).sum().to_type torch.float64)
+            |> ignore)
+        total.item<float> () / float net.Vocab
+
+    /// The mass of the word list `lines` (see `words`; `source` names them in errors) under each model, each list read
+    /// with that model's tokenizer, and with `topK` also the mass inside each row's top k: for example a base model
+    /// beside its fine-tune. Every readout and list is checked before the first sweep; `options.Progress` counts first
+    /// tokens across all sweeps, up to the sum of the models' vocabularies (twice with `topK`).
+    [<CompiledName("OfModels")>]
+    let ofModels
+        (readout: Readout)
+        (source: string)
+        (lines: string seq)
+        (topK: int option)
+        (options: SweepOptions)
+        (models: Model seq)
+        : ModelMass[] =
+        let lines = Array.ofSeq lines
+        let models = Array.ofSeq models
+        for m in models do
+            Readouts.check m.Net readout
+        let lists = models |> Array.map (fun m -> words m.Tokenizer m.Net.Vocab source lines)
+        let passes = if topK.IsSome then 2L else 1L
+        // Each sweep's progress starts where the sweeps before it ended.
+        let offsets = models |> Array.scan (fun start m -> start + passes * int64 m.Net.Vocab) 0L
+        let shifted (offset: int64) =
+            options.Progress
+            |> Option.map (fun p ->
+                { new IProgress<int64> with
+                    member _.Report v = p.Report(offset + v)
+                })
+        Array.init models.Length (fun i ->
+            let m, list, offset = models.[i], lists.[i], offsets.[i]
+            let set = list |> Array.map (fun w -> w.Scored) |> Array.distinct
+            let mass = Bigrams.mass m.Net readout set { options with Progress = shifted offset }
+            let inTop =
+                topK
+                |> Option.map (fun k ->
+                    inTopK m.Net readout set k { options with Progress = shifted (offset + int64 m.Net.Vocab) })
+            {
+                Model = m.Source
+                Tokens = set.Length
+                Mass = mass
+                TopKMass = inTop
+                SplitWords = list |> Array.filter (fun w -> w.Tokens.Length > 1)
+            })
