@@ -195,6 +195,47 @@ public class BigramTests
     }
 
     [Fact]
+    public void TwoModelsCompareByTheCoresComparison()
+    {
+        using var before = Toy(1);
+        using var after = Toy(2);
+        var sweep = after.Bigrams(ReadoutPath.Embedding.Mlp(1)).BatchSize(21);
+        var compared = before.Bigrams(ReadoutPath.Embedding.Mlp(1)).BatchSize(21).Compare(after, 6, perRow: true);
+        Assert.Equal(6, compared.Rises.Count);
+        Assert.Equal(before.Vocabulary * 6, compared.RowRises.Count);
+        Assert.Equal(compared.Rises.Select(r => r.Change).OrderByDescending(c => c), compared.Rises.Select(r => r.Change));
+        Assert.All(compared.Rises.Concat(compared.Falls), r => Assert.Equal(r.After - r.Before, r.Change, 12));
+        Assert.True(compared.Falls[0].Change < 0 && compared.Rises[0].Change > 0);
+        // The second model's own top list is what its own sweep ranks first.
+        Assert.Equal(sweep.GlobalTopK(6).Rows.Select(r => (r.From, r.To)), compared.TopAfter.Select(r => (r.From, r.To)));
+        Assert.Equal(compared.TopBefore.Select(r => (r.From, r.To)).Intersect(compared.TopAfter.Select(r => (r.From, r.To))).Count(), compared.Overlap);
+        var file = Path.Combine(Path.GetTempPath(), $"jetdsl-compare-{Guid.NewGuid():N}.svg");
+        compared.SaveChart(file);
+        Assert.Contains("rose most", File.ReadAllText(file));
+        File.Delete(file);
+        var log = before.Bigrams(ReadoutPath.Embedding).Compare(after, 3, ChangeSpace.LogProbability);
+        Assert.Empty(log.RowRises);
+        Assert.All(log.Rises, r => Assert.True(r.Before <= 0 && r.After <= 0));
+    }
+
+    [Fact]
+    public void WordListMassScoresSplitWordsByTheirFirstTokenAndCountsTheTopK()
+    {
+        using var first = Toy(1);
+        using var second = Toy(2);
+        var masses = first.Bigrams(ReadoutPath.Embedding).CompareMass(second, new[] { "sorry", "a" }, topK: 5);
+        Assert.Equal(2, masses.Count);
+        foreach (var m in masses)
+        {
+            Assert.Equal("sorry", Assert.Single(m.SplitWords).Word);
+            Assert.True(m.TopKMass is { } top && top <= m.Mass);
+        }
+        var ids = new[] { "s", "a" }.Select(t => (int)first.Encode(t).data<long>().ToArray().Last()).ToArray();
+        Assert.Equal(first.Bigrams(ReadoutPath.Embedding).Mass(ids), masses[0].Mass, 12);
+        Assert.Equal(first.Bigrams(ReadoutPath.Embedding).MassInTopK(ids, 5), masses[0].TopKMass!.Value, 12);
+    }
+
+    [Fact]
     public void PathsParseAndCompareByValue()
     {
         using var model = Toy();

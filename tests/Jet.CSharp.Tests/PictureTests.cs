@@ -80,7 +80,7 @@ public sealed class PictureTests : IDisposable
         best.SaveTable(File("bigrams.svg"), maxRows: 5);
         CheckPng(File("bigrams.png"));
         var texts = CheckSvg(File("bigrams.svg"));
-        Assert.Contains("Jet bigrams: embedding → MLP of block 1 → decoder", texts);
+        Assert.Contains("Jet bigrams: U·LN(γ₁(Emb)) (emb > block1)", texts);
         Assert.Contains(best.Rows[0].ToToken, texts);
         Assert.Contains("… 7 more rows not shown", texts);
     }

@@ -338,7 +338,9 @@ let tests =
                 failsWith
                     [ "joint-lens"; "--model"; "toy"; "--prompt"; "ab"; "--streams"; "2,1" ]
                     [ "strictly increasing" ]
-                failsWith [ "bigrams"; "--model"; "toy"; "--path"; "mlp" ] [ "Unknown path step \"mlp\""; "block1, block2" ]
+                failsWith
+                    [ "bigrams"; "--model"; "toy"; "--path"; "mlp" ]
+                    [ "Unknown path step \"mlp\""; "block1, block2" ]
                 failsWith [ "bigrams"; "--model"; "toy"; "--path"; "mlp:9" ] [ "\"mlp9\""; "block1, block2" ]
                 failsWith
                     [ "bigrams"; "--model"; "toy"; "--path"; "embed"; "--prob"; "--logit" ]

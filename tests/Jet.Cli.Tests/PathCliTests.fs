@@ -54,8 +54,10 @@ let tests =
                 let steps = json (run [ "info"; "--model"; stories.Value; "--json" ]) |> prop "path_steps" |> items
                 Expect.equal
                     (steps |> List.map (fun s -> (prop "name" s).GetString()))
-                    [ for b in 1..5 do
-                          yield! [ sprintf "attn%d" b; sprintf "mlp%d" b ] ]
+                    [
+                        for b in 1..5 do
+                            yield! [ sprintf "attn%d" b; sprintf "mlp%d" b ]
+                    ]
                     "attention and MLP of each block, in order"
                 Expect.equal ((prop "notation" steps.[9]).GetString()) "γ₁₀" "notation"
             }
@@ -83,7 +85,20 @@ let tests =
                 Expect.equal scores (List.sortDescending scores) "best first"
                 for shorthand, notation in [ "embed", "U·LN(Emb)"; "mlp:2", "U·LN(γ₄(Emb))"; "enc>γ3", "U·LN(γ₃(Enc))" ] do
                     let r =
-                        json (run [ "bigrams"; "--model"; stories.Value; "--path"; shorthand; "--global"; "--top"; "1"; "--json" ])
+                        json (
+                            run
+                                [
+                                    "bigrams"
+                                    "--model"
+                                    stories.Value
+                                    "--path"
+                                    shorthand
+                                    "--global"
+                                    "--top"
+                                    "1"
+                                    "--json"
+                                ]
+                        )
                     Expect.equal ((prop "path" r).GetString()) notation shorthand
             }
 
@@ -155,7 +170,8 @@ let tests =
                 failsWith [ "bigrams"; "--model"; "toy"; "--path"; "embed"; "--log-prob" ] [ "--compare" ]
             }
 
-            test "mass of the example refusal list: words split into tokens are scored by their first, top-k and both models side by side" {
+            test
+                "mass of the example refusal list: words split into tokens are scored by their first, top-k and both models side by side" {
                 let words = Path.Combine(__SOURCE_DIRECTORY__, "..", "..", "docs", "examples", "refusal-words.txt")
                 let args =
                     [

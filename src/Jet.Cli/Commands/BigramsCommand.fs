@@ -63,13 +63,7 @@ let private spaceName (space: ScoreSpace) =
 let private pairJson (rows: BigramRow seq) =
     [|
         for r in rows ->
-            {|
-                from = r.From
-                ``to`` = r.To
-                from_token = r.FromToken
-                to_token = r.ToToken
-                score = r.Score
-            |}
+            {| from = r.From; ``to`` = r.To; from_token = r.FromToken; to_token = r.ToToken; score = r.Score |}
     |]
 
 let private changeJson (rows: PairChangeRow seq) =
@@ -200,13 +194,7 @@ let private execute (args: ParseResults<Args>) =
         savePicture out (fun () ->
             Figures.bigramTable (Readouts.describe model.Net path) isGlobal n space (args.Contains No_Diagonal) 40 rows)
         if args.Contains Json then
-            writeJson
-                {|
-                    path = string path
-                    space = spaceName space
-                    ``global`` = isGlobal
-                    rows = pairJson rows
-                |}
+            writeJson {| path = string path; space = spaceName space; ``global`` = isGlobal; rows = pairJson rows |}
         else
             let format (s: float) =
                 match space with

@@ -44,7 +44,8 @@ let private execute (args: ParseResults<Args>) =
                 parameters = s.Parameters
                 dtype = s.DType
                 layers = layers
-                path_steps = [| for st in steps -> {| name = st.Name; notation = st.Notation; description = st.Description |} |]
+                path_steps =
+                    [| for st in steps -> {| name = st.Name; notation = st.Notation; description = st.Description |} |]
             |}
     else
         printTable
@@ -76,7 +77,9 @@ let private execute (args: ParseResults<Args>) =
         printfn "%O" model.Net
         printfn ""
         printfn "Path steps (jet bigrams --path 'emb>STEP>…', steps in order; see docs/lenses-and-ngrams.md):"
-        printTable [ "step"; "notation"; "what it computes" ] [ for st in steps -> [ st.Name; st.Notation; st.Description ] ]
+        printTable
+            [ "step"; "notation"; "what it computes" ]
+            [ for st in steps -> [ st.Name; st.Notation; st.Description ] ]
     0
 
 let run (args: ParseResults<Args>) = guard (fun () -> execute args)

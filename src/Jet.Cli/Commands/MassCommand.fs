@@ -92,7 +92,9 @@ let private execute (args: ParseResults<Args>) =
                             {|
                                 mass = d
                                 top_k_mass =
-                                    topK |> Option.map (fun _ -> topKOf masses.[1] - topKOf masses.[0]) |> Option.toNullable
+                                    topK
+                                    |> Option.map (fun _ -> topKOf masses.[1] - topKOf masses.[0])
+                                    |> Option.toNullable
                             |}
                     | None -> null
             |}
@@ -105,13 +107,18 @@ let private execute (args: ParseResults<Args>) =
                     w.Line
                     w.Word
                     w.Tokens.Length
-                    (Jet.Core.Apps.LogitMetrics.piece (models |> List.find (fun x -> x.Source = m.Model)).Tokenizer w.Scored)
-        printfn "Mass of the word list under %s (mean over first tokens of Σ P(next ∈ S | token)):" (Readouts.describe models.Head.Net path)
+                    (Jet.Core.Apps.LogitMetrics.piece
+                        (models |> List.find (fun x -> x.Source = m.Model)).Tokenizer
+                        w.Scored)
+        printfn
+            "Mass of the word list under %s (mean over first tokens of Σ P(next ∈ S | token)):"
+            (Readouts.describe models.Head.Net path)
         let headers =
             [ "model"; "tokens"; "mass" ]
             @ (topK |> Option.map (fun k -> [ sprintf "mass in top %d" k ]) |> Option.defaultValue [])
         let row (name: string) (tokens: string) (mass: float) (inTop: float option) =
-            [ name; tokens; sprintf "%.6f" mass ] @ (inTop |> Option.map (sprintf "%.6f" >> List.singleton) |> Option.defaultValue [])
+            [ name; tokens; sprintf "%.6f" mass ]
+            @ (inTop |> Option.map (sprintf "%.6f" >> List.singleton) |> Option.defaultValue [])
         printTable
             headers
             [

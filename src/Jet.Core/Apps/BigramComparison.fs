@@ -17,7 +17,16 @@ type ChangeSpace =
 type PairChange = { From: int; To: int; Before: float; After: float; Change: float }
 
 /// A pair change with readable tokens.
-type PairChangeRow = { From: int; To: int; FromToken: string; ToToken: string; Before: float; After: float; Change: float }
+type PairChangeRow =
+    {
+        From: int
+        To: int
+        FromToken: string
+        ToToken: string
+        Before: float
+        After: float
+        Change: float
+    }
 
 /// Two models' tables of one readout, compared in one streamed sweep.
 type TableComparison =
@@ -136,7 +145,13 @@ module BigramComparison =
         | ChangeSpace.LogProbability -> logProbability
 
     /// The scores of pairs under a model: (z₁, z₂) → probability or log-probability, computed for their rows only.
-    let private scoresOf (net: Net) (readout: Readout) (space: ChangeSpace) (dropDiagonal: bool) (pairs: (int * int) seq) =
+    let private scoresOf
+        (net: Net)
+        (readout: Readout)
+        (space: ChangeSpace)
+        (dropDiagonal: bool)
+        (pairs: (int * int) seq)
+        =
         let pairs = Array.ofSeq pairs
         if pairs.Length = 0 then
             Map.empty
@@ -217,7 +232,12 @@ module BigramComparison =
                     t.scatter_ (
                         1L,
                         first.unsqueeze 1L,
-                        torch.full ([| count; 1L |], scalar Double.NegativeInfinity, dtype = t.dtype, device = t.device)
+                        torch.full (
+                            [| count; 1L |],
+                            scalar Double.NegativeInfinity,
+                            dtype = t.dtype,
+                            device = t.device
+                        )
                     )
                 else
                     t
@@ -232,7 +252,11 @@ module BigramComparison =
                     ids.narrow(0L, start, count).copy_ indices |> ignore
                     let triple =
                         torch.stack (
-                            [| sBefore.gather (1L, indices); sAfter.gather (1L, indices); change.gather (1L, indices) |],
+                            [|
+                                sBefore.gather (1L, indices)
+                                sAfter.gather (1L, indices)
+                                change.gather (1L, indices)
+                            |],
                             2L
                         )
                     values.narrow(0L, start, count).copy_ triple |> ignore

@@ -221,16 +221,17 @@ module Readouts =
             | Some b, _ when not (inBlock b).IsEmpty ->
                 match inBlock b |> List.tryFind (fun (_, l) -> (NetParts.mlpOfLayer l).IsSome) with
                 | Some(l, _) -> PathStep.Layer l
-                | None -> fail (sprintf "There is no step %A: block %d has no MLP (its layers: %s)." word b (described b))
+                | None ->
+                    fail (sprintf "There is no step %A: block %d has no MLP (its layers: %s)." word b (described b))
             | _, Some b when not (inBlock b).IsEmpty ->
-                let parallel = inBlock b |> List.exists (fun (_, l) -> l.Kind = LayerKind.Parallel)
+                let isParallel = inBlock b |> List.exists (fun (_, l) -> l.Kind = LayerKind.Parallel)
                 fail (
                     sprintf
                         "There is no step %A: block %d has no attention layer of its own (its layers: %s)%s; write %s for its whole update."
                         word
                         b
                         (described b)
-                        (if parallel then
+                        (if isParallel then
                              ", as a parallel block is one residual layer"
                          else
                              "")

@@ -40,7 +40,8 @@ module TokenMass =
 
     /// The words of `lines` (one per line; empty lines skipped) as `tokenizer` reads them: a line that names one token
     /// (as `Vocabulary.tokenSet` reads it: its printed piece, or text that encodes to that token alone) is that token;
-    /// any other line is encoded and scored by its first token. `source` names the lines in errors.
+    /// any other line is encoded and scored by its first token; what the tokenizer adds in front of every text (a BOS
+    /// token: the common prefix of unrelated probe texts) is left out. `source` names the lines in errors.
     [<CompiledName("Words")>]
     let words (tokenizer: ITokenizer) (vocab: int) (source: string) (lines: string seq) : ListedWord[] =
         let numbered =
@@ -50,6 +51,25 @@ module TokenMass =
             |> Array.ofSeq
         if numbered.Length = 0 then
             raise (MissingArgumentException(sprintf "%s names no words; write one word per line." source))
+        let added =
+            let probes =
+                [ "a"; "0"; "."; "Z" ]
+                |> List.map (fun t ->
+                    try
+                        tokenizer.Encode t
+                    with :? JetException ->
+                        [||])
+            let shortest = probes |> List.map Array.length |> List.min
+            let common =
+                Seq.initInfinite id
+                |> Seq.takeWhile (fun i -> i < shortest && probes |> List.forall (fun p -> p.[i] = probes.Head.[i]))
+                |> Seq.length
+            probes.Head.[.. common - 1]
+        let withoutAdded (ids: int[]) =
+            if added.Length > 0 && ids.Length > added.Length && ids.[.. added.Length - 1] = added then
+                ids.[added.Length ..]
+            else
+                ids
         numbered
         |> Array.map (fun (number, line) ->
             let single =
@@ -69,7 +89,7 @@ module TokenMass =
                                 sprintf "Line %d of %s, %A, cannot be tokenized: %s" number source line e.Message
                             )
                         )
-                match encoded |> Array.filter (fun id -> id >= 0 && id < vocab) with
+                match withoutAdded encoded |> Array.filter (fun id -> id >= 0 && id < vocab) with
                 | [||] ->
                     raise (
                         UnknownTokenException(
@@ -107,12 +127,19 @@ module TokenMass =
             if options.DropDiagonal then
                 let column = first.unsqueeze 1L
                 let minusInfinity =
-                    torch.full (column.shape, scalar Double.NegativeInfinity, dtype = logits.dtype, device = logits.device)
+                    torch.full (
+                        column.shape,
+                        scalar Double.NegativeInfinity,
+                        dtype = logits.dtype,
+                        device = logits.device
+                    )
                 logits.scatter_ (1L, column, minusInfinity) |> ignore
             // The k best by logit are the k best by probability; one logsumexp per row normalises them.
             let struct (best, ids) = logits.topk (k, dim = 1)
             let probabilities = (best - logits.logsumexp (1L, keepdim = true)).exp ()
-            total.add_ ((probabilities * inSet.index_select(0L, ids.flatten ()).view_as ids).sum().to_type torch.float64)
+            total.add_ (
+                (probabilities * inSet.index_select(0L, ids.flatten ()).view_as ids).sum().to_type torch.float64
+            )
             |> ignore)
         total.item<float> () / float net.Vocab
 

@@ -515,10 +515,7 @@ module Figures =
             match space with
             | ChangeSpace.Probability -> sprintf "%+.2f pp" (100.0 * c)
             | ChangeSpace.LogProbability -> sprintf "%+.2f nats" c
-        let largest =
-            (rises @ falls)
-            |> List.map (fun r -> abs (finiteOr0 r.Change))
-            |> List.fold max 1e-12
+        let largest = (rises @ falls) |> List.map (fun r -> abs (finiteOr0 r.Change)) |> List.fold max 1e-12
         let label (r: PairChangeRow) = sprintf "%s → %s" r.FromToken r.ToToken
         let labelWidth =
             (rises @ falls)
@@ -546,7 +543,14 @@ module Figures =
                         false
                     let barX = x0 + labelWidth + 12.0
                     Shape.Rect(barX, y + 5.0, max 1.0 length, rowHeight - 10.0, colour, None)
-                    text (barX + barWidth + 6.0) (y + rowHeight / 2.0) (format r.Change) textSize Colour.ink Anchor.Start false
+                    text
+                        (barX + barWidth + 6.0)
+                        (y + rowHeight / 2.0)
+                        (format r.Change)
+                        textSize
+                        Colour.ink
+                        Anchor.Start
+                        false
                 if rows.IsEmpty then
                     text x0 (top + rowHeight * 1.5) "(none)" textSize Colour.grey Anchor.Start false
             ]
@@ -561,4 +565,8 @@ module Figures =
             max
                 (margin * 2.0 + 2.0 * columnWidth)
                 (margin * 2.0 + max (Fonts.measure title titleSize true) (Fonts.measure subtitle textSize false))
-        { Width = Math.Ceiling width; Height = Math.Ceiling(top + rowHeight * float (rows + 1) + margin); Shapes = shapes }
+        {
+            Width = Math.Ceiling width
+            Height = Math.Ceiling(top + rowHeight * float (rows + 1) + margin)
+            Shapes = shapes
+        }
