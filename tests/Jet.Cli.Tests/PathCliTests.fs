@@ -209,6 +209,6 @@ let tests =
                 Expect.equal text.ExitCode 0 text.Stderr
                 Expect.stringContains text.Stdout "mass in top 5" "column"
                 Expect.stringContains text.Stdout "difference (2nd − 1st)" "difference row"
-                Expect.stringContains text.Stderr "scored by its first token" "says how split words are scored"
+                Expect.stringContains text.Stderr "scored by the first" "says how split words are scored"
             }
         ]

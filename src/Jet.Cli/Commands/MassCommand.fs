@@ -55,7 +55,8 @@ let private execute (args: ParseResults<Args>) =
                 for m in models do
                     m.Dispose()
         }
-    let total = models |> List.sumBy (fun m -> int64 m.Net.Vocab)
+    let passes = if args.Contains Top_K then 2L else 1L
+    let total = passes * (models |> List.sumBy (fun m -> int64 m.Net.Vocab))
     let batch = args.GetResult(Batch_Size, SweepOptions.Default.BatchSize)
     let options =
         BigramsCommand.sweepOptions ScoreSpace.Probability (args.Contains No_Diagonal) batch "mass" total
@@ -99,17 +100,27 @@ let private execute (args: ParseResults<Args>) =
                     | None -> null
             |}
     else
-        for m in masses do
-            for w in m.SplitWords do
+        // One note per model (a model with the same tokenizer as the one before it adds nothing new).
+        let described =
+            masses
+            |> Array.mapi (fun i m ->
+                let tokenizer = models.[i].Tokenizer
+                let words =
+                    m.SplitWords
+                    |> Array.map (fun w ->
+                        sprintf "%s → %A" w.Word (Jet.Core.Apps.LogitMetrics.piece tokenizer w.Scored))
+                m.Model, words)
+        described
+        |> Array.iteri (fun i (model, words) ->
+            if words.Length > 0 && (i = 0 || snd described.[i - 1] <> words) then
                 eprintfn
-                    "note: %s: line %d, %A, spans %d tokens; scored by its first token %A."
-                    m.Model
-                    w.Line
-                    w.Word
-                    w.Tokens.Length
-                    (Jet.Core.Apps.LogitMetrics.piece
-                        (models |> List.find (fun x -> x.Source = m.Model)).Tokenizer
-                        w.Scored)
+                    "note: %d word%s of the list span%s several tokens in %s's tokenizer and %s scored by the first: %s."
+                    words.Length
+                    (if words.Length = 1 then "" else "s")
+                    (if words.Length = 1 then "s" else "")
+                    model
+                    (if words.Length = 1 then "is" else "are")
+                    (String.concat ", " words))
         printfn
             "Mass of the word list under %s (mean over first tokens of Σ P(next ∈ S | token)):"
             (Readouts.describe models.Head.Net path)
