@@ -351,10 +351,10 @@ let tests =
                     [ "/no/such/file.txt"; "does not exist" ]
                 let dir = tempDir ()
                 let file = Path.Combine(dir, "tokens.txt")
-                File.WriteAllLines(file, [| "a"; "zz" |])
+                File.WriteAllLines(file, [| "a"; "é" |])
                 failsWith
                     [ "mass"; "--model"; "toy"; "--tokens"; file; "--path"; "embed" ]
-                    [ "Line 2"; "\"zz\""; "not a token" ]
+                    [ "Line 2"; "\"é\""; "cannot be tokenized" ]
                 failsWith [ "lens"; "--model"; "/no/such/model"; "--prompt"; "ab" ] [ "/no/such/model" ]
             }
         ]

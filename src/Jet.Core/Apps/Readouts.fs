@@ -222,12 +222,19 @@ module Readouts =
                 match inBlock b |> List.tryFind (fun (_, l) -> (NetParts.mlpOfLayer l).IsSome) with
                 | Some(l, _) -> PathStep.Layer l
                 | None ->
-                    fail (sprintf "There is no step %A: block %d has no MLP (its layers: %s)." word b (described b))
+                    fail (
+                        sprintf
+                            "There is no step %A: block %d has no MLP (its layers: %s). Valid steps: %s."
+                            word
+                            b
+                            (described b)
+                            (validSteps net)
+                    )
             | _, Some b when not (inBlock b).IsEmpty ->
                 let isParallel = inBlock b |> List.exists (fun (_, l) -> l.Kind = LayerKind.Parallel)
                 fail (
                     sprintf
-                        "There is no step %A: block %d has no attention layer of its own (its layers: %s)%s; write %s for its whole update."
+                        "There is no step %A: block %d has no attention layer of its own (its layers: %s)%s; write %s for its whole update. Valid steps: %s."
                         word
                         b
                         (described b)
@@ -236,6 +243,7 @@ module Readouts =
                          else
                              "")
                         (described b)
+                        (validSteps net)
                 )
             | _ ->
                 fail (
