@@ -212,7 +212,7 @@ public sealed class NetworkBuilder
         var spec = new NetSpec("custom", vocabulary, width,
             maxPositions is { } m ? FSharpOption<int>.Some(m) : FSharpOption<int>.None,
             encoder, ListModule.OfSeq(layers), finalNorm,
-            new Jet.Core.Unembedding(u.Weight, FSharpOption<string>.None, u.Tied));
+            new Jet.Core.Unembedding(u.Weight, FSharpOption<string>.None, u.Tied, FSharpOption<double>.None));
         return Net.Create(spec, ParameterStore.OfSeq(parameters.Select(kv => Tuple.Create(kv.Key, kv.Value))));
     }
 }

@@ -25,7 +25,7 @@ let private jvpAlong (f: Tensor -> Tensor) (path: Tensor) =
 
 /// Taylor and nested-JVP coefficients agree: coefficient j within 1e-9 relative to its largest entry (plus 1e-12 of
 /// the largest entry of any order, for coefficients that vanish in exact arithmetic).
-let private expectAgree (taylor: Tensor) (jvp: Tensor) (what: string) =
+let expectAgree (taylor: Tensor) (jvp: Tensor) (what: string) =
     Expect.equal taylor.shape jvp.shape (what + ": shapes")
     let overall = jvp.abs().max().item<float> ()
     for j in 0 .. int jvp.shape.[0] - 1 do

@@ -153,7 +153,7 @@ let build
             Layers = layers
             FinalNorm =
                 LayerNorm { Weight = Some(ones "ln_f.weight"); Bias = Some(param "ln_f.bias" [ d ] 0.1); Eps = 1e-5 }
-            Unembedding = { Weight = "embed"; Bias = None; Tied = true }
+            Unembedding = { Weight = "embed"; Bias = None; Tied = true; SoftCap = None }
         }
     Net.create spec (ParameterStore.OfSeq parameters)
 

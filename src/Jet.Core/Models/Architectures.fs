@@ -9,7 +9,18 @@ open Jet.Core.Models.Families
 module Architectures =
     /// Every family a checkpoint can belong to.
     let families: Family list =
-        [ Gpt2.family; GptNeo.family; GptNeoX.family; Llama.llama; Llama.mistral; Llama.gemma ]
+        [
+            Gpt2.family
+            GptNeo.family
+            GptNeoX.family
+            Llama.llama
+            Llama.mistral
+            Llama.gemma
+            Olmo.olmo
+            Olmo.olmo2
+            Phi3.family
+            Gemma2.family
+        ]
 
     /// The `architectures` class names JetDsl loads.
     let supported = families |> List.collect (fun f -> f.Architectures)
@@ -38,7 +49,7 @@ module Architectures =
             raise (UnsupportedArchitectureException message)
 
     /// True for the SentencePiece families, whose bare `tokenizer.model` starts every text with BOS.
-    let addsBosByDefault (family: Family) = List.contains family.Name [ "llama"; "mistral"; "gemma" ]
+    let addsBosByDefault (family: Family) = List.contains family.Name [ "llama"; "mistral"; "gemma"; "gemma2" ]
 
     /// Fails unless `dtype` is a floating type networks can compute in.
     let requireFloatingDType (dtype: torch.ScalarType) =

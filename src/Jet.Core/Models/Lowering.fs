@@ -12,6 +12,9 @@ type StoredAs =
     | AsUsed
     /// GPT-2's Conv1D: stored [in, out]; the network uses the transpose [out, in] (a view, no copy).
     | Transposed
+    /// Rows start .. start + (used rows) − 1 of a tensor stored with `total` rows (one part of a fused weight such as
+    /// Phi-3's gate_up_proj); the network uses that slice (a view, no copy).
+    | Rows of start: int64 * total: int64
 
 /// One parameter the network needs: its name in the syntax, the checkpoint tensor it comes from and the shape
 /// the network uses. Two parameters may share a source (tied weights read once).
@@ -28,6 +31,7 @@ type TensorRequest =
         match r.StoredAs with
         | StoredAs.AsUsed -> r.Shape
         | StoredAs.Transposed -> Array.rev r.Shape
+        | StoredAs.Rows(_, total) -> Array.append [| total |] (Array.tail r.Shape)
 
 /// What an architecture family makes of a checkpoint: the network's structure and the tensors it needs.
 type Lowering = { Spec: NetSpec; Tensors: TensorRequest list }
@@ -87,6 +91,19 @@ type TensorPlan(prefix: string) =
                  else
                      None)
         }
+
+    /// Rows start .. start + outDim − 1 of a bias-free torch.nn.Linear `name.weight` stored [totalOut, in], as a Linear
+    /// [outDim, in] of its own, named `name.weight[start:end]` (one part of a fused projection).
+    member p.LinearRows(name: string, start: int, outDim: int, totalOut: int, inDim: int) : Linear =
+        let source = name + ".weight"
+        requests.Add
+            {
+                Parameter = sprintf "%s[%d:%d]" source start (start + outDim)
+                Source = prefix + source
+                Shape = [| int64 outDim; int64 inDim |]
+                StoredAs = StoredAs.Rows(int64 start, int64 totalOut)
+            }
+        { Weight = sprintf "%s[%d:%d]" source start (start + outDim); Bias = None }
 
     /// A GPT-2 Conv1D `name.weight` stored [in, out] (used transposed) with `name.bias` [out].
     member p.Conv1D(name: string, inDim: int, outDim: int) : Linear =
@@ -174,9 +191,12 @@ module Lowering =
         let headless =
             not (has head) && (config.Architectures |> List.exists (fun a -> List.contains a baseClasses))
         if tied || headless then
-            { Weight = embedding; Bias = None; Tied = true }
+            { Weight = embedding; Bias = None; Tied = true; SoftCap = None }
         else
-            { Weight = plan.Unprefixed(head, [ vocab; width ]); Bias = None; Tied = false }
+            { Weight = plan.Unprefixed(head, [ vocab; width ]); Bias = None; Tied = false; SoftCap = None }
+
+    /// A LayerNorm without weight or bias (OLMo's).
+    let plainLayerNorm (eps: float) : Fn = LayerNorm { Weight = None; Bias = None; Eps = eps }
 
     /// Fails on `rope_scaling`, which the DSL's rotary embedding does not model.
     let requireNoRopeScaling (config: HfConfig) =
@@ -232,6 +252,7 @@ module Lowering =
                 let orientation =
                     match r.StoredAs with
                     | StoredAs.Transposed -> " (Conv1D layout [in, out])"
+                    | StoredAs.Rows _ -> " (a fused weight)"
                     | StoredAs.AsUsed -> ""
                 let message =
                     sprintf
@@ -298,6 +319,7 @@ module Lowering =
                 match r.StoredAs with
                 | StoredAs.AsUsed -> stored
                 | StoredAs.Transposed -> stored.t ()
+                | StoredAs.Rows(start, _) -> stored.narrow (0L, start, r.Shape.[0])
         for t in parameters.Values |> Seq.distinct do
             t.DetachFromDisposeScope() |> ignore
         new ParameterStore(parameters :> IReadOnlyDictionary<_, _>)

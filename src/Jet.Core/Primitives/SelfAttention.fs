@@ -20,11 +20,22 @@ type FusedLayout =
     /// For each head h: [query_h; key_h; value_h] (GPT-NeoX's query_key_value).
     | PerHead
 
+/// A step applied to the projected queries, keys and values [..., heads·head_dim] before the heads are split.
+[<RequireQualifiedAccess>]
+type QkvStep =
+    /// Clamps queries, keys and values to [−c, c] (OLMo's clip_qkv).
+    | Clip of float
+    /// RMSNorm over the whole query projection and over the whole key projection, across heads (OLMo-2's q_norm and
+    /// k_norm); values pass through.
+    | NormQk of query: RmsNormSpec * key: RmsNormSpec
+
 /// The query, key and value projections of an attention layer.
 [<RequireQualifiedAccess>]
 type Projections =
     | Separate of query: Linear * key: Linear * value: Linear
     | Fused of qkv: Linear * layout: FusedLayout
+    /// The projections, then a step on their outputs.
+    | Then of Projections * QkvStep
 
 /// How attention scores q·k are scaled before the softmax.
 [<RequireQualifiedAccess>]
@@ -35,6 +46,8 @@ type ScoreScaling =
     | Unscaled
     /// A fixed factor.
     | By of float
+    /// Scores · scale, then soft-capped to cap·tanh(· / cap) before the mask (Gemma 2's attn_logit_softcapping).
+    | SoftCapped of scale: float * cap: float
 
 /// Causal multi-head self-attention over [batch, seq, d]. `KvHeads` < `Heads` is grouped-query attention.
 type Attention =
@@ -116,14 +129,65 @@ module SelfAttention =
         | ScoreScaling.InverseSqrtHeadDim -> 1.0 / Math.Sqrt(float a.HeadDim)
         | ScoreScaling.Unscaled -> 1.0
         | ScoreScaling.By c -> c
+        | ScoreScaling.SoftCapped(c, _) -> c
+
+    /// Scaled scores, soft-capped where the layer caps them; `activation` is `Activations.apply` or its Taylor rule.
+    let capScores (activation: Activation -> Tensor -> Tensor) (a: Attention) (scores: Tensor) =
+        match a.Scaling with
+        | ScoreScaling.SoftCapped(_, cap) -> activation (Activation.SoftCap cap) scores
+        | ScoreScaling.InverseSqrtHeadDim
+        | ScoreScaling.Unscaled
+        | ScoreScaling.By _ -> scores
+
+    /// Clamps x to [−c, c]. As a series [k+1, ...]: elements with |x₀| ≤ c keep every coefficient (the clamp is the
+    /// identity there, and autograd passes the gradient at the bound itself); the others become the constant ±c.
+    let clipSeries (c: float) (x: Tensor) =
+        let x0 = x.[0L]
+        let inside = x0.abs().le (torch.tensor (c, dtype = x.dtype, device = x.device))
+        let constant =
+            torch.cat (
+                [|
+                    x0.clamp(scalar -c, scalar c).unsqueeze 0L
+                    torch.zeros_like (x.narrow (0L, 1L, x.shape.[0] - 1L))
+                |],
+                0L
+            )
+        torch.where (inside, x, constant)
+
+    /// The step on projected q, k, v (each [..., width]): `Forward` with the forward norms, clamps on plain tensors;
+    /// the Taylor rule with series [k+1, ..., width].
+    let qkvStep (parameters: ParameterStore) (taylor: bool) (step: QkvStep) (q: Tensor, k: Tensor, v: Tensor) =
+        match step with
+        | QkvStep.Clip c ->
+            let clip (t: Tensor) =
+                if taylor then
+                    clipSeries c t
+                else
+                    t.clamp (scalar -c, scalar c)
+            clip q, clip k, clip v
+        | QkvStep.NormQk(qn, kn) ->
+            let norm =
+                if taylor then
+                    Norms.rmsNormTaylor parameters
+                else
+                    Norms.rmsNorm parameters
+            norm qn q, norm kn k, v
 
     /// Splits [batch, seq, heads·head_dim] into [batch, heads, seq, head_dim].
     let splitHeads (heads: int) (x: Tensor) = x.unflatten(2L, [| int64 heads; -1L |]).transpose (1L, 2L)
 
-    /// Queries, keys and values from `affine` (the forward map, or its Taylor rule), each [..., heads·head_dim]
-    /// (keys and values with the KV heads). The splits act on the last axis only, so any leading axes pass through.
-    let projectWith (affine: Linear -> Tensor -> Tensor) (a: Attention) (x: Tensor) =
-        match a.Projections with
+    /// Queries, keys and values from `affine` and `step` (the forward maps, or their Taylor rules), each
+    /// [..., heads·head_dim] (keys and values with the KV heads). The splits act on the last axis only, so any leading
+    /// axes pass through.
+    let rec private projectThrough
+        (affine: Linear -> Tensor -> Tensor)
+        (step: QkvStep -> Tensor * Tensor * Tensor -> Tensor * Tensor * Tensor)
+        (a: Attention)
+        (projections: Projections)
+        (x: Tensor)
+        =
+        match projections with
+        | Projections.Then(inner, s) -> step s (projectThrough affine step a inner x)
         | Projections.Separate(q, k, v) -> affine q x, affine k x, affine v x
         | Projections.Fused(qkv, FusedLayout.Blocked) ->
             let all = affine qkv x
@@ -137,7 +201,12 @@ module SelfAttention =
             part 0, part 1, part 2
 
     /// Queries, keys and values, each [batch, seq, heads·head_dim] (keys and values with the KV heads).
-    let project (parameters: ParameterStore) (a: Attention) (x: Tensor) = projectWith (Affine.apply parameters) a x
+    let project (parameters: ParameterStore) (a: Attention) (x: Tensor) =
+        projectThrough (Affine.apply parameters) (qkvStep parameters false) a a.Projections x
+
+    /// The Taylor rule of `project`: series [k+1, batch, seq, d] to series of q, k, v.
+    let projectTaylor (parameters: ParameterStore) (a: Attention) (x: Tensor) =
+        projectThrough (Affine.taylor parameters) (qkvStep parameters true) a a.Projections x
 
     /// Repeats each KV head for the query heads that share it: [b, kv, s, dh] → [b, heads, s, dh].
     let repeatKv (a: Attention) (x: Tensor) =
@@ -166,7 +235,7 @@ module SelfAttention =
     let apply (parameters: ParameterStore) (a: Attention) (x: Tensor) : Tensor =
         let seq = x.shape.[1]
         let q, k, v = heads a seq (project parameters a x)
-        let scores = q.matmul (k.transpose (-2L, -1L)) * scale a
+        let scores = capScores Activations.apply a (q.matmul (k.transpose (-2L, -1L)) * scale a)
         let scores =
             scores.masked_fill ((allowed a.Window seq x.device).logical_not (), Double.NegativeInfinity)
         let mixed = scores.softmax(-1L).matmul v
@@ -188,10 +257,11 @@ module SelfAttention =
                 )
             )
         let count, batch, seq = x.shape.[0], x.shape.[1], x.shape.[2]
-        let q, k, v = projectWith (Affine.taylor parameters) a x
+        let q, k, v = projectTaylor parameters a x
         let q, k, v = heads a seq (q.flatten (0L, 1L), k.flatten (0L, 1L), v.flatten (0L, 1L))
         let series (t: Tensor) = t.unflatten (0L, [| count; batch |])
-        let scores = Series.matmul (series q) (series(k).transpose (-2L, -1L)) * scale a
+        let scores =
+            capScores Activations.taylor a (Series.matmul (series q) (series(k).transpose (-2L, -1L)) * scale a)
         let scores = Series.maskFill (allowed a.Window seq x.device) Double.NegativeInfinity scores
         let mixed = Series.matmul (Series.softmax scores) (series v)
         Affine.taylor parameters a.Output (series (mergeHeads (mixed.flatten (0L, 1L))))
@@ -204,16 +274,21 @@ module SelfAttention =
             | Some r -> sprintf ", rotary %g%% %A" (100.0 * r.Fraction) r.Style
             | None -> ""
         let window = a.Window |> Option.map (sprintf ", window %d") |> Option.defaultValue ""
-        let projections =
-            match a.Projections with
+        let rec projections p =
+            match p with
             | Projections.Separate(q, k, v) ->
                 sprintf "q %s, k %s, v %s" (Affine.print q) (Affine.print k) (Affine.print v)
             | Projections.Fused(qkv, layout) -> sprintf "qkv %s %A" (Affine.print qkv) layout
+            | Projections.Then(inner, QkvStep.Clip c) -> sprintf "%s, clipped to ±%g" (projections inner) c
+            | Projections.Then(inner, QkvStep.NormQk(qn, kn)) ->
+                sprintf "%s, q/k norms %s %s" (projections inner) (Norms.printRms qn) (Norms.printRms kn)
+        let projections = projections a.Projections
         let scaling =
             match a.Scaling with
             | ScoreScaling.InverseSqrtHeadDim -> ""
             | ScoreScaling.Unscaled -> ", unscaled"
             | ScoreScaling.By c -> sprintf ", scale %g" c
+            | ScoreScaling.SoftCapped(c, cap) -> sprintf ", scale %g, soft-capped at %g" c cap
         let kv =
             if a.KvHeads <> a.Heads then
                 sprintf "/%d kv" a.KvHeads
@@ -232,12 +307,15 @@ module SelfAttention =
 
     /// The projections' parameters (query, key, value or the fused one), then the output projection's.
     let parameterNames (a: Attention) =
-        let projections =
-            match a.Projections with
+        let rec projections p =
+            match p with
             | Projections.Separate(q, k, v) ->
                 Affine.parameterNames q @ Affine.parameterNames k @ Affine.parameterNames v
             | Projections.Fused(qkv, _) -> Affine.parameterNames qkv
-        projections @ Affine.parameterNames a.Output
+            | Projections.Then(inner, QkvStep.Clip _) -> projections inner
+            | Projections.Then(inner, QkvStep.NormQk(qn, kn)) ->
+                projections inner @ Option.toList qn.Weight @ Option.toList kn.Weight
+        projections a.Projections @ Affine.parameterNames a.Output
 
     /// The primitive `Attention a`, the only one that mixes positions.
     /// Example: with one position every softmax row is the constant 1, so for any heads and projections
