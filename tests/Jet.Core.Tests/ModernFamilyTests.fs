@@ -38,7 +38,7 @@ let private setConfig (dir: string) (key: string) (value: string) =
 
 /// A random attention spec and parameters (float64) on width 6, for the Taylor-rule cases.
 let private attentionCase (seed: int) (projections: bool -> Projections) (scaling: ScoreScaling) =
-    let g = new torch.Generator(uint64 seed)
+    use g = new torch.Generator(uint64 seed)
     let store = ResizeArray<string * Tensor>()
     let add name (shape: int64 list) scale offset =
         store.Add(name, torch.randn (Array.ofList shape, dtype = torch.float64, generator = g) * scale + offset)
@@ -56,7 +56,7 @@ let private attentionCase (seed: int) (projections: bool -> Projections) (scalin
                 KvHeads = kvHeads
                 HeadDim = headDim
                 Projections = projections true
-                Output = Fn.linear "o" |> (fun _ -> { Weight = "o"; Bias = None })
+                Output = { Weight = "o"; Bias = None }
                 Rotary = Some { Fraction = 1.0; Base = 100.0; Style = RotaryStyle.RotateHalf }
                 Scaling = scaling
                 Window = Some 3

@@ -163,6 +163,7 @@ let private activations =
         Activation.Elu 0.6
         Activation.Tanh
         Activation.Sigmoid
+        Activation.SoftCap 1.5
     ]
 
 let private activation = Gen.elements activations
@@ -193,7 +194,14 @@ let private attentionShape: Gen<AttentionShape> =
                         return Some { Fraction = fraction; Base = rotaryBase; Style = style }
                     }
                 ]
-        let! scaling = Gen.elements [ ScoreScaling.InverseSqrtHeadDim; ScoreScaling.Unscaled; ScoreScaling.By 0.3 ]
+        let! scaling =
+            Gen.elements
+                [
+                    ScoreScaling.InverseSqrtHeadDim
+                    ScoreScaling.Unscaled
+                    ScoreScaling.By 0.3
+                    ScoreScaling.SoftCapped(0.6, 1.5)
+                ]
         let! window = Gen.elements [ None; None; Some 1; Some 2; Some 3 ]
         return
             {

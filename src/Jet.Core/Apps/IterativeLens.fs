@@ -23,9 +23,10 @@ type LensStream =
     {
         /// The stream index l.
         Stream: int
-        /// The term's provenance, for example `U·J¹LN(h₃)`.
+        /// The term's provenance, for example `U·J¹LN(h₃)`, or `J¹(cap·U·LN)(h₃)` on a soft-capped network.
         Path: Path
-        /// U J^k LN_f(h_l)(h_L) (+ the unembedding bias), [batch, seq, vocab].
+        /// U J^k LN_f(h_l)(h_L) (+ the unembedding bias), [batch, seq, vocab]; on a network with a final logit soft-cap,
+        /// the jet of the whole capped decoder map (see `Decoder`).
         Logits: Tensor
         /// Against the model's logits.
         Agreement: LogitAgreement
@@ -52,7 +53,8 @@ type LensResult =
             r.Logits.Dispose()
 
 /// The iterative jet lens U J^k LN_f(h_l)(h_L): one decoder expansion per stream, each centred at h_l and
-/// evaluated at h_L, so each reads the model's output from layer l alone (order 0 is the logit lens).
+/// evaluated at h_L, so each reads the model's output from layer l alone (order 0 is the logit lens). With a final
+/// logit soft-cap the lens jets through the cap (docs/concepts.md).
 [<RequireQualifiedAccess>]
 module IterativeLens =
 

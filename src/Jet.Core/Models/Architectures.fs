@@ -48,8 +48,9 @@ module Architectures =
                     (String.concat ", " supported)
             raise (UnsupportedArchitectureException message)
 
-    /// True for the SentencePiece families, whose bare `tokenizer.model` starts every text with BOS.
-    let addsBosByDefault (family: Family) = List.contains family.Name [ "llama"; "mistral"; "gemma"; "gemma2" ]
+    /// True for the SentencePiece families, whose bare `tokenizer.model` starts every text with BOS (Phi-3 ships the
+    /// Llama tokenizer, whose add_bos_token defaults to true).
+    let addsBosByDefault (family: Family) = List.contains family.Name [ "llama"; "mistral"; "gemma"; "gemma2"; "phi3" ]
 
     /// Fails unless `dtype` is a floating type networks can compute in.
     let requireFloatingDType (dtype: torch.ScalarType) =
