@@ -305,12 +305,17 @@ let quirkTests =
                 for a in attentions uncapped.Net do
                     Expect.equal a.Scaling (ScoreScaling.By 0.5) "no score cap"
             }
-            test "the families are found by class name and print their structure" {
+            test "the families are found by class name; jet info's summary counts every stored scalar once" {
                 for name, make in cases do
                     let case = make "F32"
                     use model = Model.load case.Dir torch.float32 torch.CPU
                     Expect.equal model.Family case.Name name
                     Expect.stringStarts (string model.Net) (case.Name + ":") "printed structure"
+                    let summary = Model.summary model
+                    Expect.equal (summary.Heads, summary.KvHeads) (4, 2) (name + ": heads")
+                    // Fused halves are views and a tied head is the embedding: neither counts twice.
+                    let stored = case.Weights |> Map.toSeq |> Seq.sumBy (fun (_, t) -> t.numel ())
+                    Expect.equal summary.Parameters stored (name + ": parameters")
             }
         ]
 

@@ -154,8 +154,8 @@ module SelfAttention =
             )
         torch.where (inside, x, constant)
 
-    /// The step on projected q, k, v (each [..., width]): `Forward` with the forward norms, clamps on plain tensors;
-    /// the Taylor rule with series [k+1, ..., width].
+    /// The step on projected q, k, v: with `taylor` false, the forward clamps and norms of tensors [..., width]; with
+    /// `taylor` true, their Taylor rules on series [k+1, ..., width].
     let qkvStep (parameters: ParameterStore) (taylor: bool) (step: QkvStep) (q: Tensor, k: Tensor, v: Tensor) =
         match step with
         | QkvStep.Clip c ->
