@@ -190,7 +190,9 @@ let private attentionShape: Gen<AttentionShape> =
                         let! fraction = Gen.elements [ 0.25; 0.5; 1.0 ]
                         let! rotaryBase = Gen.elements [ 10.0; 10000.0 ]
                         let! style = Gen.elements [ RotaryStyle.RotateHalf; RotaryStyle.Interleaved ]
-                        return Some { Fraction = fraction; Base = rotaryBase; Style = style }
+                        return
+                            Some
+                                { Fraction = fraction; Base = rotaryBase; Style = style; Scaling = RotaryScaling.Plain }
                     }
                 ]
         let! scaling = Gen.elements [ ScoreScaling.InverseSqrtHeadDim; ScoreScaling.Unscaled; ScoreScaling.By 0.3 ]

@@ -9,7 +9,16 @@ open Jet.Core.Models.Families
 module Architectures =
     /// Every family a checkpoint can belong to.
     let families: Family list =
-        [ Gpt2.family; GptNeo.family; GptNeoX.family; Llama.llama; Llama.mistral; Llama.gemma ]
+        [
+            Gpt2.family
+            GptNeo.family
+            GptNeoX.family
+            Llama.llama
+            Llama.mistral
+            Llama.gemma
+            Llama.qwen2
+            Llama.qwen3
+        ]
 
     /// The `architectures` class names JetDsl loads.
     let supported = families |> List.collect (fun f -> f.Architectures)

@@ -8,9 +8,35 @@ type RotaryStyle =
     /// Pairs coordinate 2i with 2i + 1 (GPT-J, the original RoFormer).
     | Interleaved
 
+/// Llama 3.1's `rope_scaling` (rope_type "llama3"): with wavelength λ = 2π/f, frequencies whose λ exceeds
+/// OriginalContext / LowFreqFactor are divided by Factor, those below OriginalContext / HighFreqFactor are kept,
+/// and those between blend the two with s = (OriginalContext/λ − LowFreqFactor) / (HighFreqFactor − LowFreqFactor).
+type Llama3RopeScaling =
+    {
+        Factor: float
+        LowFreqFactor: float
+        HighFreqFactor: float
+        /// original_max_position_embeddings.
+        OriginalContext: int
+    }
+
+/// How a checkpoint rescales the rotary frequencies for a longer context (Hugging Face `rope_scaling`).
+[<RequireQualifiedAccess>]
+type RotaryScaling =
+    /// The frequencies Base^(−2i/r) as they are.
+    | Plain
+    /// Every frequency divided by the factor (rope_type "linear": positions interpolated).
+    | Linear of factor: float
+    /// Llama 3.1 / 3.2 (rope_type "llama3").
+    | Llama3 of Llama3RopeScaling
+
 /// Rotary position embedding applied to queries and keys: the first `Fraction` of each head's
-/// coordinates are rotated by angles position · Base^(−2i/r).
-type Rotary = { Fraction: float; Base: float; Style: RotaryStyle }
+/// coordinates are rotated by angles position · f_i, with frequencies f_i = Base^(−2i/r) rescaled by `Scaling`.
+type Rotary = { Fraction: float; Base: float; Style: RotaryStyle; Scaling: RotaryScaling }
+
+/// RMSNorm on the projected queries and keys, before the rotary embedding: over each head's head_dim coordinates
+/// when `PerHead` (Qwen3's q_norm and k_norm), else over the whole projection.
+type QkNorm = { Query: RmsNormSpec; Key: RmsNormSpec; PerHead: bool }
 
 /// How fused query/key/value rows are laid out in one projection.
 [<RequireQualifiedAccess>]
@@ -25,6 +51,8 @@ type FusedLayout =
 type Projections =
     | Separate of query: Linear * key: Linear * value: Linear
     | Fused of qkv: Linear * layout: FusedLayout
+    /// The inner projections, then RMSNorm on queries and keys (values pass unchanged).
+    | Normed of projections: Projections * norm: QkNorm
 
 /// How attention scores q·k are scaled before the softmax.
 [<RequireQualifiedAccess>]
@@ -67,13 +95,30 @@ module SelfAttention =
         let r = int (Math.Floor(rotary.Fraction * float headDim + 1e-9))
         r - (r % 2)
 
-    /// cos and sin of the rotary angles, each [seq, r/2]: angle(p, i) = p · base^(−2i/r).
-    let rotaryAngles (rotary: Rotary) (headDim: int) (seq: int64) (like: Tensor) =
+    /// The rotary frequencies [r/2] (float64): base^(−2i/r), rescaled as `rotary.Scaling` says (as Hugging Face's
+    /// `_compute_linear_scaling_rope_parameters` and `_compute_llama3_parameters` do; both keep the attention
+    /// scale at 1).
+    let frequencies (rotary: Rotary) (headDim: int) : Tensor =
         let r = rotaryDims rotary headDim
         let half = int64 (r / 2)
-        let inverse =
+        let plain =
             torch.pow (torch.tensor rotary.Base, -(torch.arange (0L, half, dtype = torch.float64) * 2.0 / float r))
-        let angles = torch.outer (torch.arange (seq, dtype = torch.float64), inverse)
+        match rotary.Scaling with
+        | RotaryScaling.Plain -> plain
+        | RotaryScaling.Linear factor -> plain / factor
+        | RotaryScaling.Llama3 s ->
+            let wavelength = 2.0 * Math.PI / plain
+            let context = float s.OriginalContext
+            let longWaves = wavelength.gt (torch.tensor (context / s.LowFreqFactor, dtype = torch.float64))
+            let shortWaves = wavelength.lt (torch.tensor (context / s.HighFreqFactor, dtype = torch.float64))
+            let smooth = (context / wavelength - s.LowFreqFactor) / (s.HighFreqFactor - s.LowFreqFactor)
+            let blended = (1.0 - smooth) * plain / s.Factor + smooth * plain
+            let medium = longWaves.logical_or(shortWaves).logical_not ()
+            torch.where (medium, blended, torch.where (longWaves, plain / s.Factor, plain))
+
+    /// cos and sin of the rotary angles, each [seq, r/2]: angle(p, i) = p · f_i (see `frequencies`).
+    let rotaryAngles (rotary: Rotary) (headDim: int) (seq: int64) (like: Tensor) =
+        let angles = torch.outer (torch.arange (seq, dtype = torch.float64), frequencies rotary headDim)
         torch.cos(angles).to_type(like.dtype).``to`` (like.device),
         torch.sin(angles).to_type(like.dtype).``to`` (like.device)
 
@@ -120,24 +165,39 @@ module SelfAttention =
     /// Splits [batch, seq, heads·head_dim] into [batch, heads, seq, head_dim].
     let splitHeads (heads: int) (x: Tensor) = x.unflatten(2L, [| int64 heads; -1L |]).transpose (1L, 2L)
 
-    /// Queries, keys and values from `affine` (the forward map, or its Taylor rule), each [..., heads·head_dim]
-    /// (keys and values with the KV heads). The splits act on the last axis only, so any leading axes pass through.
-    let projectWith (affine: Linear -> Tensor -> Tensor) (a: Attention) (x: Tensor) =
-        match a.Projections with
-        | Projections.Separate(q, k, v) -> affine q x, affine k x, affine v x
-        | Projections.Fused(qkv, FusedLayout.Blocked) ->
-            let all = affine qkv x
-            let qWidth, kvWidth = int64 (a.Heads * a.HeadDim), int64 (a.KvHeads * a.HeadDim)
-            all.narrow (-1L, 0L, qWidth), all.narrow (-1L, qWidth, kvWidth), all.narrow (-1L, qWidth + kvWidth, kvWidth)
-        | Projections.Fused(qkv, FusedLayout.PerHead) ->
-            let all = affine qkv x
-            // TorchSharp's unflatten takes no negative axis.
-            let all = all.unflatten (all.dim () - 1L, [| int64 a.Heads; 3L * int64 a.HeadDim |])
-            let part i = all.narrow(-1L, int64 (i * a.HeadDim), int64 a.HeadDim).flatten (-2L, -1L)
-            part 0, part 1, part 2
+    /// Queries, keys and values from `affine` and `norm` (the forward maps, or their Taylor rules), each
+    /// [..., heads·head_dim] (keys and values with the KV heads). The splits act on the last axis only and the
+    /// norms normalise the last axis only, so any leading axes pass through.
+    let projectWith (affine: Linear -> Tensor -> Tensor) (norm: RmsNormSpec -> Tensor -> Tensor) (a: Attention) =
+        let rec project (projections: Projections) (x: Tensor) =
+            match projections with
+            | Projections.Separate(q, k, v) -> affine q x, affine k x, affine v x
+            | Projections.Fused(qkv, FusedLayout.Blocked) ->
+                let all = affine qkv x
+                let qWidth, kvWidth = int64 (a.Heads * a.HeadDim), int64 (a.KvHeads * a.HeadDim)
+                all.narrow (-1L, 0L, qWidth),
+                all.narrow (-1L, qWidth, kvWidth),
+                all.narrow (-1L, qWidth + kvWidth, kvWidth)
+            | Projections.Fused(qkv, FusedLayout.PerHead) ->
+                let all = affine qkv x
+                // TorchSharp's unflatten takes no negative axis.
+                let all = all.unflatten (all.dim () - 1L, [| int64 a.Heads; 3L * int64 a.HeadDim |])
+                let part i = all.narrow(-1L, int64 (i * a.HeadDim), int64 a.HeadDim).flatten (-2L, -1L)
+                part 0, part 1, part 2
+            | Projections.Normed(inner, n) ->
+                let q, k, v = project inner x
+                let normalise (spec: RmsNormSpec) (t: Tensor) =
+                    if n.PerHead then
+                        let perHead = norm spec (t.unflatten (t.dim () - 1L, [| -1L; int64 a.HeadDim |]))
+                        perHead.flatten (-2L, -1L)
+                    else
+                        norm spec t
+                normalise n.Query q, normalise n.Key k, v
+        project a.Projections
 
     /// Queries, keys and values, each [batch, seq, heads·head_dim] (keys and values with the KV heads).
-    let project (parameters: ParameterStore) (a: Attention) (x: Tensor) = projectWith (Affine.apply parameters) a x
+    let project (parameters: ParameterStore) (a: Attention) (x: Tensor) =
+        projectWith (Affine.apply parameters) (Norms.rmsNorm parameters) a x
 
     /// Repeats each KV head for the query heads that share it: [b, kv, s, dh] → [b, heads, s, dh].
     let repeatKv (a: Attention) (x: Tensor) =
@@ -173,7 +233,8 @@ module SelfAttention =
         Affine.apply parameters a.Output (mergeHeads mixed)
 
     /// Taylor rule of `apply` on a series x [k+1, batch, seq, d] (see `Series`). The projections, head splits,
-    /// rotary embedding and output projection are linear, so each maps the whole stack at once (the head helpers
+    /// rotary embedding and output projection are linear, so each maps the whole stack at once (q/k norms, where the
+    /// layer has them, go through RMSNorm's Taylor rule on the stack; the head helpers
     /// act per batch item, so the coefficient axis rides in the batch axis); the scores QKᵀ and the mix
     /// probabilities·V are Cauchy products of matmuls; scaling is linear; masked scores become the constant −∞
     /// (x₀ = −∞, x_j = 0); softmax goes through exp and division, shifted by the row maximum of x₀.
@@ -188,7 +249,7 @@ module SelfAttention =
                 )
             )
         let count, batch, seq = x.shape.[0], x.shape.[1], x.shape.[2]
-        let q, k, v = projectWith (Affine.taylor parameters) a x
+        let q, k, v = projectWith (Affine.taylor parameters) (Norms.rmsNormTaylor parameters) a x
         let q, k, v = heads a seq (q.flatten (0L, 1L), k.flatten (0L, 1L), v.flatten (0L, 1L))
         let series (t: Tensor) = t.unflatten (0L, [| count; batch |])
         let scores = Series.matmul (series q) (series(k).transpose (-2L, -1L)) * scale a
@@ -201,14 +262,34 @@ module SelfAttention =
     let print (a: Attention) =
         let rotary =
             match a.Rotary with
-            | Some r -> sprintf ", rotary %g%% %A" (100.0 * r.Fraction) r.Style
+            | Some r ->
+                let scaling =
+                    match r.Scaling with
+                    | RotaryScaling.Plain -> ""
+                    | RotaryScaling.Linear f -> sprintf " linear ×%g" f
+                    | RotaryScaling.Llama3 s ->
+                        sprintf
+                            " llama3 ×%g (low %g, high %g, context %d)"
+                            s.Factor
+                            s.LowFreqFactor
+                            s.HighFreqFactor
+                            s.OriginalContext
+                sprintf ", rotary %g%% %A%s" (100.0 * r.Fraction) r.Style scaling
             | None -> ""
         let window = a.Window |> Option.map (sprintf ", window %d") |> Option.defaultValue ""
-        let projections =
-            match a.Projections with
+        let rec projections (p: Projections) =
+            match p with
             | Projections.Separate(q, k, v) ->
                 sprintf "q %s, k %s, v %s" (Affine.print q) (Affine.print k) (Affine.print v)
             | Projections.Fused(qkv, layout) -> sprintf "qkv %s %A" (Affine.print qkv) layout
+            | Projections.Normed(inner, n) ->
+                let norm (spec: RmsNormSpec) = (Norms.rmsNormRule spec).Print()
+                sprintf
+                    "%s, q-norm %s, k-norm %s%s"
+                    (projections inner)
+                    (norm n.Query)
+                    (norm n.Key)
+                    (if n.PerHead then " per head" else "")
         let scaling =
             match a.Scaling with
             | ScoreScaling.InverseSqrtHeadDim -> ""
@@ -227,17 +308,20 @@ module SelfAttention =
             rotary
             window
             scaling
-            projections
+            (projections a.Projections)
             (Affine.print a.Output)
 
-    /// The projections' parameters (query, key, value or the fused one), then the output projection's.
+    /// The projections' parameters (query, key, value or the fused one, then any q/k norm weights), then the output
+    /// projection's.
     let parameterNames (a: Attention) =
-        let projections =
-            match a.Projections with
+        let rec projections (p: Projections) =
+            match p with
             | Projections.Separate(q, k, v) ->
                 Affine.parameterNames q @ Affine.parameterNames k @ Affine.parameterNames v
             | Projections.Fused(qkv, _) -> Affine.parameterNames qkv
-        projections @ Affine.parameterNames a.Output
+            | Projections.Normed(inner, n) ->
+                projections inner @ Option.toList n.Query.Weight @ Option.toList n.Key.Weight
+        projections a.Projections @ Affine.parameterNames a.Output
 
     /// The primitive `Attention a`, the only one that mixes positions.
     /// Example: with one position every softmax row is the constant 1, so for any heads and projections
