@@ -137,6 +137,16 @@ let ropeScalingTests =
                         [ "config.json"; "'rope_scaling'"; sprintf "'%s'" ropeType; "default, linear, llama3" ]
                         (fun () -> load case.Dir torch.float32 |> ignore)
                         ropeType
+                // Newer configs may give rope parameters per attention type (Gemma 3 style): not read as "default".
+                let perType = modernCase 107 "F32" (modernDefaults "llama")
+                editConfig perType.Dir (fun c ->
+                    c.["rope_parameters"] <-
+                        Text.Json.Nodes.JsonNode.Parse
+                            "{\"full_attention\":{\"rope_type\":\"linear\",\"factor\":8.0},\"sliding_attention\":{\"rope_type\":\"default\"}}")
+                Expect.throwsWith<CheckpointException>
+                    [ "'rope_parameters'"; "per attention type" ]
+                    (fun () -> load perType.Dir torch.float32 |> ignore)
+                    "per attention type"
             }
             test "a llama3 rope_scaling missing a key, or with low ≥ high, is refused naming the key" {
                 let broken (entries: (string * obj) list) =

@@ -220,9 +220,17 @@ module Lowering =
                 | None -> config.Invalid(key, sprintf "has no %s, which its rope_type needs." name)
             // Hugging Face reads "rope_type", and "type" in older configs.
             let ropeType =
-                match text "rope_type" with
-                | Some t -> t
-                | None -> defaultArg (text "type") "default"
+                match text "rope_type", text "type" with
+                | Some t, _
+                | None, Some t -> t
+                | None, None when
+                    v.EnumerateObject() |> Seq.exists (fun p -> p.Value.ValueKind = Text.Json.JsonValueKind.Object)
+                    ->
+                    config.Invalid(
+                        key,
+                        "gives parameters per attention type; JetDsl reads one rope_type for all layers."
+                    )
+                | None, None -> "default"
             let factor () =
                 let f = number "factor"
                 if not (f > 0.0) then
