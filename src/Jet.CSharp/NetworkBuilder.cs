@@ -85,7 +85,7 @@ public static class Fns
         int? kvHeads = null, double? rotaryBase = null, int? window = null)
     {
         var rotary = rotaryBase is { } b
-            ? FSharpOption<Rotary>.Some(new Rotary(1.0, b, RotaryStyle.RotateHalf))
+            ? FSharpOption<Rotary>.Some(new Rotary(1.0, b, RotaryStyle.RotateHalf, RotaryScaling.Plain))
             : FSharpOption<Rotary>.None;
         var attention = new Jet.Core.Attention(
             heads, kvHeads ?? heads, headDim,

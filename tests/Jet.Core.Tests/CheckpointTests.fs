@@ -12,9 +12,10 @@ open Jet.Core.Models
 open Jet.Core.Tests.TestKit
 open Jet.Core.Tests.TestCheckpoints
 open Jet.Core.Tests.FamilyCheckpoints
+open Jet.Core.Tests.Llama3QwenCheckpoints
 
-let private tokens = [| 3L; 17L; 0L; 39L; 8L; 8L; 21L; 5L; 12L |]
-let private exact = Accuracy.Of(1e-9, 1e-9)
+let tokens = [| 3L; 17L; 0L; 39L; 8L; 8L; 21L; 5L; 12L |]
+let exact = Accuracy.Of(1e-9, 1e-9)
 let private fixtures = Jet.Tests.Fixtures.directory.Value
 
 let private families: (string * (string -> FamilyCase)) list =
@@ -26,9 +27,13 @@ let private families: (string * (string -> FamilyCase)) list =
         "llama", (fun dtype -> llama 15 dtype)
         "mistral", (fun dtype -> mistral 16 dtype)
         "gemma", (fun dtype -> gemma 17 dtype)
+        "llama 3.1 (llama3 rope_scaling)", (fun dtype -> llama31 18 dtype true)
+        "qwen2 (untied head, no window)", (fun dtype -> qwen2 19 dtype)
+        "qwen2.5 (tied head, sliding window from layer 2)", (fun dtype -> qwen25Windowed 20 dtype [ None; Some 3 ])
+        "qwen3 (q/k norms, tied head, windows by layer_types)", (fun dtype -> qwen3 25 dtype)
     ]
 
-let private load (dir: string) (dtype: torch.ScalarType) = Model.load dir dtype torch.CPU
+let load (dir: string) (dtype: torch.ScalarType) = Model.load dir dtype torch.CPU
 
 /// Trace.logits, Trace.Gamma and Trace.Stream agree with the reference on every layer.
 let checkAgainstReference (accuracy: Accuracy) (case: FamilyCase) (model: Model) =
@@ -246,7 +251,13 @@ let quirkTests =
                 for a in attentions model.Net do
                     Expect.equal
                         a.Rotary
-                        (Some { Fraction = 0.25; Base = 10000.0; Style = RotaryStyle.RotateHalf })
+                        (Some
+                            {
+                                Fraction = 0.25
+                                Base = 10000.0
+                                Style = RotaryStyle.RotateHalf
+                                Scaling = RotaryScaling.Plain
+                            })
                         "a quarter of each 16-dim head"
                     Expect.equal
                         (Primitives.SelfAttention.rotaryDims a.Rotary.Value a.HeadDim)

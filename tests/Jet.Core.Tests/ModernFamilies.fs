@@ -29,6 +29,9 @@ type ModernConfig =
         HeadDim: int
         Eps: float
         Theta: float
+        /// The rotary frequencies [head_dim/2] HF derives from `rope_scaling` when the config scales them (whole
+        /// heads only); None: the plain 1 / theta^(2i/dim).
+        Frequencies: float[] option
         /// OLMo's clip_qkv.
         Clip: float option
         /// Phi-3's partial_rotary_factor (rotated coordinates per head).
@@ -51,8 +54,12 @@ let private repeatKv (c: ModernConfig) (x: Tensor) =
 /// eager_attention_forward: softmax(soft-cap(q kᵀ · scale) + mask) v, then o_proj; q, k, v [seq, width].
 let private attention (w: string -> Tensor) (c: ModernConfig) (layer: int) (scale: float) q k v =
     let seq = int (q: Tensor).shape.[0]
-    let q = rotary c.RotaryDims c.Theta (splitHeads c.Heads q)
-    let k = repeatKv c (rotary c.RotaryDims c.Theta (splitHeads c.KvHeads k))
+    let rotate (x: Tensor) =
+        match c.Frequencies with
+        | Some f -> Llama3QwenCheckpoints.rotaryWith f x
+        | None -> rotary c.RotaryDims c.Theta x
+    let q = rotate (splitHeads c.Heads q)
+    let k = repeatKv c (rotate (splitHeads c.KvHeads k))
     let v = repeatKv c (splitHeads c.KvHeads v)
     let scores = q.matmul (k.transpose (-2L, -1L)) * scale
     let scores =
@@ -168,6 +175,7 @@ let private baseConfig layers heads kvHeads headDim =
         HeadDim = headDim
         Eps = 1e-5
         Theta = 500.0
+        Frequencies = None
         Clip = None
         RotaryDims = headDim
         Windows = List.replicate layers None
@@ -198,11 +206,20 @@ let private gatedMlp (w: Weights) (p: string -> string) (d: int) (inner: int) =
     w.Normal(p "mlp.up_proj.weight", [ inner; d ], 0.3) |> ignore
     w.Normal(p "mlp.down_proj.weight", [ d; inner ], 0.2) |> ignore
 
-/// OLMo (`second` = false) or OLMo-2. OLMo clamps q/k/v at `clip` (1.0 clamps a good share of them here); OLMo-2 has
-/// 4 query heads sharing 2 KV heads, so its q_norm and k_norm have different widths.
-let olmoLike (seed: int) (dtype: string) (second: bool) (clip: float option) (tied: bool) : FamilyCase =
+/// A config's `rope_scaling` (null when None) and the frequencies HF computes from it for head_dim `dim`.
+type RopeScaling = { Json: obj; Frequencies: float -> int -> float[] }
+
+let private ropeJson (rope: RopeScaling option) = rope |> Option.map (fun r -> r.Json) |> Option.defaultValue null
+
+let private withRope (rope: RopeScaling option) (c: ModernConfig) =
+    { c with Frequencies = rope |> Option.map (fun r -> r.Frequencies c.Theta c.HeadDim) }
+
+/// OLMo (`second` = false) or OLMo-2, with `rope` scaling the rotary frequencies. OLMo clamps q/k/v at `clip` (1.0
+/// clamps a good share of them here); OLMo-2 has 4 query heads sharing 2 KV heads, so its q_norm and k_norm have
+/// different widths.
+let olmoScaled seed dtype (second: bool) (clip: float option) (tied: bool) (rope: RopeScaling option) : FamilyCase =
     let d, inner, layers = 16, 24, 2
-    let c = { baseConfig layers 4 2 4 with Clip = clip }
+    let c = withRope rope { baseConfig layers 4 2 4 with Clip = clip }
     let dir = tempDir ()
     let w = Weights(seed, dtype)
     w.Normal("model.embed_tokens.weight", [ vocab; d ], 1.0) |> ignore
@@ -233,7 +250,7 @@ let olmoLike (seed: int) (dtype: string) (second: bool) (clip: float option) (ti
             max_position_embeddings = positions
             hidden_act = "silu"
             rope_theta = c.Theta
-            rope_scaling = (null: obj)
+            rope_scaling = ropeJson rope
             attention_bias = false
             tie_word_embeddings = tied
             torch_dtype = "float32"
@@ -259,6 +276,10 @@ let olmoLike (seed: int) (dtype: string) (second: bool) (clip: float option) (ti
             get "lm_head.weight"
     let reference = if second then olmo2 get head c else olmo get head c
     case (if second then "olmo2" else "olmo") dir w reference layers
+
+/// OLMo or OLMo-2 with plain rotary frequencies (see `olmoScaled`).
+let olmoLike (seed: int) (dtype: string) (second: bool) (clip: float option) (tied: bool) : FamilyCase =
+    olmoScaled seed dtype second clip tied None
 
 /// Phi-3 with 4 query heads and 2 KV heads of width 8 in one fused qkv_proj, half of each head rotated
 /// (partial_rotary_factor 0.5), and a sliding window of 3 when `window`.
@@ -313,14 +334,14 @@ let phi3Case (seed: int) (dtype: string) (window: bool) : FamilyCase =
 /// Gemma 2 with 4 layers (head_dim 8 ≠ d / heads, query_pre_attn_scalar 4, scores capped at 2 and logits at 3, so
 /// both soft-caps bend); `layerTypes` writes an explicit `layer_types` (global, local, local, global) instead of
 /// the default alternation (local first).
-let gemma2Case (seed: int) (dtype: string) (layerTypes: bool) : FamilyCase =
+let gemma2Scaled (seed: int) (dtype: string) (layerTypes: bool) (rope: RopeScaling option) : FamilyCase =
     let d, inner, layers, window = 16, 24, 4, 3
     let kinds =
         if layerTypes then
             [ false; true; true; false ]
         else
             [ true; false; true; false ]
-    let c =
+    let plain =
         { baseConfig layers 4 2 8 with
             Eps = 1e-6
             Windows = kinds |> List.map (fun sliding -> if sliding then Some window else None)
@@ -328,6 +349,7 @@ let gemma2Case (seed: int) (dtype: string) (layerTypes: bool) : FamilyCase =
             AttnCap = Some 2.0
             FinalCap = Some 3.0
         }
+    let c = withRope rope plain
     let dir = tempDir ()
     let w = Weights(seed, dtype)
     w.Normal("model.embed_tokens.weight", [ vocab; d ], 0.3) |> ignore
@@ -357,6 +379,7 @@ let gemma2Case (seed: int) (dtype: string) (layerTypes: bool) : FamilyCase =
             hidden_activation = "gelu_pytorch_tanh"
             rms_norm_eps = c.Eps
             rope_theta = c.Theta
+            rope_scaling = ropeJson rope
             attention_bias = false
             query_pre_attn_scalar = 4
             sliding_window = window
@@ -372,6 +395,9 @@ let gemma2Case (seed: int) (dtype: string) (layerTypes: bool) : FamilyCase =
         writeConfig dir common
     let weights = w.Map
     case "gemma2" dir w (gemma2 (fun n -> weights.[n]) c) layers
+
+/// Gemma 2 with plain rotary frequencies (see `gemma2Scaled`).
+let gemma2Case (seed: int) (dtype: string) (layerTypes: bool) : FamilyCase = gemma2Scaled seed dtype layerTypes None
 
 /// One case per family and variant, as (name, maker by stored dtype).
 let cases: (string * (string -> FamilyCase)) list =

@@ -57,7 +57,8 @@ let private attentionCase (seed: int) (projections: bool -> Projections) (scalin
                 HeadDim = headDim
                 Projections = projections true
                 Output = { Weight = "o"; Bias = None }
-                Rotary = Some { Fraction = 1.0; Base = 100.0; Style = RotaryStyle.RotateHalf }
+                Rotary =
+                    Some { Fraction = 1.0; Base = 100.0; Style = RotaryStyle.RotateHalf; Scaling = RotaryScaling.Plain }
                 Scaling = scaling
                 Window = Some 3
             }
@@ -67,10 +68,12 @@ let private separate _ =
     Projections.Separate({ Weight = "q"; Bias = None }, { Weight = "k"; Bias = None }, { Weight = "v"; Bias = None })
 
 let private normQk =
-    QkvStep.NormQk(
-        { Weight = Some "qn"; Eps = 1e-5; PlusOne = false },
-        { Weight = Some "kn"; Eps = 1e-5; PlusOne = false }
-    )
+    QkvStep.NormQk
+        {
+            Query = { Weight = Some "qn"; Eps = 1e-5; PlusOne = false }
+            Key = { Weight = Some "kn"; Eps = 1e-5; PlusOne = false }
+            PerHead = false
+        }
 
 let private taylorCases: (string * (unit -> Fn * ParameterStore)) list =
     [
@@ -254,7 +257,10 @@ let quirkTests =
                 let case = olmoLike 62 "F64" true None false
                 use model = load case.Dir
                 let gamma = string model.Net.Spec.Layers.[0].Gamma
-                Expect.stringContains gamma "q/k norms RMSNorm(layers.0.self_attn.q_norm.weight)" "q/k norms"
+                Expect.stringContains
+                    gamma
+                    "q-norm RMSNorm(layers.0.self_attn.q_norm.weight), k-norm RMSNorm(layers.0.self_attn.k_norm.weight), out"
+                    "whole-projection q/k norms (no \"per head\")"
                 Expect.stringContains gamma "▸ RMSNorm(layers.0.post_attention_layernorm.weight)" "post-norm"
                 setConfig case.Dir "clip_qkv" "8"
                 Expect.throwsWith<CheckpointException>
@@ -275,9 +281,61 @@ let quirkTests =
                     Expect.equal a.Window (Some 3) "sliding_window"
                 setConfig case.Dir "rope_scaling" """{"type":"longrope","short_factor":[1.0],"long_factor":[1.0]}"""
                 Expect.throwsWith<CheckpointException>
-                    [ "rope_scaling"; "longrope" ]
+                    [ "'rope_scaling'"; "rope_type 'longrope'"; "default, linear, llama3" ]
                     (fun () -> load case.Dir |> ignore)
                     "longrope"
+            }
+            test "OLMo, OLMo-2 and Gemma 2 read llama3 and linear rope_scaling as HF computes the frequencies" {
+                let llama3 =
+                    {
+                        Json =
+                            dict
+                                [
+                                    "rope_type", box "llama3"
+                                    "factor", box 4.0
+                                    "low_freq_factor", box 1.0
+                                    "high_freq_factor", box 4.0
+                                    "original_max_position_embeddings", box 12
+                                ]
+                        Frequencies =
+                            fun theta dim -> Llama3QwenCheckpoints.llama3Frequencies theta dim 4.0 1.0 4.0 12.0
+                    }
+                let linear =
+                    {
+                        Json = dict [ "type", box "linear"; "factor", box 2.5 ]
+                        Frequencies = fun theta dim -> Llama3QwenCheckpoints.linearFrequencies theta dim 2.5
+                    }
+                let makers =
+                    [
+                        "olmo", (fun seed rope -> olmoScaled seed "F64" false (Some 1.0) false (Some rope))
+                        "olmo2", (fun seed rope -> olmoScaled seed "F64" true None false (Some rope))
+                        "gemma2", (fun seed rope -> gemma2Scaled seed "F64" false (Some rope))
+                    ]
+                for name, make in makers do
+                    for ropeName, rope, expected in
+                        [
+                            "llama3",
+                            llama3,
+                            RotaryScaling.Llama3
+                                { Factor = 4.0; LowFreqFactor = 1.0; HighFreqFactor = 4.0; OriginalContext = 12 }
+                            "linear", linear, RotaryScaling.Linear 2.5
+                        ] do
+                        let case = make 71 rope
+                        let scaled =
+                            use model = load case.Dir
+                            for a in attentions model.Net do
+                                Expect.equal a.Rotary.Value.Scaling expected (sprintf "%s: %s scaling" name ropeName)
+                            CheckpointTests.checkAgainstReference exact case model
+                            use trace = Trace.run model.Net (torch.tensor tokens)
+                            (Trace.logits trace).[0].clone ()
+                        setConfig case.Dir "rope_scaling" "null"
+                        use plain = load case.Dir
+                        use trace = Trace.run plain.Net (torch.tensor tokens)
+                        Expect.tensorNotClose
+                            exact
+                            (Trace.logits trace).[0]
+                            scaled
+                            (sprintf "%s: the %s scaling changes the logits" name ropeName)
             }
             test "Phi-3: a gate_up_proj of the wrong height names the fused weight" {
                 let case = phi3Case 64 "F32" false

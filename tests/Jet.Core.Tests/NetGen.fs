@@ -191,7 +191,16 @@ let private attentionShape: Gen<AttentionShape> =
                         let! fraction = Gen.elements [ 0.25; 0.5; 1.0 ]
                         let! rotaryBase = Gen.elements [ 10.0; 10000.0 ]
                         let! style = Gen.elements [ RotaryStyle.RotateHalf; RotaryStyle.Interleaved ]
-                        return Some { Fraction = fraction; Base = rotaryBase; Style = style }
+                        let! frequencyScaling =
+                            Gen.elements
+                                [
+                                    RotaryScaling.Plain
+                                    RotaryScaling.Linear 2.0
+                                    RotaryScaling.Llama3
+                                        { Factor = 4.0; LowFreqFactor = 1.0; HighFreqFactor = 2.0; OriginalContext = 6 }
+                                ]
+                        return
+                            Some { Fraction = fraction; Base = rotaryBase; Style = style; Scaling = frequencyScaling }
                     }
                 ]
         let! scaling =

@@ -90,7 +90,14 @@ let build
                                     linear (p "v") d (int64 headDim) false
                                 )
                             Output = linear (p "o") (int64 (heads * headDim)) d false
-                            Rotary = Some { Fraction = 1.0; Base = 10000.0; Style = RotaryStyle.RotateHalf }
+                            Rotary =
+                                Some
+                                    {
+                                        Fraction = 1.0
+                                        Base = 10000.0
+                                        Style = RotaryStyle.RotateHalf
+                                        Scaling = RotaryScaling.Plain
+                                    }
                             Scaling = ScoreScaling.InverseSqrtHeadDim
                             Window = window
                         }

@@ -16,6 +16,8 @@ module Architectures =
             Llama.llama
             Llama.mistral
             Llama.gemma
+            Llama.qwen2
+            Llama.qwen3
             Olmo.olmo
             Olmo.olmo2
             Phi3.family

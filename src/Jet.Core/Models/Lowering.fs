@@ -208,6 +208,96 @@ module Lowering =
             )
         | None -> ()
 
+    /// The rotary scaling of `rope_scaling` (or, in newer configs, `rope_parameters`): none, "default", "linear"
+    /// (factor) and "llama3" (factor, low_freq_factor, high_freq_factor, original_max_position_embeddings) are
+    /// supported; any other rope_type is refused, naming it.
+    let ropeScaling (config: HfConfig) : RotaryScaling =
+        let key, scaling =
+            match config.TryGet "rope_scaling", config.TryGet "rope_parameters" with
+            | Some v, _ -> "rope_scaling", Some v
+            | None, Some v -> "rope_parameters", Some v
+            | None, None -> "rope_scaling", None
+        match scaling with
+        | None -> RotaryScaling.Plain
+        | Some v when v.ValueKind <> Text.Json.JsonValueKind.Object ->
+            config.Invalid(key, sprintf "is %s; it must be an object with a rope_type, or null." (v.GetRawText()))
+        | Some v ->
+            let field (name: string) =
+                match v.TryGetProperty name with
+                | true, x when x.ValueKind <> Text.Json.JsonValueKind.Null -> Some x
+                | _ -> None
+            let text (name: string) =
+                field name
+                |> Option.map (fun x ->
+                    if x.ValueKind = Text.Json.JsonValueKind.String then
+                        x.GetString()
+                    else
+                        config.Invalid(key, sprintf "has %s = %s; it must be a string." name (x.GetRawText())))
+            let number (name: string) =
+                match field name with
+                | Some x when x.ValueKind = Text.Json.JsonValueKind.Number -> x.GetDouble()
+                | Some x -> config.Invalid(key, sprintf "has %s = %s; it must be a number." name (x.GetRawText()))
+                | None -> config.Invalid(key, sprintf "has no %s, which its rope_type needs." name)
+            // Hugging Face reads "rope_type", and "type" in older configs.
+            let ropeType =
+                match text "rope_type", text "type" with
+                | Some t, _
+                | None, Some t -> t
+                | None, None when
+                    v.EnumerateObject() |> Seq.exists (fun p -> p.Value.ValueKind = Text.Json.JsonValueKind.Object)
+                    ->
+                    config.Invalid(
+                        key,
+                        "gives parameters per attention type; JetDsl reads one rope_type for all layers."
+                    )
+                | None, None -> "default"
+            let factor () =
+                let f = number "factor"
+                if not (f > 0.0) then
+                    config.Invalid(key, sprintf "has factor %g; it must be positive." f)
+                f
+            match ropeType with
+            | "default" -> RotaryScaling.Plain
+            | "linear" -> RotaryScaling.Linear(factor ())
+            | "llama3" ->
+                let factor = factor ()
+                let low, high = number "low_freq_factor", number "high_freq_factor"
+                let context = number "original_max_position_embeddings"
+                if not (low > 0.0 && high > low) then
+                    config.Invalid(
+                        key,
+                        sprintf "has low_freq_factor %g and high_freq_factor %g; it needs 0 < low < high." low high
+                    )
+                if not (context >= 1.0 && context = Math.Floor context) then
+                    config.Invalid(
+                        key,
+                        sprintf "has original_max_position_embeddings %g; it must be a positive integer." context
+                    )
+                RotaryScaling.Llama3
+                    { Factor = factor; LowFreqFactor = low; HighFreqFactor = high; OriginalContext = int context }
+            | other ->
+                config.Invalid(
+                    key,
+                    sprintf
+                        "has rope_type '%s', which JetDsl does not implement; supported: default, linear, llama3."
+                        other
+                )
+
+    /// The rotary embedding of a config: `rope_theta` (or `rope_parameters.rope_theta`; `defaultBase` when neither
+    /// is given), rotating `fraction` of each head in `style`, scaled as `ropeScaling` reads.
+    let rotary (config: HfConfig) (defaultBase: float) (fraction: float) (style: RotaryStyle) : Rotary =
+        let theta =
+            match config.TryFloat "rope_theta", config.TryGet "rope_parameters" with
+            | Some t, _ -> t
+            | None, Some p when p.ValueKind = Text.Json.JsonValueKind.Object ->
+                match p.TryGetProperty "rope_theta" with
+                | true, t when t.ValueKind = Text.Json.JsonValueKind.Number -> t.GetDouble()
+                | _ -> defaultBase
+            | None, _ -> defaultBase
+        if not (theta > 0.0) then
+            config.Invalid("rope_theta", sprintf "is %g; it must be positive." theta)
+        { Fraction = fraction; Base = theta; Style = style; Scaling = ropeScaling config }
+
     // Raw bytes read before conversion, and the threads that copy them.
     let private batchBytes = 256L * 1024L * 1024L
     let private parallelism = min 8 Environment.ProcessorCount

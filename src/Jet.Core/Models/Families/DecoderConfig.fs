@@ -15,8 +15,8 @@ type DecoderSizes =
         Vocab: int
         Inner: int
         Positions: int
-        /// `rope_theta`.
-        Theta: float
+        /// The rotary embedding on whole heads: `rope_theta` and `rope_scaling` as `Lowering.rotary` reads them.
+        Rotary: Rotary
     }
 
 /// Reading the common keys of Llama-shaped configs.
@@ -24,7 +24,8 @@ type DecoderSizes =
 module DecoderConfig =
     /// hidden_size, num_attention_heads, num_key_value_heads (default: the heads; must divide them), head_dim (from
     /// the config when `headDimKey` is given and present, else hidden_size / heads), num_hidden_layers, vocab_size,
-    /// intermediate_size, max_position_embeddings and rope_theta (default 10000); refuses `rope_scaling`.
+    /// intermediate_size, max_position_embeddings, and the rotary embedding (rope_theta, default 10000, and
+    /// `rope_scaling` linear or llama3 as Hugging Face computes them; other types refused, naming them).
     let sizes (config: HfConfig) (headDimFromConfig: bool) : DecoderSizes =
         let d = config.Int "hidden_size"
         let heads = config.Int "num_attention_heads"
@@ -39,7 +40,6 @@ module DecoderConfig =
             | Some h when headDimFromConfig && h > 0 -> h
             | Some h when headDimFromConfig -> config.Invalid("head_dim", sprintf "is %d; it must be positive." h)
             | _ -> Lowering.headDim config "hidden_size" d "num_attention_heads" heads
-        Lowering.requireNoRopeScaling config
         {
             Width = d
             Heads = heads
@@ -49,7 +49,7 @@ module DecoderConfig =
             Vocab = config.Int "vocab_size"
             Inner = config.Int "intermediate_size"
             Positions = config.Int "max_position_embeddings"
-            Theta = config.FloatOr("rope_theta", 10000.0)
+            Rotary = Lowering.rotary config 10000.0 1.0 RotaryStyle.RotateHalf
         }
 
     /// `sliding_window`: None when absent or null, else a positive integer.
@@ -71,7 +71,7 @@ module DecoderConfig =
                 HeadDim = s.HeadDim
                 Projections = projections
                 Output = output
-                Rotary = Some { Fraction = fraction; Base = s.Theta; Style = RotaryStyle.RotateHalf }
+                Rotary = Some { s.Rotary with Fraction = fraction }
                 Scaling = scaling
                 Window = window
             }

@@ -36,10 +36,12 @@ module Olmo =
                     let norm n width = { Weight = Some(plan.Tensor(p n, [ width ])); Eps = eps; PlusOne = false }
                     Projections.Then(
                         projections,
-                        QkvStep.NormQk(
-                            norm "self_attn.q_norm.weight" (s.Heads * s.HeadDim),
-                            norm "self_attn.k_norm.weight" (s.KvHeads * s.HeadDim)
-                        )
+                        QkvStep.NormQk
+                            {
+                                Query = norm "self_attn.q_norm.weight" (s.Heads * s.HeadDim)
+                                Key = norm "self_attn.k_norm.weight" (s.KvHeads * s.HeadDim)
+                                PerHead = false
+                            }
                     )
                 else
                     match clip with

@@ -7,7 +7,8 @@ open Jet.Core.Models
 /// `partial_rotary_factor` of each head, SwiGLU, untied head), with a fused `qkv_proj` [(heads + 2·kv_heads)·head_dim, d]
 /// holding all query rows, then all key rows, then all value rows, and a fused `gate_up_proj` [2·inner, d] holding the
 /// gate rows, then the up rows (each half read as its own linear map, a view of the stored tensor).
-/// `sliding_window` masks as in Mistral. `rope_scaling` (Phi-3 "longrope" for the 128k models) is refused.
+/// `sliding_window` masks as in Mistral. `rope_scaling` linear or llama3 is read as for Llama; the 128k models'
+/// "longrope" is refused with an error naming it.
 [<RequireQualifiedAccess>]
 module Phi3 =
     let private lower (config: HfConfig) (has: string -> bool) : Lowering =
