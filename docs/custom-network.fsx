@@ -54,7 +54,7 @@ let spec =
             { Name = "mlp1"; Block = 1; Kind = LayerKind.Mlp; Gamma = mlp }
         ]
         FinalNorm = LayerNorm { Weight = Some "lnf.w"; Bias = None; Eps = 1e-5 }
-        Unembedding = { Weight = "wte"; Bias = None; Tied = true }
+        Unembedding = { Weight = "wte"; Bias = None; Tied = true; SoftCap = None }
     }
 let net = Net.create spec parameters
 printfn "%O\n" net

@@ -85,7 +85,7 @@ public static class Fns
         int? kvHeads = null, double? rotaryBase = null, int? window = null)
     {
         var rotary = rotaryBase is { } b
-            ? FSharpOption<Rotary>.Some(new Rotary(1.0, b, RotaryStyle.RotateHalf))
+            ? FSharpOption<Rotary>.Some(new Rotary(1.0, b, RotaryStyle.RotateHalf, RotaryScaling.Plain))
             : FSharpOption<Rotary>.None;
         var attention = new Jet.Core.Attention(
             heads, kvHeads ?? heads, headDim,
@@ -212,7 +212,7 @@ public sealed class NetworkBuilder
         var spec = new NetSpec("custom", vocabulary, width,
             maxPositions is { } m ? FSharpOption<int>.Some(m) : FSharpOption<int>.None,
             encoder, ListModule.OfSeq(layers), finalNorm,
-            new Jet.Core.Unembedding(u.Weight, FSharpOption<string>.None, u.Tied));
+            new Jet.Core.Unembedding(u.Weight, FSharpOption<string>.None, u.Tied, FSharpOption<double>.None));
         return Net.Create(spec, ParameterStore.OfSeq(parameters.Select(kv => Tuple.Create(kv.Key, kv.Value))));
     }
 }

@@ -82,6 +82,24 @@ let tests =
                     [ 15496; 995; 50256 ]
                     "ids"
             }
+            test "tokenize with a Qwen3 directory that holds config.json and the tokenizer files only" {
+                let dir = tempDir ()
+                for file in [ "tokenizer.json"; "tokenizer_config.json" ] do
+                    File.Copy(Jet.Tests.Fixtures.path [ "qwen3-tokenizer"; file ], Path.Combine(dir, file))
+                File.WriteAllText(
+                    Path.Combine(dir, "config.json"),
+                    "{\"architectures\":[\"Qwen3ForCausalLM\"],\"model_type\":\"qwen3\",\"vocab_size\":151936}"
+                )
+                let root = json (run [ "tokenize"; "--model"; dir; "--text"; "Hello world<|im_end|>"; "--json" ])
+                Expect.equal
+                    [ for x in root.GetProperty("ids").EnumerateArray() -> x.GetInt32() ]
+                    [ 9707; 1879; 151645 ]
+                    "ids, no BOS"
+                Expect.equal
+                    [ for x in root.GetProperty("tokens").EnumerateArray() -> x.GetString() ]
+                    [ "Hello"; "␣world"; "<|im_end|>" ]
+                    "pieces"
+            }
             test "tokenize with a directory without tokenizer files" {
                 run [ "tokenize"; "--model"; tempDir (); "--text"; "hi" ] |> failsWith [ "no tokenizer files" ]
             }

@@ -262,16 +262,20 @@ let directoryTests =
                     (fun () -> load dir)
                     "quick_gelu"
             }
-            test "Llama with rope_scaling is refused rather than computed wrongly" {
+            test
+                "Llama with a rope_scaling type JetDsl does not implement (yarn) is refused rather than computed wrongly" {
                 let case = llama 103 "F32"
                 let path = Path.Combine(case.Dir, "config.json")
                 File.WriteAllText(
                     path,
                     File
                         .ReadAllText(path)
-                        .Replace("\"rope_scaling\":null", "\"rope_scaling\":{\"type\":\"linear\",\"factor\":2.0}")
+                        .Replace("\"rope_scaling\":null", "\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4.0}")
                 )
-                rejects<CheckpointException> [ "'rope_scaling'"; "linear" ] (fun () -> load case.Dir) "rope scaling"
+                rejects<CheckpointException>
+                    [ "'rope_scaling'"; "'yarn'"; "default, linear, llama3" ]
+                    (fun () -> load case.Dir)
+                    "rope scaling"
             }
             test "GPT-Neo attention_types that do not cover num_layers" {
                 let case = gptNeo 104 "F32"

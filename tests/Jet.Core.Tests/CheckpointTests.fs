@@ -12,9 +12,10 @@ open Jet.Core.Models
 open Jet.Core.Tests.TestKit
 open Jet.Core.Tests.TestCheckpoints
 open Jet.Core.Tests.FamilyCheckpoints
+open Jet.Core.Tests.Llama3QwenCheckpoints
 
-let private tokens = [| 3L; 17L; 0L; 39L; 8L; 8L; 21L; 5L; 12L |]
-let private exact = Accuracy.Of(1e-9, 1e-9)
+let tokens = [| 3L; 17L; 0L; 39L; 8L; 8L; 21L; 5L; 12L |]
+let exact = Accuracy.Of(1e-9, 1e-9)
 let private fixtures = Jet.Tests.Fixtures.directory.Value
 
 let private families: (string * (string -> FamilyCase)) list =
@@ -26,12 +27,16 @@ let private families: (string * (string -> FamilyCase)) list =
         "llama", (fun dtype -> llama 15 dtype)
         "mistral", (fun dtype -> mistral 16 dtype)
         "gemma", (fun dtype -> gemma 17 dtype)
+        "llama 3.1 (llama3 rope_scaling)", (fun dtype -> llama31 18 dtype true)
+        "qwen2 (untied head, no window)", (fun dtype -> qwen2 19 dtype)
+        "qwen2.5 (tied head, sliding window from layer 2)", (fun dtype -> qwen25Windowed 20 dtype [ None; Some 3 ])
+        "qwen3 (q/k norms, tied head, windows by layer_types)", (fun dtype -> qwen3 25 dtype)
     ]
 
-let private load (dir: string) (dtype: torch.ScalarType) = Model.load dir dtype torch.CPU
+let load (dir: string) (dtype: torch.ScalarType) = Model.load dir dtype torch.CPU
 
 /// Trace.logits, Trace.Gamma and Trace.Stream agree with the reference on every layer.
-let private checkAgainstReference (accuracy: Accuracy) (case: FamilyCase) (model: Model) =
+let checkAgainstReference (accuracy: Accuracy) (case: FamilyCase) (model: Model) =
     let reference = case.Reference tokens
     use trace = Trace.run model.Net (torch.tensor tokens)
     Expect.equal model.Net.Depth (case.Blocks * case.LayersPerBlock) "residual layers"
@@ -52,9 +57,10 @@ let private checkAgainstReference (accuracy: Accuracy) (case: FamilyCase) (model
             (sprintf "γ%d = h%d − h%d" l l i))
     Expect.tensorClose accuracy (Trace.logits trace).[0] reference.Logits "logits"
 
-let referenceTests =
+/// Each family against its reference, stored in every dtype (ModernFamilyTests runs these on more families).
+let referenceTestsFor (title: string) (families: (string * (string -> FamilyCase)) list) =
     testList
-        "families match their reference implementations"
+        title
         [
             for name, make in families do
                 test (sprintf "%s stored as F64, computed in float64" name) {
@@ -78,9 +84,12 @@ let referenceTests =
                 }
         ]
 
-let expansionTests =
+let referenceTests = referenceTestsFor "families match their reference implementations" families
+
+/// The expansion invariants on each family, with both engines.
+let expansionTestsFor (title: string) (families: (string * (string -> FamilyCase)) list) =
     testList
-        "expansion invariants hold on every family"
+        title
         [
             for name, make in families do
                 for engine in [ Engine.Taylor; Engine.Jvp ] do
@@ -132,10 +141,8 @@ let expansionTests =
                             )
                         let logits = session.Unembed decoder
                         let total = (logits.Paths |> List.map (fun p -> p.Value) |> List.reduce (+)) + logits.Remainder
-                        let total =
-                            match logits.Bias with
-                            | Some b -> total + b
-                            | None -> total
+                        // The paths decompose the pre-cap logits; a soft-capped network caps their sum.
+                        let total = Decoder.capLogits logits.SoftCap (Decoder.addBias logits.Bias total)
                         Expect.tensorClose
                             exact
                             total.[0]
@@ -143,6 +150,8 @@ let expansionTests =
                             "decoder: Σ U·terms + U·remainder = the reference logits"
                     }
         ]
+
+let expansionTests = expansionTestsFor "expansion invariants hold on every family" families
 
 let private attentions (net: Net) =
     let rec find (f: Fn) =
@@ -242,7 +251,13 @@ let quirkTests =
                 for a in attentions model.Net do
                     Expect.equal
                         a.Rotary
-                        (Some { Fraction = 0.25; Base = 10000.0; Style = RotaryStyle.RotateHalf })
+                        (Some
+                            {
+                                Fraction = 0.25
+                                Base = 10000.0
+                                Style = RotaryStyle.RotateHalf
+                                Scaling = RotaryScaling.Plain
+                            })
                         "a quarter of each 16-dim head"
                     Expect.equal
                         (Primitives.SelfAttention.rotaryDims a.Rotary.Value a.HeadDim)

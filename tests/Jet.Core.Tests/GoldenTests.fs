@@ -14,6 +14,7 @@ open TorchSharp
 open Jet.Core
 open Jet.Core.Models
 open Jet.Core.Tests.FamilyCheckpoints
+open Jet.Core.Tests.Llama3QwenCheckpoints
 
 /// Where the test reads goldens (copied beside the test assembly) and where regeneration writes them (the sources).
 let private copied = Path.Combine(AppContext.BaseDirectory, "golden")
@@ -80,6 +81,9 @@ let private families: (string * (unit -> Net)) list =
         "llama", (fun () -> load (llama 15 "F32"))
         "mistral", (fun () -> load (mistral 16 "F32"))
         "gemma", (fun () -> load (gemma 17 "F32"))
+        "llama3_1", (fun () -> load (llama31 18 "F32" true))
+        "qwen2_5", (fun () -> load (qwen25Windowed 20 "F32" [ None; Some 3 ]))
+        "qwen3", (fun () -> load (qwen3 25 "F32"))
     ]
 
 /// Plans of every shape a user writes: one layer, the decoder, composition, fixed and tensor weights, differences,

@@ -163,6 +163,7 @@ let private activations =
         Activation.Elu 0.6
         Activation.Tanh
         Activation.Sigmoid
+        Activation.SoftCap 1.5
     ]
 
 let private activation = Gen.elements activations
@@ -190,10 +191,26 @@ let private attentionShape: Gen<AttentionShape> =
                         let! fraction = Gen.elements [ 0.25; 0.5; 1.0 ]
                         let! rotaryBase = Gen.elements [ 10.0; 10000.0 ]
                         let! style = Gen.elements [ RotaryStyle.RotateHalf; RotaryStyle.Interleaved ]
-                        return Some { Fraction = fraction; Base = rotaryBase; Style = style }
+                        let! frequencyScaling =
+                            Gen.elements
+                                [
+                                    RotaryScaling.Plain
+                                    RotaryScaling.Linear 2.0
+                                    RotaryScaling.Llama3
+                                        { Factor = 4.0; LowFreqFactor = 1.0; HighFreqFactor = 2.0; OriginalContext = 6 }
+                                ]
+                        return
+                            Some { Fraction = fraction; Base = rotaryBase; Style = style; Scaling = frequencyScaling }
                     }
                 ]
-        let! scaling = Gen.elements [ ScoreScaling.InverseSqrtHeadDim; ScoreScaling.Unscaled; ScoreScaling.By 0.3 ]
+        let! scaling =
+            Gen.elements
+                [
+                    ScoreScaling.InverseSqrtHeadDim
+                    ScoreScaling.Unscaled
+                    ScoreScaling.By 0.3
+                    ScoreScaling.SoftCapped(0.6, 1.5)
+                ]
         let! window = Gen.elements [ None; None; Some 1; Some 2; Some 3 ]
         return
             {

@@ -43,12 +43,14 @@ let private samples: Piece list =
             { attention with
                 HeadDim = 4
                 Fused = Some FusedLayout.PerHead
-                Rotary = Some { Fraction = 0.5; Base = 10.0; Style = RotaryStyle.Interleaved }
+                Rotary =
+                    Some { Fraction = 0.5; Base = 10.0; Style = RotaryStyle.Interleaved; Scaling = RotaryScaling.Plain }
             }
         Attention
             { attention with
                 HeadDim = 4
-                Rotary = Some { Fraction = 1.0; Base = 100.0; Style = RotaryStyle.RotateHalf }
+                Rotary =
+                    Some { Fraction = 1.0; Base = 100.0; Style = RotaryStyle.RotateHalf; Scaling = RotaryScaling.Plain }
                 Scaling = ScoreScaling.By 0.3
             }
         Gated(4, Activation.Silu)

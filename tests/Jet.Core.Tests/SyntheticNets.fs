@@ -113,6 +113,7 @@ let private spec (name: string) (shape: Shape) (layers: ResidualLayer list) : Ne
                 Weight = (if shape.Tied then "wte" else "lm_head.weight")
                 Bias = (if shape.UnembedBias then Some "lm_head.bias" else None)
                 Tied = shape.Tied
+                SoftCap = None
             }
     }
 

@@ -25,7 +25,7 @@ let private jvpAlong (f: Tensor -> Tensor) (path: Tensor) =
 
 /// Taylor and nested-JVP coefficients agree: coefficient j within 1e-9 relative to its largest entry (plus 1e-12 of
 /// the largest entry of any order, for coefficients that vanish in exact arithmetic).
-let private expectAgree (taylor: Tensor) (jvp: Tensor) (what: string) =
+let expectAgree (taylor: Tensor) (jvp: Tensor) (what: string) =
     Expect.equal taylor.shape jvp.shape (what + ": shapes")
     let overall = jvp.abs().max().item<float> ()
     for j in 0 .. int jvp.shape.[0] - 1 do
@@ -163,13 +163,21 @@ let private primitiveCases: (string * Piece) list =
         Attention
             { attention with
                 HeadDim = 4
-                Rotary = Some { Fraction = 1.0; Base = 10000.0; Style = RotaryStyle.RotateHalf }
+                Rotary =
+                    Some
+                        {
+                            Fraction = 1.0
+                            Base = 10000.0
+                            Style = RotaryStyle.RotateHalf
+                            Scaling = RotaryScaling.Plain
+                        }
             }
         "attention, rotary interleaved on half the coordinates",
         Attention
             { attention with
                 HeadDim = 4
-                Rotary = Some { Fraction = 0.5; Base = 10.0; Style = RotaryStyle.Interleaved }
+                Rotary =
+                    Some { Fraction = 0.5; Base = 10.0; Style = RotaryStyle.Interleaved; Scaling = RotaryScaling.Plain }
             }
         "attention, sliding window", Attention { attention with Window = Some 2 }
         "attention, unscaled scores", Attention { attention with Scaling = ScoreScaling.Unscaled }
@@ -377,7 +385,7 @@ let private gradientCase () =
             HeadDim = 2
             Fused = None
             Biases = true
-            Rotary = Some { Fraction = 1.0; Base = 10.0; Style = RotaryStyle.RotateHalf }
+            Rotary = Some { Fraction = 1.0; Base = 10.0; Style = RotaryStyle.RotateHalf; Scaling = RotaryScaling.Plain }
             Scaling = ScoreScaling.InverseSqrtHeadDim
             Window = None
         }

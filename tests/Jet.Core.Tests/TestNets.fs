@@ -90,7 +90,14 @@ let build
                                     linear (p "v") d (int64 headDim) false
                                 )
                             Output = linear (p "o") (int64 (heads * headDim)) d false
-                            Rotary = Some { Fraction = 1.0; Base = 10000.0; Style = RotaryStyle.RotateHalf }
+                            Rotary =
+                                Some
+                                    {
+                                        Fraction = 1.0
+                                        Base = 10000.0
+                                        Style = RotaryStyle.RotateHalf
+                                        Scaling = RotaryScaling.Plain
+                                    }
                             Scaling = ScoreScaling.InverseSqrtHeadDim
                             Window = window
                         }
@@ -153,7 +160,7 @@ let build
             Layers = layers
             FinalNorm =
                 LayerNorm { Weight = Some(ones "ln_f.weight"); Bias = Some(param "ln_f.bias" [ d ] 0.1); Eps = 1e-5 }
-            Unembedding = { Weight = "embed"; Bias = None; Tied = true }
+            Unembedding = { Weight = "embed"; Bias = None; Tied = true; SoftCap = None }
         }
     Net.create spec (ParameterStore.OfSeq parameters)
 

@@ -23,9 +23,10 @@ type LensStream =
     {
         /// The stream index l.
         Stream: int
-        /// The term's provenance, for example `U·J¹LN(h₃)`.
+        /// The term's provenance, for example `U·J¹LN(h₃)`, or `J¹(cap·U·LN)(h₃)` on a soft-capped network.
         Path: Path
-        /// U J^k LN_f(h_l)(h_L) (+ the unembedding bias), [batch, seq, vocab].
+        /// U J^k LN_f(h_l)(h_L) (+ the unembedding bias), [batch, seq, vocab]; on a network with a final logit soft-cap,
+        /// the jet of the whole capped decoder map (see `Decoder`).
         Logits: Tensor
         /// Against the model's logits.
         Agreement: LogitAgreement
@@ -52,7 +53,8 @@ type LensResult =
             r.Logits.Dispose()
 
 /// The iterative jet lens U J^k LN_f(h_l)(h_L): one decoder expansion per stream, each centred at h_l and
-/// evaluated at h_L, so each reads the model's output from layer l alone (order 0 is the logit lens).
+/// evaluated at h_L, so each reads the model's output from layer l alone (order 0 is the logit lens). With a final
+/// logit soft-cap the lens jets through the cap (docs/concepts.md).
 [<RequireQualifiedAccess>]
 module IterativeLens =
 
@@ -69,6 +71,26 @@ module IterativeLens =
                 raise (InvalidPlanException(sprintf "The streams %s repeat an index; give each stream once." text))
             given
 
+    /// The lens of a network with a final logit soft-cap, at order k ≥ 1: the soft-cap is not linear, so the lens is
+    /// the jet of the whole decoder map cap(U·LN_f(·) + b) around each h_l, evaluated at h_L (by the plan's engine),
+    /// named `J^k(cap·U·LN)(h_l)`. Each entry is [batch, seq, vocab].
+    let private capped (net: Net) (session: Session) (plan: Expansion) (streams: int list) =
+        let trace = session.Trace
+        let centres = torch.stack ([ for l in streams -> trace.Stream l ], 0L)
+        let points = trace.Stream(net.Depth).unsqueeze(0L).expand (centres.shape)
+        let values =
+            Engines.jet
+                plan.Engine
+                net.Parameters
+                (Decoder.map net)
+                plan.Order
+                (centres.flatten (0L, 1L))
+                (points.flatten (0L, 1L))
+        let values = values.unflatten (0L, [| int64 streams.Length; centres.shape.[1] |])
+        streams
+        |> List.mapi (fun i l ->
+            Path.Jet(JetTarget.Named "(cap·U·LN)", plan.Order, Path.Origin(Centre.Stream l)), values.[int64 i])
+
     /// Reads the lens on tokens [batch, seq] (or [seq]). One forward pass serves every stream: all centres
     /// h_l go through one decoder expansion with weight 1 each, and U is applied to every term.
     [<CompiledName("Run")>]
@@ -82,17 +104,25 @@ module IterativeLens =
             Expansion.atDecoder [ for l in streams -> Centre.Stream l ]
             |> Expansion.withOrder options.Order
             |> Expansion.withWeights (Weights.Fixed(List.replicate streams.Length 1.0))
-        let paths = session.Unembed(session.Expand plan)
         use scope = torch.NewDisposeScope()
         let keep (t: Tensor) = t.detach().MoveToOuterDisposeScope()
-        let truth = keep paths.Logits
+        let lenses =
+            match Decoder.softCap net with
+            | Some _ when options.Order > 0 -> capped net session plan streams
+            | _ ->
+                let paths = session.Unembed(session.Expand plan)
+                [
+                    for term in paths.Paths ->
+                        term.Path, Decoder.capLogits paths.SoftCap (Decoder.addBias paths.Bias term.Value)
+                ]
+        let truth = keep (session.Logits())
         let read =
-            List.zip streams paths.Paths
-            |> List.map (fun (l, term) ->
-                let logits = keep (Decoder.addBias paths.Bias term.Value)
+            List.zip streams lenses
+            |> List.map (fun (l, (path, logits)) ->
+                let logits = keep logits
                 {
                     Stream = l
-                    Path = term.Path
+                    Path = path
                     Logits = logits
                     Agreement = (LogitMetrics.compare options.TopK logits truth).MoveToOuterDisposeScope()
                 })

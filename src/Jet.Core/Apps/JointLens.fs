@@ -51,7 +51,7 @@ type JointLensResult =
         Losses: float[]
         /// Per-token weights [centres, batch, seq], softmax over centres (each column sums to 1).
         Weights: Tensor
-        /// Σ_i w_i U J^k LN_f(c_i)(h_L) + bias, [batch, seq, vocab].
+        /// Σ_i w_i U J^k LN_f(c_i)(h_L) + bias (soft-capped where the network caps its logits), [batch, seq, vocab].
         Combined: Tensor
         /// w_i U J^k LN_f(c_i)(h_L) for each centre (no bias), each [batch, seq, vocab].
         PerCentre: Tensor list
@@ -155,7 +155,9 @@ module JointLens =
                 for i in 0 .. centres.Length - 1 ->
                     Decoder.unembed net (weights.[int64 i].unsqueeze -1L * terms.[int64 i])
             ]
-        let combined = Decoder.addBias (Decoder.bias net) (perCentre |> List.reduce (+))
+        let combined =
+            Decoder.addBias (Decoder.bias net) (perCentre |> List.reduce (+))
+            |> Decoder.capLogits (Decoder.softCap net)
         let truth = session.Logits().detach ()
         let agreement = (LogitMetrics.compare options.TopK combined truth).MoveToOuterDisposeScope()
         let keep (t: Tensor) = t.MoveToOuterDisposeScope()

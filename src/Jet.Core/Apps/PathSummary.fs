@@ -70,6 +70,7 @@ module PathSummary =
             Decoder.addBias
                 carving.Bias
                 (carving.Paths |> List.map (fun p -> p.Value) |> List.fold (+) carving.Remainder)
+            |> Decoder.capLogits carving.SoftCap
         {
             Paths = carving.Paths |> List.map (fun p -> summarise (string p.Path) (row p.Value) logits modelTop1)
             Remainder = summarise "remainder" (row carving.Remainder) logits modelTop1

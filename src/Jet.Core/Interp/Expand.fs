@@ -17,13 +17,16 @@ type Term =
 /// At a residual layer l the target is h_l; at the decoder it is LN_f(h_L).
 type ExpansionResult = { Plan: Expansion; Terms: Term list; Remainder: Tensor; Target: Tensor }
 
-/// A decoder expansion in logit space: Σ Paths + Remainder + Bias = Logits, with U applied to every term.
+/// A decoder expansion in logit space: Σ Paths + Remainder + Bias = the pre-cap logits z, with U applied to every
+/// term; Logits is z, or c·tanh(z / c) when the network soft-caps its logits (`Decoder.capLogits SoftCap`).
 type LogitPaths =
     {
         Paths: Term list
         Remainder: Tensor
         /// The unembedding bias, when the network has one (a constant, not a path).
         Bias: Tensor option
+        /// The final logit soft-cap, when the network has one (Gemma 2).
+        SoftCap: float option
         Logits: Tensor
     }
 
@@ -188,6 +191,7 @@ type Session(net: Net, trace: Trace) =
             Paths = result.Terms |> List.map (fun t -> { Path = Path.Unembedded t.Path; Value = u t.Value })
             Remainder = u result.Remainder
             Bias = Decoder.bias net
+            SoftCap = Decoder.softCap net
             Logits = own (Trace.logits trace)
         }
 

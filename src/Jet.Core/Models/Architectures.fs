@@ -9,7 +9,20 @@ open Jet.Core.Models.Families
 module Architectures =
     /// Every family a checkpoint can belong to.
     let families: Family list =
-        [ Gpt2.family; GptNeo.family; GptNeoX.family; Llama.llama; Llama.mistral; Llama.gemma ]
+        [
+            Gpt2.family
+            GptNeo.family
+            GptNeoX.family
+            Llama.llama
+            Llama.mistral
+            Llama.gemma
+            Llama.qwen2
+            Llama.qwen3
+            Olmo.olmo
+            Olmo.olmo2
+            Phi3.family
+            Gemma2.family
+        ]
 
     /// The `architectures` class names JetDsl loads.
     let supported = families |> List.collect (fun f -> f.Architectures)
@@ -37,8 +50,9 @@ module Architectures =
                     (String.concat ", " supported)
             raise (UnsupportedArchitectureException message)
 
-    /// True for the SentencePiece families, whose bare `tokenizer.model` starts every text with BOS.
-    let addsBosByDefault (family: Family) = List.contains family.Name [ "llama"; "mistral"; "gemma" ]
+    /// True for the SentencePiece families, whose bare `tokenizer.model` starts every text with BOS (Phi-3 ships the
+    /// Llama tokenizer, whose add_bos_token defaults to true).
+    let addsBosByDefault (family: Family) = List.contains family.Name [ "llama"; "mistral"; "gemma"; "gemma2"; "phi3" ]
 
     /// Fails unless `dtype` is a floating type networks can compute in.
     let requireFloatingDType (dtype: torch.ScalarType) =

@@ -18,6 +18,17 @@ type TokenizerStyle =
     /// SentencePiece BPE with byte fallback (Llama 1/2, Mistral, Gemma): "▁" for space, "<0x0A>" for raw bytes.
     | SentencePiece
 
+/// Hugging Face's `ignore_merges` (Llama 3's tokenizer.json): a pre-token whose byte-level string is a vocabulary
+/// entry becomes that entry without running the merges (about 600 Llama 3 tokens cannot be reached by its merges).
+/// The normalizer and pre-tokenizer (special tokens included) are the ones the BPE tokenizer was built with.
+type WholeWords =
+    {
+        Normalizer: Normalizer option
+        PreTokenizer: PreTokenizer
+        Vocab: IReadOnlyDictionary<string, int>
+        Specials: IReadOnlyDictionary<string, int>
+    }
+
 /// A Hugging Face tokenizer backed by Microsoft.ML.Tokenizers. `tokens` maps every id to its vocabulary string.
 [<Sealed>]
 type HfTokenizer
@@ -28,20 +39,45 @@ type HfTokenizer
         special: HashSet<int>,
         prefixBos: int option,
         addPrefixSpace: bool,
-        sentencePieceModel: byte[] option
+        sentencePieceModel: byte[] option,
+        wholeWords: WholeWords option
     ) =
-    // GPT-2's bytes_to_unicode, inverted: the printable stand-in character of each byte → the byte.
-    static let byteOfChar =
+    // GPT-2's bytes_to_unicode: the printable stand-in character of each byte, and its inverse.
+    static let charOfByte =
         let printable = [ yield! [ int '!' .. int '~' ]; yield! [ 0xA1..0xAC ]; yield! [ 0xAE..0xFF ] ]
-        let map = Dictionary<char, byte>()
+        let table = Array.zeroCreate<char> 256
         for b in printable do
-            map.[char b] <- byte b
+            table.[b] <- char b
         let mutable extra = 0
         for b in 0..255 do
             if not (List.contains b printable) then
-                map.[char (256 + extra)] <- byte b
+                table.[b] <- char (256 + extra)
                 extra <- extra + 1
+        table
+
+    static let byteOfChar =
+        let map = Dictionary<char, byte>()
+        charOfByte |> Array.iteri (fun b c -> map.[c] <- byte b)
         map
+
+    /// The ids of a text under `ignore_merges`: pre-tokens found whole in the vocabulary (or special) are looked
+    /// up; the others go through the BPE merges alone (no second normalisation or pre-tokenization).
+    static let encodeWholeWords (inner: Tokenizer) (w: WholeWords) (text: string) =
+        let text =
+            match w.Normalizer with
+            | Some n -> n.Normalize text
+            | None -> text
+        let ids = ResizeArray<int>()
+        for struct (offset, length) in w.PreTokenizer.PreTokenize text do
+            let piece = text.Substring(offset, length)
+            match w.Specials.TryGetValue piece with
+            | true, id -> ids.Add id
+            | _ ->
+                let mapped = String(Encoding.UTF8.GetBytes piece |> Array.map (fun b -> charOfByte.[int b]))
+                match w.Vocab.TryGetValue mapped with
+                | true, id -> ids.Add id
+                | _ -> ids.AddRange(inner.EncodeToIds(piece, false, false))
+        ids.ToArray()
 
     static let byteToken = Regex(@"^<0x([0-9A-Fa-f]{2})>$")
 
@@ -100,7 +136,10 @@ type HfTokenizer
                 " " + text
             else
                 text
-        let ids = inner.EncodeToIds text |> Array.ofSeq
+        let ids =
+            match wholeWords with
+            | Some w -> encodeWholeWords inner w text
+            | None -> inner.EncodeToIds text |> Array.ofSeq
         match prefixBos with
         | Some bos -> Array.append [| bos |] ids
         | None -> ids
@@ -289,20 +328,36 @@ module HfTokenizer =
         (bos: int option)
         (addPrefixSpace: bool)
         (normalizer: Normalizer option)
+        (ignoreMerges: bool)
         =
         let options = BpeOptions(vocab)
         normalizer |> Option.iter (fun n -> options.Normalizer <- n)
         options.Merges <- merges
         options.ByteLevel <- true
         options.SpecialTokens <- specials
-        options.PreTokenizer <- RegexPreTokenizer(Regex(pattern, RegexOptions.Compiled), specials)
+        let preTokenizer = RegexPreTokenizer(Regex(pattern, RegexOptions.Compiled), specials)
+        options.PreTokenizer <- preTokenizer
         unknown |> Option.filter vocab.ContainsKey |> Option.iter (fun u -> options.UnknownToken <- u)
         let inner = BpeTokenizer.Create options
         let all =
             Seq.append
                 (vocab |> Seq.map (fun kv -> kv.Key, kv.Value))
                 (specials |> Seq.map (fun kv -> kv.Key, kv.Value))
-        HfTokenizer(inner, TokenizerStyle.ByteLevel, idTable all, HashSet(specials.Values), bos, addPrefixSpace, None)
+        let wholeWords =
+            if ignoreMerges then
+                Some { Normalizer = normalizer; PreTokenizer = preTokenizer; Vocab = vocab; Specials = specials }
+            else
+                None
+        HfTokenizer(
+            inner,
+            TokenizerStyle.ByteLevel,
+            idTable all,
+            HashSet(specials.Values),
+            bos,
+            addPrefixSpace,
+            None,
+            wholeWords
+        )
 
     let private specialsOf (settings: TokenizerSettings) (vocab: IReadOnlyDictionary<string, int>) =
         let named = [ settings.BosToken; settings.EosToken; settings.UnkToken ] |> List.choose id
@@ -359,6 +414,7 @@ module HfTokenizer =
             (bosId settings vocab false)
             (defaultArg settings.AddPrefixSpace false)
             None
+            false
 
     // ---- SentencePiece models written from tokenizer.json (Microsoft.ML.Tokenizers reads only the protobuf) ----
 
@@ -450,7 +506,7 @@ module HfTokenizer =
         let vocab = inner.Vocabulary |> Seq.map (fun kv -> kv.Key, kv.Value)
         let specials =
             HashSet([ inner.BeginningOfSentenceId; inner.EndOfSentenceId ] |> List.filter (fun id -> id >= 0))
-        HfTokenizer(inner, TokenizerStyle.SentencePiece, idTable vocab, specials, None, false, None)
+        HfTokenizer(inner, TokenizerStyle.SentencePiece, idTable vocab, specials, None, false, None, None)
 
     // ---- tokenizer.json ----
 
@@ -626,7 +682,20 @@ module HfTokenizer =
                     Some(TextNormalizer(form, lowercase) :> Normalizer)
                 else
                     None
-            byteLevel vocab merges specials (defaultArg split gpt2Pattern) unknown bos prefixSpace normalizer
+            let ignoreMerges =
+                match model.TryGetProperty "ignore_merges" with
+                | true, b -> b.ValueKind = JsonValueKind.True
+                | _ -> false
+            byteLevel
+                vocab
+                merges
+                specials
+                (defaultArg split gpt2Pattern)
+                unknown
+                bos
+                prefixSpace
+                normalizer
+                ignoreMerges
         elif byteFallback || replacesSpace || metaspace.IsSome then
             let dummyPrefix =
                 prepends
@@ -669,7 +738,16 @@ module HfTokenizer =
                 if special then
                     specials.[content] <- id
             let inner = SentencePieceTokenizer.Create(new MemoryStream(model), addBos && bos >= 0, false, specials)
-            HfTokenizer(inner, TokenizerStyle.SentencePiece, pieces, HashSet(specials.Values), None, false, Some model)
+            HfTokenizer(
+                inner,
+                TokenizerStyle.SentencePiece,
+                pieces,
+                HashSet(specials.Values),
+                None,
+                false,
+                Some model,
+                None
+            )
         else
             fail
                 path

@@ -12,6 +12,9 @@ type StoredAs =
     | AsUsed
     /// GPT-2's Conv1D: stored [in, out]; the network uses the transpose [out, in] (a view, no copy).
     | Transposed
+    /// Rows start .. start + (used rows) − 1 of a tensor stored with `total` rows (one part of a fused weight such as
+    /// Phi-3's gate_up_proj); the network uses that slice (a view, no copy).
+    | Rows of start: int64 * total: int64
 
 /// One parameter the network needs: its name in the syntax, the checkpoint tensor it comes from and the shape
 /// the network uses. Two parameters may share a source (tied weights read once).
@@ -28,6 +31,7 @@ type TensorRequest =
         match r.StoredAs with
         | StoredAs.AsUsed -> r.Shape
         | StoredAs.Transposed -> Array.rev r.Shape
+        | StoredAs.Rows(_, total) -> Array.append [| total |] (Array.tail r.Shape)
 
 /// What an architecture family makes of a checkpoint: the network's structure and the tensors it needs.
 type Lowering = { Spec: NetSpec; Tensors: TensorRequest list }
@@ -87,6 +91,19 @@ type TensorPlan(prefix: string) =
                  else
                      None)
         }
+
+    /// Rows start .. start + outDim − 1 of a bias-free torch.nn.Linear `name.weight` stored [totalOut, in], as a Linear
+    /// [outDim, in] of its own, named `name.weight[start:end]` (one part of a fused projection).
+    member p.LinearRows(name: string, start: int, outDim: int, totalOut: int, inDim: int) : Linear =
+        let source = name + ".weight"
+        requests.Add
+            {
+                Parameter = sprintf "%s[%d:%d]" source start (start + outDim)
+                Source = prefix + source
+                Shape = [| int64 outDim; int64 inDim |]
+                StoredAs = StoredAs.Rows(int64 start, int64 totalOut)
+            }
+        { Weight = sprintf "%s[%d:%d]" source start (start + outDim); Bias = None }
 
     /// A GPT-2 Conv1D `name.weight` stored [in, out] (used transposed) with `name.bias` [out].
     member p.Conv1D(name: string, inDim: int, outDim: int) : Linear =
@@ -174,9 +191,12 @@ module Lowering =
         let headless =
             not (has head) && (config.Architectures |> List.exists (fun a -> List.contains a baseClasses))
         if tied || headless then
-            { Weight = embedding; Bias = None; Tied = true }
+            { Weight = embedding; Bias = None; Tied = true; SoftCap = None }
         else
-            { Weight = plan.Unprefixed(head, [ vocab; width ]); Bias = None; Tied = false }
+            { Weight = plan.Unprefixed(head, [ vocab; width ]); Bias = None; Tied = false; SoftCap = None }
+
+    /// A LayerNorm without weight or bias (OLMo's).
+    let plainLayerNorm (eps: float) : Fn = LayerNorm { Weight = None; Bias = None; Eps = eps }
 
     /// Fails on `rope_scaling`, which the DSL's rotary embedding does not model.
     let requireNoRopeScaling (config: HfConfig) =
@@ -187,6 +207,96 @@ module Lowering =
                 sprintf "is %s; JetDsl supports plain rotary embeddings only (rope_scaling null)." (v.GetRawText())
             )
         | None -> ()
+
+    /// The rotary scaling of `rope_scaling` (or, in newer configs, `rope_parameters`): none, "default", "linear"
+    /// (factor) and "llama3" (factor, low_freq_factor, high_freq_factor, original_max_position_embeddings) are
+    /// supported; any other rope_type is refused, naming it.
+    let ropeScaling (config: HfConfig) : RotaryScaling =
+        let key, scaling =
+            match config.TryGet "rope_scaling", config.TryGet "rope_parameters" with
+            | Some v, _ -> "rope_scaling", Some v
+            | None, Some v -> "rope_parameters", Some v
+            | None, None -> "rope_scaling", None
+        match scaling with
+        | None -> RotaryScaling.Plain
+        | Some v when v.ValueKind <> Text.Json.JsonValueKind.Object ->
+            config.Invalid(key, sprintf "is %s; it must be an object with a rope_type, or null." (v.GetRawText()))
+        | Some v ->
+            let field (name: string) =
+                match v.TryGetProperty name with
+                | true, x when x.ValueKind <> Text.Json.JsonValueKind.Null -> Some x
+                | _ -> None
+            let text (name: string) =
+                field name
+                |> Option.map (fun x ->
+                    if x.ValueKind = Text.Json.JsonValueKind.String then
+                        x.GetString()
+                    else
+                        config.Invalid(key, sprintf "has %s = %s; it must be a string." name (x.GetRawText())))
+            let number (name: string) =
+                match field name with
+                | Some x when x.ValueKind = Text.Json.JsonValueKind.Number -> x.GetDouble()
+                | Some x -> config.Invalid(key, sprintf "has %s = %s; it must be a number." name (x.GetRawText()))
+                | None -> config.Invalid(key, sprintf "has no %s, which its rope_type needs." name)
+            // Hugging Face reads "rope_type", and "type" in older configs.
+            let ropeType =
+                match text "rope_type", text "type" with
+                | Some t, _
+                | None, Some t -> t
+                | None, None when
+                    v.EnumerateObject() |> Seq.exists (fun p -> p.Value.ValueKind = Text.Json.JsonValueKind.Object)
+                    ->
+                    config.Invalid(
+                        key,
+                        "gives parameters per attention type; JetDsl reads one rope_type for all layers."
+                    )
+                | None, None -> "default"
+            let factor () =
+                let f = number "factor"
+                if not (f > 0.0) then
+                    config.Invalid(key, sprintf "has factor %g; it must be positive." f)
+                f
+            match ropeType with
+            | "default" -> RotaryScaling.Plain
+            | "linear" -> RotaryScaling.Linear(factor ())
+            | "llama3" ->
+                let factor = factor ()
+                let low, high = number "low_freq_factor", number "high_freq_factor"
+                let context = number "original_max_position_embeddings"
+                if not (low > 0.0 && high > low) then
+                    config.Invalid(
+                        key,
+                        sprintf "has low_freq_factor %g and high_freq_factor %g; it needs 0 < low < high." low high
+                    )
+                if not (context >= 1.0 && context = Math.Floor context) then
+                    config.Invalid(
+                        key,
+                        sprintf "has original_max_position_embeddings %g; it must be a positive integer." context
+                    )
+                RotaryScaling.Llama3
+                    { Factor = factor; LowFreqFactor = low; HighFreqFactor = high; OriginalContext = int context }
+            | other ->
+                config.Invalid(
+                    key,
+                    sprintf
+                        "has rope_type '%s', which JetDsl does not implement; supported: default, linear, llama3."
+                        other
+                )
+
+    /// The rotary embedding of a config: `rope_theta` (or `rope_parameters.rope_theta`; `defaultBase` when neither
+    /// is given), rotating `fraction` of each head in `style`, scaled as `ropeScaling` reads.
+    let rotary (config: HfConfig) (defaultBase: float) (fraction: float) (style: RotaryStyle) : Rotary =
+        let theta =
+            match config.TryFloat "rope_theta", config.TryGet "rope_parameters" with
+            | Some t, _ -> t
+            | None, Some p when p.ValueKind = Text.Json.JsonValueKind.Object ->
+                match p.TryGetProperty "rope_theta" with
+                | true, t when t.ValueKind = Text.Json.JsonValueKind.Number -> t.GetDouble()
+                | _ -> defaultBase
+            | None, _ -> defaultBase
+        if not (theta > 0.0) then
+            config.Invalid("rope_theta", sprintf "is %g; it must be positive." theta)
+        { Fraction = fraction; Base = theta; Style = style; Scaling = ropeScaling config }
 
     // Raw bytes read before conversion, and the threads that copy them.
     let private batchBytes = 256L * 1024L * 1024L
@@ -232,6 +342,7 @@ module Lowering =
                 let orientation =
                     match r.StoredAs with
                     | StoredAs.Transposed -> " (Conv1D layout [in, out])"
+                    | StoredAs.Rows _ -> " (a fused weight)"
                     | StoredAs.AsUsed -> ""
                 let message =
                     sprintf
@@ -298,6 +409,7 @@ module Lowering =
                 match r.StoredAs with
                 | StoredAs.AsUsed -> stored
                 | StoredAs.Transposed -> stored.t ()
+                | StoredAs.Rows(start, _) -> stored.narrow (0L, start, r.Shape.[0])
         for t in parameters.Values |> Seq.distinct do
             t.DetachFromDisposeScope() |> ignore
         new ParameterStore(parameters :> IReadOnlyDictionary<_, _>)

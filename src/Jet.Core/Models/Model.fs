@@ -58,7 +58,8 @@ module Model =
     let ToySeed = 0
 
     /// Loads a Hugging Face checkpoint directory (config.json, model.safetensors or its shards, tokenizer files)
-    /// as a network of `dtype` on `device` with its tokenizer. Families: gpt2, gpt_neo, gpt_neox, llama, mistral, gemma.
+    /// as a network of `dtype` on `device` with its tokenizer. Families: gpt2, gpt_neo, gpt_neox, llama, mistral, gemma,
+    /// qwen2, qwen3.
     /// The caller owns the model (dispose it); when loading fails, every tensor read so far is freed.
     [<CompiledName("Load")>]
     let load (directory: string) (dtype: torch.ScalarType) (device: torch.Device) : Model =

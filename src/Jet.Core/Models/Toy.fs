@@ -35,7 +35,7 @@ module Toy =
             Encoder = { TokenEmbedding = "embed.weight"; Positions = None; Scale = None }
             Layers = [ for b in 1..blocks -> layer b ]
             FinalNorm = LayerNorm { Weight = Some "ln_f.weight"; Bias = Some "ln_f.bias"; Eps = 1e-5 }
-            Unembedding = { Weight = "unembed.weight"; Bias = None; Tied = false }
+            Unembedding = { Weight = "unembed.weight"; Bias = None; Tied = false; SoftCap = None }
         }
 
     /// A seeded toy network (weights N(0, 1/fan_in), embeddings N(0, 1)) in the given dtype. The caller owns it.

@@ -12,6 +12,9 @@ type Activation =
     | Elu of alpha: float
     | Tanh
     | Sigmoid
+    /// Soft-capping c·tanh(x / c) (Gemma 2's attention and final logit soft-capping): about x for |x| ≪ c, never
+    /// beyond ±c.
+    | SoftCap of cap: float
 
 namespace Jet.Core.Primitives
 
@@ -40,6 +43,7 @@ module Activations =
         | Activation.Elu alpha -> torch.nn.functional.elu (x, alpha)
         | Activation.Tanh -> torch.tanh x
         | Activation.Sigmoid -> torch.sigmoid x
+        | Activation.SoftCap cap -> cap * torch.tanh (x / cap)
 
     /// Taylor rule: the series of act(x(t)) from the series x [k+1, ...] (see `Series` for the convention).
     /// Smooth activations compose the series recurrences: GELU = ½(x + x·erf(x/√2)), tanh-GELU
@@ -50,6 +54,7 @@ module Activations =
     /// do: autograd's subgradient at 0 is 0), ELU the series of α(eˣ − 1). For ELU autograd is not consistent at
     /// x₀ = 0 (its first derivative is α, from the exponential branch, but its second and higher are 0, from the
     /// identity branch), so there, and only there, the nested-JVP engine returns [0; α·x₁; 0; …] instead.
+    /// Soft-capping scales the tanh series: c·tanh(x(t)/c).
     /// Example: tanh of the line x(t) = t is [0; 1; 0; −1/3; 0] (tanh t = t − t³/3 + …).
     let taylor (activation: Activation) (x: Tensor) : Tensor =
         let positive () = x.[0L].gt (torch.tensor (0.0, dtype = x.dtype, device = x.device))
@@ -70,8 +75,9 @@ module Activations =
             torch.where (positive (), x, negative)
         | Activation.Tanh -> Series.tanh x
         | Activation.Sigmoid -> Series.sigmoid x
+        | Activation.SoftCap cap -> Series.tanh (x / cap) * cap
 
-    /// The printed name: "ReLU", "GELU", "GELUtanh", "SiLU", "ELU(α)", "tanh", "sigmoid".
+    /// The printed name: "ReLU", "GELU", "GELUtanh", "SiLU", "ELU(α)", "tanh", "sigmoid", "softcap(c)".
     let print (activation: Activation) =
         match activation with
         | Activation.Relu -> "ReLU"
@@ -81,6 +87,7 @@ module Activations =
         | Activation.Elu alpha -> sprintf "ELU(%g)" alpha
         | Activation.Tanh -> "tanh"
         | Activation.Sigmoid -> "sigmoid"
+        | Activation.SoftCap cap -> sprintf "softcap(%g)" cap
 
     /// The primitive `Act a`: elementwise, so it has no parameters and keeps positions apart.
     /// Example: `rule Activation.Tanh` prints "tanh", maps x to tanh x, and the line x(t) = t to [0; 1; 0; −1/3; …].

@@ -75,13 +75,16 @@ module Norms =
             Taylor = fun parameters x -> layerNormTaylor parameters spec x
         }
 
+    /// "RMSNorm(w)", "RMSNorm(w, 1+w)", or "RMSNorm(—)" without a weight.
+    let printRms (spec: RmsNormSpec) =
+        sprintf "RMSNorm(%s%s)" (defaultArg spec.Weight "—") (if spec.PlusOne then ", 1+w" else "")
+
     /// The primitive `RmsNorm spec`: normalises each position on its own, so it keeps positions apart.
     /// Example: `rmsNormRule { Weight = Some "g"; Eps = 1e-6; PlusOne = true }` prints "RMSNorm(g, 1+w)", reads
     /// ["g"], and maps the row (3, 4) (root mean square √12.5) to (3, 4) / √12.5 · (1 + g).
     let rmsNormRule (spec: RmsNormSpec) : PrimitiveRule =
         {
-            Print =
-                fun () -> sprintf "RMSNorm(%s%s)" (defaultArg spec.Weight "—") (if spec.PlusOne then ", 1+w" else "")
+            Print = fun () -> printRms spec
             Parameters = Option.toList spec.Weight
             MixesPositions = false
             Forward = fun parameters x -> rmsNorm parameters spec x

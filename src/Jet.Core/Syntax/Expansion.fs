@@ -342,7 +342,13 @@ module Print =
              @ layers
              @ [
                  sprintf "  LN_f: %s" (fn spec.FinalNorm)
-                 sprintf "  U: %s%s" spec.Unembedding.Weight (if spec.Unembedding.Tied then " (tied)" else "")
+                 sprintf
+                     "  U: %s%s%s"
+                     spec.Unembedding.Weight
+                     (if spec.Unembedding.Tied then " (tied)" else "")
+                     (spec.Unembedding.SoftCap
+                      |> Option.map (sprintf ", logits soft-capped at %g")
+                      |> Option.defaultValue "")
              ])
 
     /// A weight tensor: its dtype, shape and device, and whether it requires grad.

@@ -26,8 +26,16 @@ type ResidualLayer =
 /// h₀ = Scale · E[z] + P[position]. `TokenEmbedding` names a [vocab, d] parameter, `Positions` a [max_positions, d] one.
 type Encoder = { TokenEmbedding: string; Positions: string option; Scale: float option }
 
-/// logits = LN_f(h_L) Uᵀ (+ b). `Weight` names a [vocab, d] parameter (the token embedding itself when tied).
-type Unembedding = { Weight: string; Bias: string option; Tied: bool }
+/// logits = LN_f(h_L) Uᵀ (+ b), then c·tanh(· / c) when `SoftCap` is c (Gemma 2's final_logit_softcapping). `Weight`
+/// names a [vocab, d] parameter (the token embedding itself when tied).
+type Unembedding =
+    {
+        Weight: string
+        Bias: string option
+        Tied: bool
+        /// The final logit soft-cap c, if any: it makes the map after LN_f non-linear (see Decoder).
+        SoftCap: float option
+    }
 
 /// The structure of a residual network, as data. Parameters are referenced by name and live in `Net.Parameters`.
 type NetSpec =

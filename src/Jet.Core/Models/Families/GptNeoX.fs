@@ -70,6 +70,7 @@ module GptNeoX =
                                          Fraction = float rotaryDims / float headDim
                                          Base = rotaryBase
                                          Style = RotaryStyle.RotateHalf
+                                         Scaling = RotaryScaling.Plain
                                      })
                         Scaling = ScoreScaling.InverseSqrtHeadDim
                         Window = None
