@@ -18,7 +18,8 @@ let tokens = [| 3L; 17L; 0L; 39L; 8L; 8L; 21L; 5L; 12L |]
 let exact = Accuracy.Of(1e-9, 1e-9)
 let private fixtures = Jet.Tests.Fixtures.directory.Value
 
-let private families: (string * (string -> FamilyCase)) list =
+/// Every family's tiny checkpoint (GPT-2 … Qwen3), by name; ModernFamilies.cases holds OLMo, Phi-3 and Gemma 2.
+let families: (string * (string -> FamilyCase)) list =
     [
         "gpt2", (fun dtype -> gpt2 11 dtype gpt2Defaults)
         "gpt_neo", (fun dtype -> gptNeo 12 dtype)

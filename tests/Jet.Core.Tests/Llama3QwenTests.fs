@@ -439,7 +439,7 @@ let sweepTests =
                     use table =
                         Bigrams.full
                             model.Net
-                            (BigramPath.Mlp 1)
+                            (Readouts.mlpPath model.Net 1)
                             { SweepOptions.Default with Space = ScoreSpace.Logit; BatchSize = 16 }
                     let w (name: string) = case.Weights.["model." + name]
                     let e = w "embed_tokens.weight"

@@ -227,13 +227,16 @@ let sweepTests =
                     let embedded = Trace.embed net (first.unsqueeze 1L)
                     let mlp = net.Spec.Layers.[1].Gamma
                     for path, through in
-                        [ BigramPath.Embedding, embedded; BigramPath.Mlp 1, Forward.apply net.Parameters mlp embedded ] do
+                        [
+                            Readouts.embedding, embedded
+                            Readouts.mlpPath net 1, Forward.apply net.Parameters mlp embedded
+                        ] do
                         let scores = Bigrams.scores net path options first
                         Expect.tensorClose exact scores ((Decoder.ofStream net through).squeeze 1L) (sprintf "%A" path)
                         match Decoder.softCap net with
                         | Some c -> Expect.isLessThan (scores.abs().max().item<float> ()) c "capped rows"
                         | None -> ()
-                    let best = Bigrams.globalTopK net (BigramPath.Mlp 1) 5 SweepOptions.Default
+                    let best = Bigrams.globalTopK net (Readouts.mlpPath net 1) 5 SweepOptions.Default
                     Expect.equal best.Length 5 "top 5 pairs"
                 }
         ]
