@@ -79,6 +79,36 @@ let private limited (run: SweepOptions -> unit) (batch: int) (limit: int option)
     with :? OperationCanceledException ->
         ()
 
+/// The sweep as it was before the `Sweeps` kernel, kept to measure the difference in the same run: per batch U·xᵀ
+/// into a fresh buffer, a transposing copy, a log-softmax, then the same row filter and merge for the global top-k.
+let private globalTopKBefore (net: Net) (path: Readout) (k: int) (options: SweepOptions) =
+    use scope = torch.NewDisposeScope()
+    let v = int64 net.Vocab
+    let best = ref (torch.empty ([| 0L |], dtype = net.DType), torch.empty ([| 0L |], dtype = torch.int64))
+    Vocabulary.sweep net.Vocab options.BatchSize options.Progress options.Cancellation (fun start count ->
+        let first = torch.arange (start, start + count, dtype = torch.int64)
+        let ranked = (Decoder.rows net (Readouts.normedRows net path first)).log_softmax 1L
+        let bestScores, bestFlat = best.Value
+        let rows =
+            if bestScores.shape.[0] < int64 k then
+                None
+            else
+                let struct (rowMax, _) = ranked.max 1L
+                Some(rowMax.gt(bestScores.[int64 (k - 1)]).nonzero().squeeze 1L)
+        match rows with
+        | Some r when r.shape.[0] = 0L -> ()
+        | _ ->
+            let candidates, firsts =
+                match rows with
+                | Some r -> ranked.index_select (0L, r), first.index_select (0L, r)
+                | None -> ranked, first
+            let struct (values, indices) = candidates.topk (k, dim = 1)
+            let allScores = torch.cat ([| bestScores; values.flatten () |], 0L)
+            let allFlat = torch.cat ([| bestFlat; (firsts.unsqueeze 1L * v + indices).flatten () |], 0L)
+            let struct (mergedScores, mergedAt) = allScores.topk (int (min (int64 k) allScores.shape.[0]))
+            best.Value <-
+                mergedScores.MoveToOuterDisposeScope(), allFlat.index_select(0L, mergedAt).MoveToOuterDisposeScope())
+
 let private median (xs: float[]) =
     let sorted = Array.sort xs
     sorted.[sorted.Length / 2]
@@ -216,15 +246,17 @@ let run () =
         | "" -> [ 512 ]
         | text -> text.Split(',') |> Array.map int |> List.ofArray
     for b in batches do
+        sweep
+            "embed"
+            Readouts.embedding
+            "global top-100, probability, before the Sweeps kernel"
+            (globalTopKBefore net Readouts.embedding 100)
+            b
+        |> ignore
         for name, path in paths do
             sweep name path "global top-100, probability" (globalTop path) b |> ignore
         let embed = Readouts.embedding
-        sweep
-            "embed"
-            embed
-            "row top-10, probability"
-            (fun o -> (use _ = Bigrams.rowTopK net embed 10 o in ()))
-            b
+        sweep "embed" embed "row top-10, probability" (fun o -> (use _ = Bigrams.rowTopK net embed 10 o in ())) b
         |> ignore
         sweep "embed" embed "mass of 100 tokens" (fun o -> Bigrams.mass net embed [| 0..99 |] o |> ignore) b
         |> ignore

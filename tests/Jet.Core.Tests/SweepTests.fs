@@ -27,8 +27,7 @@ let private table (net: Net) (readout: Readout) (drop: bool) =
 let private options space drop batch =
     { SweepOptions.Default with Space = space; DropDiagonal = drop; BatchSize = batch }
 
-let private same (a: Tensor) (b: Tensor) =
-    a.shape = b.shape && a.eq(b).all().item<bool> ()
+let private same (a: Tensor) (b: Tensor) = a.shape = b.shape && a.eq(b).all().item<bool> ()
 
 let private plainTopK (k: int) (rows: Tensor) =
     let struct (values, ids) = rows.topk (k, dim = 1)
@@ -105,6 +104,13 @@ let kernel =
                         (rows.logsumexp (1L, false))
                         "lse"
                     Expect.isTrue (rows.diagonal().isneginf().all().item<bool> ()) "the diagonal is −∞"
+                    let probabilities = torch.empty ([| 40L; 3000L |])
+                    Sweeps.writeRows true probabilities batch
+                    Expect.tensorClose { Absolute = 1e-6; Relative = 1e-4 } probabilities (rows.softmax 1L) "softmax"
+                    Expect.throwsWith<InvalidPlanException>
+                        [ "logit rows first" ]
+                        (fun () -> Sweeps.logitRows batch |> ignore)
+                        "logits after probabilities"
                 }
 
             test "logit rows are a copy: the next batch does not change them, also for one first token" {
@@ -120,13 +126,10 @@ let kernel =
                 Expect.tensorClose Accuracy.Float64 rows (Decoder.logits net x) "U·x + b"
             }
 
-            for space, drop in
-                [
-                    ScoreSpace.Probability, false
-                    ScoreSpace.Probability, true
-                    ScoreSpace.Logit, true
-                ] do
-                test (sprintf "a wide vocabulary's row top-k = top-k of the full table (%A, drop diagonal %b)" space drop) {
+            for space, drop in [ ScoreSpace.Probability, false; ScoreSpace.Probability, true; ScoreSpace.Logit, true ] do
+                test (
+                    sprintf "a wide vocabulary's row top-k = top-k of the full table (%A, drop diagonal %b)" space drop
+                ) {
                     use _ = torch.NewDisposeScope()
                     use net = wide64 true
                     let readout = Readouts.mlpPath net 1
@@ -143,7 +146,11 @@ let kernel =
                 }
 
             for space in [ ScoreSpace.Probability; ScoreSpace.Logit ] do
-                test (sprintf "a wide vocabulary's global top-k = brute-force sort, few and many candidate rows (%A)" space) {
+                test (
+                    sprintf
+                        "a wide vocabulary's global top-k = brute-force sort, few and many candidate rows (%A)"
+                        space
+                ) {
                     use _ = torch.NewDisposeScope()
                     use net = wide64 false
                     let logits = table net Readouts.embedding true
@@ -178,7 +185,10 @@ let kernel =
                 let probabilities = (table net readout true).softmax 1L
                 let set = [| 0; 5; 4499; 5 |]
                 let expected =
-                    probabilities.index_select(1L, torch.tensor ([| 0L; 5L; 4499L |], dtype = torch.int64)).sum().item<float> ()
+                    probabilities
+                        .index_select(1L, torch.tensor ([| 0L; 5L; 4499L |], dtype = torch.int64))
+                        .sum()
+                        .item<float> ()
                     / float net.Vocab
                 Expect.floatClose
                     Accuracy.high
@@ -186,10 +196,7 @@ let kernel =
                     expected
                     "mass"
                 use full =
-                    Bigrams.full
-                        net
-                        readout
-                        { options ScoreSpace.Probability true 1000 with MaxFullBytes = 1L <<< 30 }
+                    Bigrams.full net readout { options ScoreSpace.Probability true 1000 with MaxFullBytes = 1L <<< 30 }
                 Expect.tensorClose Accuracy.Float64 full probabilities "full table"
             }
         ]

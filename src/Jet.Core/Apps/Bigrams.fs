@@ -93,7 +93,10 @@ module Bigrams =
         use workspace = Sweeps.workspace net options.BatchSize
         Vocabulary.sweep net.Vocab options.BatchSize options.Progress options.Cancellation (fun start count ->
             let first = ids net start count
-            body start count (Sweeps.batch workspace options.DropDiagonal (Readouts.normedRows net readout first) first))
+            body
+                start
+                count
+                (Sweeps.batch workspace options.DropDiagonal (Readouts.normedRows net readout first) first))
 
     /// Scores of the path for the first tokens `first` [B] (int64 ids in 0..vocab−1): [B, vocab].
     [<CompiledName("Scores")>]
@@ -131,12 +134,10 @@ module Bigrams =
                 torch.empty ([| 0L; int64 net.Vocab |], dtype = net.DType, device = net.Device)
             else
                 use workspace = Sweeps.workspace net (int n)
-                let batch =
-                    Sweeps.batch workspace options.DropDiagonal (Readouts.normedRows net readout first) first
-                let rows = Sweeps.logitRows batch
-                match options.Space with
-                | ScoreSpace.Probability -> rows.sub_(Sweeps.logSumExp(batch).unsqueeze 1L).exp_ ()
-                | ScoreSpace.Logit -> rows
+                let batch = Sweeps.batch workspace options.DropDiagonal (Readouts.normedRows net readout first) first
+                let rows = torch.empty ([| n; int64 net.Vocab |], dtype = net.DType, device = net.Device)
+                Sweeps.writeRows (options.Space = ScoreSpace.Probability) rows batch
+                rows
         result.MoveToOuterDisposeScope()
 
     let private sizeText (bytes: int64) =
@@ -286,7 +287,8 @@ module Bigrams =
         let columns =
             torch.tensor (tokenSet |> Array.distinct |> Array.map int64, dtype = torch.int64, device = net.Device)
         let total = torch.zeros ([| 1L |], dtype = torch.float64, device = net.Device)
-        sweepBatches net readout options (fun _ _ batch -> total.add_ ((Sweeps.massSums columns batch).sum ()) |> ignore)
+        sweepBatches net readout options (fun _ _ batch ->
+            total.add_ ((Sweeps.massSums columns batch).sum ()) |> ignore)
         total.item<float> () / float net.Vocab
 
     /// The n-gram mass of the token set written in `lines` (see `Vocabulary.tokenSet`; `source` names them in errors)

@@ -34,7 +34,9 @@ type SweepWorkspace internal (net: Net, batch: int64) =
             | Some r -> r
             | None ->
                 let r =
-                    torch.empty([| batch; w.PaddedVocab |], dtype = net.DType, device = net.Device).DetachFromDisposeScope()
+                    torch
+                        .empty([| batch; w.PaddedVocab |], dtype = net.DType, device = net.Device)
+                        .DetachFromDisposeScope()
                 r.narrow(1L, vocab, w.PaddedVocab - vocab).fill_ (scalar Double.NegativeInfinity) |> ignore
                 rows <- Some r
                 r
@@ -47,8 +49,9 @@ type SweepWorkspace internal (net: Net, batch: int64) =
             rows <- None
 
 /// The logits of one batch of first tokens, held in a workspace: `Columns` [vocab, n] (column b is the logit row of
-/// first token b, bias included, the diagonal −∞ when dropped), its column maxima and, once asked for, its
-/// log-sum-exp (so log P(z₂ | z₁) = logit − lse without materialising a softmax).
+/// first token b, bias included, the diagonal −∞ when dropped) and its column maxima. The first probability-space
+/// question exponentiates `Columns` in place (see `Sweeps.exponentiate`): from then on they hold exp(logit − shift)
+/// and `Sums` their column sums, so P(z₂ | z₁) = e / Σe without a softmax ever being built.
 type SweepBatch =
     {
         Workspace: SweepWorkspace
@@ -58,16 +61,21 @@ type SweepBatch =
         First: Tensor
         /// The largest logit of each first token's row [n].
         Max: Tensor
-        mutable LogSumExp: Tensor option
+        /// Whether the diagonal z₂ = z₁ is left out (−∞ in logits, 0 in exponentials).
+        DropDiagonal: bool
+        /// After `Sweeps.exponentiate`: Σ_{z₂} exp(logit − shift) [n], and log Σ_{z₂} exp(logit) [n].
+        mutable Sums: (Tensor * Tensor) option
     }
 
     /// The number of first tokens.
     member b.Count = b.First.shape.[0]
 
 /// The kernel of vocabulary sweeps, after the readout's normed rows x [B, d] are known: the product U·xᵀ + b into a
-/// reused buffer, then per-row statistics and selections that never build a softmax: row top-k on logits (with
-/// probabilities exp(logit − lse)), global top-k candidates, mass sums and full rows. `Bigrams` calls only these.
-/// Rankings equal those of the log-softmax (it shifts each row by a constant); ties may come back in another order.
+/// reused buffer, then per-row statistics and selections that never build a softmax: row top-k, global top-k
+/// candidates, mass sums and full rows, in logit space, or in probability space from exponentials taken in place
+/// (P = e / Σe). `Bigrams` calls only these. Rankings equal those of the log-softmax (it shifts each row by a
+/// constant, exp is monotone); ties may come back in another order. Per batch: ask logit-space questions (and
+/// `logitRows`) first; the first probability-space one exponentiates the batch.
 [<RequireQualifiedAccess>]
 module Sweeps =
 
@@ -111,51 +119,51 @@ module Sweeps =
             Columns = columns
             First = first
             Max = columns.amax [| 0L |]
-            LogSumExp = None
+            DropDiagonal = dropDiagonal
+            Sums = None
         }
 
-    // Rows of the product per exp-and-sum step: about 8 MB of float32, so each step's temporary stays in cache.
-    let private chunkElements = 1L <<< 21
+    /// Turns the batch's logits into exponentials in place, once: `Columns` become exp(logit − shift), where the
+    /// shift is 0 when every row maximum is small enough that no exp can overflow or vanish, else the row maximum
+    /// (an extra pass); in float32, values too small to count are raised to a floor first (see below). Two passes over [vocab, n] in all (exp, then the column sums), where a softmax or log-softmax
+    /// takes several and writes a second buffer; exp is monotone, so rankings are unchanged. Returns Σe [n].
+    [<CompiledName("Exponentiate")>]
+    let exponentiate (b: SweepBatch) : Tensor =
+        match b.Sums with
+        | Some(sums, _) -> sums
+        | None ->
+            let range (t: Tensor) = t.to_type(torch.float64).item<float> ()
+            let low, high = range (b.Max.min ()), range (b.Max.max ())
+            // float32 exp overflows above ~88 and turns subnormal below −87, where it and every sum over it run
+            // many times slower. Terms below the row maximum − 28 add under V·e⁻²⁸ ≈ 3e-8 of a row's sum (less than
+            // float32's precision), so they are raised to that floor (at most e⁻⁸⁷) instead of being left subnormal.
+            let shift =
+                if b.Columns.dtype = torch.float64 then
+                    not (high <= 600.0 && low >= -600.0)
+                else
+                    not (high <= 60.0 && low >= -59.0)
+            if shift then
+                b.Columns.sub_ b.Max |> ignore
+            if b.Columns.dtype = torch.float32 then
+                let floor = if shift then -60.0 else max (low - 60.0) -87.0
+                b.Columns.clamp_min_ (scalar floor) |> ignore
+            let exponentials = b.Columns.exp_ ()
+            if b.DropDiagonal then
+                // The floor lifted the −∞ diagonal; it is zero again.
+                let zeros = torch.zeros ([| 1L; b.Count |], dtype = b.Columns.dtype, device = b.Columns.device)
+                exponentials.scatter_ (0L, b.First.unsqueeze 0L, zeros) |> ignore
+            let sums = exponentials.sum 0L
+            let lse = if shift then sums.log().add_ b.Max else sums.log ()
+            b.Sums <- Some(sums, lse)
+            sums
 
-    /// log Σ_{z₂} exp(logit) of every first token [n]. Exponentials are summed a cache-sized block of rows at a
-    /// time; without the max-shift when every row maximum is small enough that no exp can overflow or vanish (the
-    /// shift costs a pass over the whole [vocab, n] block).
+    /// log Σ_{z₂} exp(logit) of every first token [n] (exponentiates the batch, see `exponentiate`).
     [<CompiledName("LogSumExp")>]
     let logSumExp (b: SweepBatch) : Tensor =
-        match b.LogSumExp with
-        | Some lse -> lse
-        | None ->
-            let vocab = b.Columns.shape.[0]
-            let n = b.Count
-            // float32 exp overflows above ~88; 60 keeps V·e⁶⁰ finite and e⁻⁶⁰ far above the smallest normal.
-            let limit =
-                if b.Columns.dtype = torch.float64 then
-                    600.0
-                else
-                    60.0
-            let largest = b.Max.abs().max().to_type(torch.float64).item<float> ()
-            let shift = not (largest <= limit)
-            let sums = torch.zeros ([| n |], dtype = b.Columns.dtype, device = b.Columns.device)
-            let step = max 1L (chunkElements / n)
-            let mutable start = 0L
-            while start < vocab do
-                let rows = min step (vocab - start)
-                use _ = torch.NewDisposeScope()
-                let block = b.Columns.narrow (0L, start, rows)
-                let e =
-                    if shift then
-                        (block - b.Max).exp_ ()
-                    else
-                        block.exp ()
-                sums.add_ (e.sum 0L) |> ignore
-                start <- start + rows
-            let lse =
-                if shift then
-                    sums.log_().add_ b.Max
-                else
-                    sums.log_ ()
-            b.LogSumExp <- Some lse
-            lse
+        exponentiate b |> ignore
+        snd b.Sums.Value
+
+    let private exponentiated (b: SweepBatch) = b.Sums.IsSome
 
     /// The block width for a top-k of `k` in rows of `width`: a power of two near √(width / k), or 0 when blocks do
     /// not pay (small rows, or k so large that the k best blocks hold half the row).
@@ -174,7 +182,9 @@ module Sweeps =
         let struct (_, bestBlocks) = blocks.amax([| 2L |]).topk (k, dim = 1, sorted = false)
         let gathered = blocks.gather(1L, bestBlocks.unsqueeze(2L).expand (n, int64 k, g)).view (n, int64 k * g)
         let struct (values, at) = gathered.topk (k, dim = 1)
-        values, bestBlocks.gather(1L, at.div (g.ToScalar(), rounding_mode = torch.RoundingMode.floor)) * g + at.remainder (g.ToScalar())
+        values,
+        bestBlocks.gather (1L, at.div (g.ToScalar(), rounding_mode = torch.RoundingMode.floor)) * g
+        + at.remainder (g.ToScalar())
 
     /// The k largest values of each row of `rows` [n, W] and their column ids, best first: `topk`, by blocks when the
     /// rows are long (several times faster than a top-k over whole rows; the same values, ties possibly in another
@@ -212,29 +222,49 @@ module Sweeps =
         rows.narrow(1L, 0L, b.Columns.shape.[0]).copy_ (b.Columns.t ()) |> ignore
         rows
 
-    /// The batch's logits as rows [n, vocab]: a new contiguous tensor, for callers that keep or combine rows.
+    /// The batch's logits as rows [n, vocab]: a new contiguous tensor, for callers that keep or combine rows. Read
+    /// them before any probability-space call on the same batch (those exponentiate it in place).
     [<CompiledName("LogitRows")>]
     let logitRows (b: SweepBatch) : Tensor =
+        if exponentiated b then
+            raise (
+                InvalidPlanException
+                    "This sweep batch already holds probabilities (exponentiated in place); read its logit rows first."
+            )
         // Not `contiguous ()`: for one first token the transposed view is already contiguous and would alias the
         // workspace.
-        let rows = torch.empty ([| b.Count; b.Columns.shape.[0] |], dtype = b.Columns.dtype, device = b.Columns.device)
+        let rows =
+            torch.empty ([| b.Count; b.Columns.shape.[0] |], dtype = b.Columns.dtype, device = b.Columns.device)
         rows.copy_ (b.Columns.t ())
 
+    let private checkLogits (b: SweepBatch) =
+        if exponentiated b then
+            raise (
+                InvalidPlanException
+                    "This sweep batch already holds probabilities (exponentiated in place); ask logit-space questions first."
+            )
+
     /// The k best next tokens of every first token of the batch: scores and ids [n, k], best first; probabilities
-    /// exp(logit − lse) when `probability`, else logits.
+    /// (exponentials over their row sum) when `probability`, else logits.
     [<CompiledName("RowTopK")>]
     let rowTopK (probability: bool) (k: int) (b: SweepBatch) : Tensor * Tensor =
+        let sums =
+            if probability then
+                Some(exponentiate b)
+            else
+                checkLogits b
+                None
         let vocab = b.Columns.shape.[0]
         let values, ids =
             match blockWidth vocab k with
+            // The rows' −∞ padding stays below every exponential (≥ 0) too.
             | g when g > 0L -> topKInBlocks g k (paddedRows b)
             | _ ->
                 let struct (values, ids) = b.Columns.t().topk (k, dim = 1)
                 values, ids
-        if probability then
-            values.sub_(logSumExp(b).unsqueeze 1L).exp_ (), ids
-        else
-            values, ids
+        match sums with
+        | Some s -> values.div_ (s.unsqueeze 1L), ids
+        | None -> values, ids
 
     /// Candidates for a global top-k: the best `perRow` scores of each first token whose best score beats
     /// `threshold` (all of them when `threshold` is None), ranked in log-probability (`probability`) or logit space,
@@ -251,41 +281,55 @@ module Sweeps =
             if probability then
                 b.Max - logSumExp b
             else
+                checkLogits b
                 b.Max
         let chosen = threshold |> Option.map (fun t -> best.gt(t).nonzero().squeeze 1L)
         match chosen with
         | Some r when r.shape.[0] = 0L -> None
         | _ ->
+            // Top-k of the columns as they are (logits, or exponentials: the same order), as rows [rows, perRow].
             let values, ids =
                 match chosen with
                 // A few rows: their columns alone, transposed.
                 | Some r when r.shape.[0] * 8L <= b.Count ->
                     topKRows None perRow (b.Columns.index_select(1L, r).t().contiguous ())
                 | _ ->
-                    let values, ids = rowTopK false perRow b
+                    let vocab = b.Columns.shape.[0]
+                    let values, ids =
+                        match blockWidth vocab perRow with
+                        | g when g > 0L -> topKInBlocks g perRow (paddedRows b)
+                        | _ ->
+                            let struct (values, ids) = b.Columns.t().topk (perRow, dim = 1)
+                            values, ids
                     match chosen with
                     | Some r -> values.index_select (0L, r), ids.index_select (0L, r)
                     | None -> values, ids
-            let firsts, shift =
+            let select (t: Tensor) =
                 match chosen with
-                | Some r -> b.First.index_select (0L, r), (if probability then Some(logSumExp(b).index_select (0L, r)) else None)
-                | None -> b.First, (if probability then Some(logSumExp b) else None)
+                | Some r -> t.index_select (0L, r)
+                | None -> t
             let scores =
-                match shift with
-                | Some lse -> values - lse.unsqueeze 1L
-                | None -> values
-            Some(scores.flatten (), (firsts.unsqueeze 1L * vocab + ids).flatten ())
+                if probability then
+                    // log(e) − log Σe = logit − lse.
+                    let sums = exponentiate b
+                    values.log_().sub_ ((select sums).log().unsqueeze 1L)
+                else
+                    values
+            Some(scores.flatten (), (select(b.First).unsqueeze 1L * vocab + ids).flatten ())
 
     /// Σ_{z₂ ∈ columns} P(z₂ | z₁) for every first token of the batch [n] (float64).
     [<CompiledName("MassSums")>]
     let massSums (columns: Tensor) (b: SweepBatch) : Tensor =
-        let inSet = b.Columns.index_select (0L, columns)
-        inSet.sub_(logSumExp b).exp_().sum(0L).to_type torch.float64
+        let sums = exponentiate b
+        b.Columns.index_select(0L, columns).sum(0L).div_(sums).to_type torch.float64
 
-    /// Writes the batch's rows into `destination` [n, vocab]: probabilities (a softmax, computed as
-    /// exp(logit − lse)) when `probability`, else logits.
+    /// Writes the batch's rows into `destination` [n, vocab]: probabilities (exponentials over their row sum, a
+    /// softmax) when `probability`, else logits.
     [<CompiledName("WriteRows")>]
     let writeRows (probability: bool) (destination: Tensor) (b: SweepBatch) =
-        destination.copy_ (b.Columns.t ()) |> ignore
         if probability then
-            destination.sub_(logSumExp(b).unsqueeze 1L).exp_ () |> ignore
+            let sums = exponentiate b
+            destination.copy_(b.Columns.t ()).div_ (sums.unsqueeze 1L) |> ignore
+        else
+            checkLogits b
+            destination.copy_ (b.Columns.t ()) |> ignore
