@@ -68,19 +68,24 @@ module Bigrams =
         if options.DropDiagonal && net.Vocab < 2 then
             raise (InvalidPlanException "Dropping the diagonal leaves nothing in a vocabulary of one token.")
 
-    /// Logits of the readout for first tokens `first` [B] (int64 ids), [B, vocab], bias included, the diagonal
-    /// set to −∞ when dropped.
-    let private rowLogits (net: Net) (readout: Readout) (dropDiagonal: bool) (first: Tensor) =
-        let logits = Decoder.rows net (Readouts.normedRows net readout first)
-        if dropDiagonal then
-            let column = first.unsqueeze 1L
-            let minusInfinity =
-                torch.full (column.shape, scalar Double.NegativeInfinity, dtype = logits.dtype, device = logits.device)
-            logits.scatter_ (1L, column, minusInfinity) |> ignore
-        logits
-
     let private ids (net: Net) (start: int64) (count: int64) =
         torch.arange (start, start + count, dtype = torch.int64, device = net.Device)
+
+    /// Sweeps the vocabulary in batches through one workspace: `body start count batch` gets each batch's logits
+    /// (`Sweeps.batch`), valid until the next batch.
+    let private sweepBatches
+        (net: Net)
+        (readout: Readout)
+        (options: SweepOptions)
+        (body: int64 -> int64 -> SweepBatch -> unit)
+        =
+        use workspace = Sweeps.workspace net options.BatchSize
+        Vocabulary.sweep net.Vocab options.BatchSize options.Progress options.Cancellation (fun start count ->
+            let first = ids net start count
+            body
+                start
+                count
+                (Sweeps.batch workspace options.DropDiagonal (Readouts.normedRows net readout first) first))
 
     /// Scores of the path for the first tokens `first` [B] (int64 ids in 0..vocab−1): [B, vocab].
     [<CompiledName("Scores")>]
@@ -112,11 +117,16 @@ module Bigrams =
                             (net.Vocab - 1)
                     )
                 )
-        let logits = rowLogits net readout options.DropDiagonal first
+        let n = first.shape.[0]
         let result =
-            match options.Space with
-            | ScoreSpace.Probability -> logits.softmax 1L
-            | ScoreSpace.Logit -> logits
+            if n = 0L then
+                torch.empty ([| 0L; int64 net.Vocab |], dtype = net.DType, device = net.Device)
+            else
+                use workspace = Sweeps.workspace net (int n)
+                let batch = Sweeps.batch workspace options.DropDiagonal (Readouts.normedRows net readout first) first
+                let rows = torch.empty ([| n; int64 net.Vocab |], dtype = net.DType, device = net.Device)
+                Sweeps.writeRows (options.Space = ScoreSpace.Probability) rows batch
+                rows
         result.MoveToOuterDisposeScope()
 
     let private sizeText (bytes: int64) =
@@ -149,30 +159,12 @@ module Bigrams =
         use _ = torch.no_grad ()
         let table = torch.empty ([| v; v |], dtype = net.DType, device = net.Device)
         try
-            Vocabulary.sweep net.Vocab options.BatchSize options.Progress options.Cancellation (fun start count ->
-                let logits = rowLogits net readout options.DropDiagonal (ids net start count)
-                let rows =
-                    match options.Space with
-                    | ScoreSpace.Probability -> logits.softmax 1L
-                    | ScoreSpace.Logit -> logits
-                table.narrow(0L, start, count).copy_ rows |> ignore)
+            sweepBatches net readout options (fun start count batch ->
+                Sweeps.writeRows (options.Space = ScoreSpace.Probability) (table.narrow (0L, start, count)) batch)
             table
         with _ ->
             table.Dispose()
             reraise ()
-
-    /// Top-k scores of each row [B, k] in the chosen space, with their column ids. Probabilities come from a
-    /// log-softmax (libtorch's fused kernel is several times faster than logsumexp on CPU).
-    let private rowBest (space: ScoreSpace) (k: int) (logits: Tensor) =
-        match space with
-        | ScoreSpace.Probability ->
-            let logProbabilities = logits.log_softmax 1L
-            logits.Dispose()
-            let struct (best, indices) = logProbabilities.topk (k, dim = 1)
-            best.exp_ (), indices
-        | ScoreSpace.Logit ->
-            let struct (best, indices) = logits.topk (k, dim = 1)
-            best, indices
 
     let private checkK (net: Net) (options: SweepOptions) (k: int) (limit: int64) =
         let limit = min limit (int64 Int32.MaxValue)
@@ -199,9 +191,8 @@ module Bigrams =
         let bestIds = torch.empty ([| v; int64 k |], dtype = torch.int64, device = net.Device)
         let bestScores = torch.empty ([| v; int64 k |], dtype = net.DType, device = net.Device)
         try
-            Vocabulary.sweep net.Vocab options.BatchSize options.Progress options.Cancellation (fun start count ->
-                let values, indices =
-                    rowBest options.Space k (rowLogits net readout options.DropDiagonal (ids net start count))
+            sweepBatches net readout options (fun start count batch ->
+                let values, indices = Sweeps.rowTopK (options.Space = ScoreSpace.Probability) k batch
                 bestScores.narrow(0L, start, count).copy_ values |> ignore
                 bestIds.narrow(0L, start, count).copy_ indices |> ignore)
             { Ids = bestIds; Scores = bestScores }
@@ -228,33 +219,18 @@ module Bigrams =
                 torch.empty ([| 0L |], dtype = torch.int64, device = net.Device)
             )
         let perRow = min k (int net.Vocab - (if options.DropDiagonal then 1 else 0))
-        Vocabulary.sweep net.Vocab options.BatchSize options.Progress options.Cancellation (fun start count ->
-            let first = ids net start count
-            let logits = rowLogits net readout options.DropDiagonal first
-            let ranked =
-                match options.Space with
-                | ScoreSpace.Probability ->
-                    let logProbabilities = logits.log_softmax 1L
-                    logits.Dispose()
-                    logProbabilities
-                | ScoreSpace.Logit -> logits
+        sweepBatches net readout options (fun _ _ batch ->
             let bestScores, bestFlat = best.Value
-            let rows =
+            let threshold =
                 if bestScores.shape.[0] < int64 k then
                     None
                 else
-                    let struct (rowMax, _) = ranked.max 1L
-                    Some(rowMax.gt(bestScores.[int64 (k - 1)]).nonzero().squeeze 1L)
-            match rows with
-            | Some r when r.shape.[0] = 0L -> ()
-            | _ ->
-                let candidates, firsts =
-                    match rows with
-                    | Some r -> ranked.index_select (0L, r), first.index_select (0L, r)
-                    | None -> ranked, first
-                let struct (values, indices) = candidates.topk (perRow, dim = 1)
-                let allScores = torch.cat ([| bestScores; values.flatten () |], 0L)
-                let allFlat = torch.cat ([| bestFlat; (firsts.unsqueeze 1L * v + indices).flatten () |], 0L)
+                    Some bestScores.[int64 (k - 1)]
+            match Sweeps.globalCandidates (options.Space = ScoreSpace.Probability) perRow threshold batch with
+            | None -> ()
+            | Some(scores, flat) ->
+                let allScores = torch.cat ([| bestScores; scores |], 0L)
+                let allFlat = torch.cat ([| bestFlat; flat |], 0L)
                 let struct (mergedScores, mergedAt) = allScores.topk (int (min (int64 k) allScores.shape.[0]))
                 let next =
                     mergedScores.MoveToOuterDisposeScope(),
@@ -300,12 +276,8 @@ module Bigrams =
         let columns =
             torch.tensor (tokenSet |> Array.distinct |> Array.map int64, dtype = torch.int64, device = net.Device)
         let total = torch.zeros ([| 1L |], dtype = torch.float64, device = net.Device)
-        Vocabulary.sweep net.Vocab options.BatchSize options.Progress options.Cancellation (fun start count ->
-            let logits = rowLogits net readout options.DropDiagonal (ids net start count)
-            let logProbabilities = logits.log_softmax 1L
-            logits.Dispose()
-            let inSet = logProbabilities.index_select(1L, columns).exp ()
-            total.add_ (inSet.sum().to_type torch.float64) |> ignore)
+        sweepBatches net readout options (fun _ _ batch ->
+            total.add_ ((Sweeps.massSums columns batch).sum ()) |> ignore)
         total.item<float> () / float net.Vocab
 
     /// Pairs with readable tokens.
