@@ -110,6 +110,10 @@ module Sweeps =
             columns.copy_ (b.unsqueeze(1L).expand (int64 net.Vocab, n)) |> ignore
             columns.addmm_ (u, x.t (), beta = 1.0f, alpha = 1.0f) |> ignore
         | None -> columns.addmm_ (u, x.t (), beta = 0.0f, alpha = 1.0f) |> ignore
+        // A final logit soft-cap (Gemma 2) is part of the logits every row reads, as in `Decoder.logits`.
+        match Decoder.softCap net with
+        | Some c -> columns.div_(scalar c).tanh_().mul_ (scalar c) |> ignore
+        | None -> ()
         if dropDiagonal then
             let minusInfinity =
                 torch.full ([| 1L; n |], scalar Double.NegativeInfinity, dtype = columns.dtype, device = columns.device)
