@@ -146,6 +146,11 @@ let run () =
                     ())
         settle ()
         let loadMs = medianMs 1 5 (fun () -> release (Model.load dir torch.float32 torch.CPU))
+        // The load checks every tensor for NaN and ±Inf as it reads it; the same check over the loaded weights,
+        // timed on its own, is what the load spends on it.
+        let checkMs =
+            use model = Model.load dir torch.float32 torch.CPU
+            medianMs 1 5 (fun () -> Jet.Core.Apps.NonFiniteChecks.weights model.Net |> ignore)
         emit
             {|
                 suite = "checkpoint-load"
@@ -162,6 +167,9 @@ let run () =
                 load_over_read_fresh = Math.Round(loadMs / readFreshMs, 2)
                 load_over_read_native = Math.Round(loadMs / readNativeMs, 2)
                 load_over_read_stream = Math.Round(loadMs / readStreamMs, 2)
+                nonfinite_check_ms = Math.Round(checkMs, 1)
+                nonfinite_check_share_of_load = Math.Round(checkMs / loadMs, 3)
+                target_nonfinite_check_share = 0.1
                 baseline_rss_mb = Math.Round(baselineMb, 1)
                 peak_rss_mb = Math.Round(peak, 1)
                 peak_added_over_weights = Math.Round((peak - baselineMb) / weightsMb, 3)

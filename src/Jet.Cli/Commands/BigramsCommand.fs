@@ -21,6 +21,7 @@ type Args =
     | Out of file: string
     | Dtype of name: string
     | Device of name: string
+    | Allow_Nonfinite
     | Json
 
     interface IArgParserTemplate with
@@ -33,10 +34,12 @@ type Args =
             | Prob -> "score by next-token probability (the default)."
             | Logit -> "score by logit."
             | No_Diagonal -> "leave out the pairs (z, z)."
-            | Batch_Size _ -> "first tokens per batch of the vocabulary sweep (default: 512)."
+            | Batch_Size _ ->
+                "first tokens per batch of the vocabulary sweep, ≥ 1 and within the memory available (default: 512)."
             | Out _ -> "write the bigram table picture (.png or .svg; at most 40 rows)."
             | Dtype _ -> ModelArgs.dtypeUsage
             | Device _ -> ModelArgs.deviceUsage
+            | Allow_Nonfinite -> allowNonFiniteUsage
             | Json -> "print one JSON object instead of a table."
 
 /// The sweep options the flags ask for, with a progress bar on stderr that ends at `total` first tokens.
@@ -58,7 +61,8 @@ let private execute (args: ParseResults<Args>) =
             ScoreSpace.Logit
         else
             ScoreSpace.Probability
-    use model = ModelArgs.load (ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>)
+    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @> <@ Allow_Nonfinite @>
+    use model = ModelArgs.load request
     let n = args.GetResult(Top, 10)
     Bigrams.pathFunction model.Net path |> ignore
     let options =
@@ -76,6 +80,7 @@ let private execute (args: ParseResults<Args>) =
             use best = Bigrams.rowTopK model.Net path n options
             Bigrams.pairsOf best
     let rows = Bigrams.decode model.Tokenizer pairs
+    let nonFinite = NonFiniteChecks.bigrams rows
     let spaceName =
         match space with
         | ScoreSpace.Probability -> "probability"
@@ -98,6 +103,7 @@ let private execute (args: ParseResults<Args>) =
                                 score = r.Score
                             |}
                     |]
+                non_finite = nonFiniteJson nonFinite
             |}
     else
         let format (s: float) =
@@ -114,6 +120,6 @@ let private execute (args: ParseResults<Args>) =
                      "logit")
             ]
             [ for r in rows -> [ r.FromToken; r.ToToken; format r.Score ] ]
-    0
+    finish request.AllowNonFinite nonFinite
 
 let run (args: ParseResults<Args>) = guard (fun () -> execute args)

@@ -17,6 +17,7 @@ type Args =
     | Batch_Size of rows: int
     | Dtype of name: string
     | Device of name: string
+    | Allow_Nonfinite
     | Json
 
     interface IArgParserTemplate with
@@ -29,21 +30,17 @@ type Args =
                 "a file with one token per line, written as tables print it (for example ␣ for the toy's space)."
             | Path _ -> "embed or mlp:B (B a 1-based block number)."
             | No_Diagonal -> "renormalise each row over next tokens different from the first."
-            | Batch_Size _ -> "first tokens per batch of the vocabulary sweep (default: 512)."
+            | Batch_Size _ ->
+                "first tokens per batch of the vocabulary sweep, ≥ 1 and within the memory available (default: 512)."
             | Dtype _ -> ModelArgs.dtypeUsage
             | Device _ -> ModelArgs.deviceUsage
+            | Allow_Nonfinite -> allowNonFiniteUsage
             | Json -> "print one JSON object instead of lines."
 
 let private execute (args: ParseResults<Args>) =
     let path = Bigrams.parsePath (args.GetResult Path)
-    let file = args.GetResult Tokens
-    if not (File.Exists file) then
-        raise (
-            MissingArgumentException(
-                sprintf "The token file %s does not exist; give a file with one token per line." file
-            )
-        )
-    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>
+    let file = requireFile "--tokens" (args.GetResult Tokens)
+    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @> <@ Allow_Nonfinite @>
     let compared =
         args.TryGetResult Compare |> Option.map (fun dir -> { request with Source = ModelArgs.source dir })
     let models =
@@ -59,11 +56,13 @@ let private execute (args: ParseResults<Args>) =
     let options =
         BigramsCommand.sweepOptions ScoreSpace.Probability (args.Contains No_Diagonal) batch "mass" total
     let masses = Bigrams.massOfModels path file (File.ReadLines file) options models
+    let nonFinite = NonFiniteChecks.masses masses
     if args.Contains Json then
         writeJson
             {|
                 path = string path
                 models = [| for m in masses -> {| model = m.Model; tokens = m.Tokens; mass = m.Mass |} |]
+                non_finite = nonFiniteJson nonFinite
             |}
     else
         for m in masses do
@@ -73,6 +72,6 @@ let private execute (args: ParseResults<Args>) =
                 m.Mass
                 m.Tokens
                 path
-    0
+    finish request.AllowNonFinite nonFinite
 
 let run (args: ParseResults<Args>) = guard (fun () -> execute args)

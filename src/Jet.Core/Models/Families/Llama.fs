@@ -37,8 +37,8 @@ module Llama =
         let vocab = config.Int "vocab_size"
         let inner = config.Int "intermediate_size"
         let positions = config.Int "max_position_embeddings"
-        let eps = config.FloatOr("rms_norm_eps", 1e-6)
-        let theta = config.FloatOr("rope_theta", 10000.0)
+        let eps = config.PositiveOr("rms_norm_eps", 1e-6)
+        let theta = config.PositiveOr("rope_theta", 10000.0)
         Lowering.requireNoRopeScaling config
         let headDim =
             match config.TryInt "head_dim", variant.DefaultHeadDim with
