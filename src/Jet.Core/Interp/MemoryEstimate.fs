@@ -10,7 +10,7 @@ open TorchSharp
 module MemoryEstimate =
 
     /// Bytes per element of the compute dtype: at least 4, since float16 and bfloat16 layers compute in float32.
-    let private elementBytes (net: Net) = max 4.0 (float (torch.empty([| 0L |], dtype = net.DType).ElementSize))
+    let private elementBytes (net: Net) = if net.DType = torch.float64 then 8.0 else 4.0
 
     /// The query heads of the widest attention layer (0 when the network has none).
     let private heads (net: Net) =
