@@ -47,8 +47,9 @@ module NonFinite =
         index
 
     /// The first non-finite value of a tensor of any shape, dtype and device, or None when all are finite (integer
-    /// and boolean tensors always are). One pass over the tensor when it is finite (the common case); the location
-    /// and the count cost a second pass only when it is not.
+    /// and boolean tensors always are). The common case costs one read-only pass and no allocation: a sum in float64
+    /// is finite exactly when every value is (a NaN or an infinity makes it non-finite, and float64 cannot overflow
+    /// on sums of float32 or narrower values); the location and the count cost more passes only when it is not.
     [<CompiledName("TryFind")>]
     let tryFind (where: string) (t: Tensor) : NonFiniteReport option =
         if isNull (box t) || not (torch.is_floating_point t) || t.numel () = 0L then
@@ -56,22 +57,25 @@ module NonFinite =
         else
             use _ = torch.no_grad ()
             use scope = torch.NewDisposeScope()
-            let bad = torch.isfinite(t.detach ()).logical_not_ ()
-            if not (bad.any().item<bool> ()) then
+            if Double.IsFinite(t.detach().sum(torch.float64).item<float> ()) then
                 None
             else
-                let flat = bad.flatten ()
-                // argmax returns the first maximum, so the first non-finite value in row-major order.
-                let first = flat.to_type(torch.uint8).argmax().item<int64> ()
-                let value = t.detach().flatten().[first].to_type(torch.float64).cpu().item<float> ()
-                Some
-                    {
-                        Where = where
-                        Index = unravel t.shape first
-                        Value = value
-                        Count = flat.sum().item<int64> ()
-                        Total = t.numel ()
-                    }
+                let bad = torch.isfinite(t.detach ()).logical_not_ ()
+                if not (bad.any().item<bool> ()) then
+                    None
+                else
+                    let flat = bad.flatten ()
+                    // argmax returns the first maximum, so the first non-finite value in row-major order.
+                    let first = flat.to_type(torch.uint8).argmax().item<int64> ()
+                    let value = t.detach().flatten().[first].to_type(torch.float64).cpu().item<float> ()
+                    Some
+                        {
+                            Where = where
+                            Index = unravel t.shape first
+                            Value = value
+                            Count = flat.sum().item<int64> ()
+                            Total = t.numel ()
+                        }
 
     /// The first non-finite value of a sequence of plain values, indexed by position in the sequence.
     [<CompiledName("TryFindValues")>]
