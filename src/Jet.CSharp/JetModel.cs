@@ -35,11 +35,17 @@ public sealed class JetModel : IDisposable
     /// <param name="directory">The checkpoint directory.</param>
     /// <param name="dtype">The element type to convert the weights to (float32 by default).</param>
     /// <param name="device">Where to put the weights (the CPU by default).</param>
-    public static JetModel Load(string directory, ScalarType dtype = ScalarType.Float32, Device? device = null)
+    /// <param name="allowNonFinite">Load weights that hold NaN or ±Inf instead of throwing a
+    /// <see cref="NonFiniteException"/> naming them (false by default).</param>
+    public static JetModel Load(
+        string directory,
+        ScalarType dtype = ScalarType.Float32,
+        Device? device = null,
+        bool allowNonFinite = false)
     {
         ArgumentException.ThrowIfNullOrEmpty(directory);
         Native.Ensure();
-        return new(Model.Load(directory, dtype, device ?? torch.CPU));
+        return new(Model.Load(directory, dtype, device ?? torch.CPU, new LoadOptions(allowNonFinite)));
     }
 
     /// <summary>"toy" for the built-in toy network, or a checkpoint directory (as the jet command's --model).</summary>

@@ -136,6 +136,55 @@ let splitAssignments (argv: string[]) : string[] =
             [| a.Substring(0, i); a.Substring(i + 1) |]
         | _ -> [| a |])
 
+/// The exit code of a command whose result holds a non-finite value (NaN or ±Inf), unless --allow-nonfinite.
+[<Literal>]
+let NonFiniteExit = 3
+
+/// The usage text of `--allow-nonfinite`.
+let allowNonFiniteUsage =
+    "load weights holding NaN or ±Inf, and exit 0 when a result holds some (they are still reported on stderr and in the JSON's non_finite field)."
+
+/// The JSON value of a non-finite report: null when the result is finite, otherwise where the first non-finite value
+/// is, its index there, its kind ("NaN", "+Inf", "-Inf") and how many of how many values are not finite.
+let nonFiniteJson (report: NonFiniteReport option) : obj =
+    match report with
+    | None -> null
+    | Some r -> box {| where = r.Where; index = r.Index; value = r.Kind; count = r.Count; total = r.Total |}
+
+/// Ends a command that computed a result: warns on stderr where its first non-finite value is, and returns the exit
+/// code (0 when the result is finite or `allow`, NonFiniteExit otherwise). Every command that computes calls this.
+let finish (allow: bool) (report: NonFiniteReport option) : int =
+    match report with
+    | None -> 0
+    | Some r ->
+        eprintfn "warning: the result is not finite: %s." (r.Describe())
+        if allow then
+            0
+        else
+            eprintfn
+                "error: exit code %d because of non-finite values; pass --allow-nonfinite to accept them."
+                NonFiniteExit
+            NonFiniteExit
+
+/// Warns on stderr when a text argument holds U+FFFD, the character .NET puts in place of bytes that are not valid
+/// UTF-8 (or the text holds U+FFFD itself): the text the model reads is then not the text that was typed.
+let warnReplacementCharacters (option: string) (text: string) =
+    if not (isNull text) && text.Contains '\uFFFD' then
+        let count = text |> Seq.filter (fun c -> c = '\uFFFD') |> Seq.length
+        eprintfn
+            "warning: %s holds %d U+FFFD replacement character(s) at character %d: bytes that were not valid UTF-8 were replaced."
+            option
+            count
+            (text.IndexOf '\uFFFD')
+
+/// Fails unless `file` names a readable file, saying what is actually wrong (missing, a folder, a broken link).
+let requireFile (option: string) (file: string) : string =
+    if String.IsNullOrWhiteSpace file then
+        raise (MissingArgumentException(sprintf "%s is empty; give a file name." option))
+    match Paths.problem PathKind.File file with
+    | None -> file
+    | Some why -> raise (MissingArgumentException(sprintf "%s %s %s; give a file." option file why))
+
 /// Runs a command body, turning JetDsl errors into one line on stderr and exit code 1.
 let guard (body: unit -> int) : int =
     try

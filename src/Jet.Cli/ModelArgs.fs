@@ -10,6 +10,7 @@ open Microsoft.FSharp.Quotations
 open TorchSharp
 open Jet.Core
 open Jet.Core.Models
+open Jet.Core.Apps
 
 /// The usage text of `--model` for commands that read weights.
 let modelUsage = "toy, or a Hugging Face checkpoint directory (config.json + model.safetensors)."
@@ -26,7 +27,14 @@ let deviceUsage =
     "cpu (default), cuda or cuda:N; cuda needs a CUDA build of TorchSharp (docs/troubleshooting.md)."
 
 /// What the model arguments ask for, checked before any weights are read.
-type ModelRequest = { Source: string; DType: torch.ScalarType; Device: torch.Device }
+type ModelRequest =
+    {
+        Source: string
+        DType: torch.ScalarType
+        Device: torch.Device
+        /// --allow-nonfinite: load weights holding NaN or ±Inf (reported on stderr) and accept non-finite results.
+        AllowNonFinite: bool
+    }
 
 /// The element types `--dtype` accepts, by name.
 let private dtypes =
@@ -87,24 +95,32 @@ let device (name: string option) =
             )
         torch.device (DeviceType.CUDA, index)
 
-/// Reads a command's model arguments, given its `Model`, `Dtype` and `Device` cases; every name is checked here,
-/// before any weights are read.
+/// Reads a command's model arguments, given its `Model`, `Dtype`, `Device` and `Allow_Nonfinite` cases; every name
+/// is checked here, before any weights are read.
 let read
     (args: ParseResults<'T>)
     (model: Expr<string -> 'T>)
     (dtypeCase: Expr<string -> 'T>)
     (deviceCase: Expr<string -> 'T>)
+    (allowCase: Expr<'T>)
     =
     {
         Source = source (args.GetResult model)
         DType = dtype (args.TryGetResult dtypeCase)
         Device = device (args.TryGetResult deviceCase)
+        AllowNonFinite = args.Contains allowCase
     }
 
 /// Opens the model a request names: the built-in toy or a checkpoint directory, in its dtype on its device.
+/// Non-finite weights fail the load unless the request allows them; then the first one is reported on stderr.
 let load (request: ModelRequest) : Model =
     Native.ensure ()
-    Model.resolve request.Source request.DType request.Device
+    let model =
+        Model.resolveWith { AllowNonFinite = request.AllowNonFinite } request.Source request.DType request.Device
+    if request.AllowNonFinite then
+        NonFiniteChecks.weights model.Net
+        |> Option.iter (fun r -> eprintfn "warning: the weights are not finite: %s." (r.Describe()))
+    model
 
 /// Only the tokenizer of `--model` (toy or a directory with tokenizer files); no weights are read.
 let tokenizer (spec: string) : ITokenizer =

@@ -27,6 +27,36 @@ public class CheckpointTests
     }
 
     [Fact]
+    public void NonFiniteWeightsAreRefusedUnlessAllowed()
+    {
+        // A copy of the tiny fixture whose first stored float is NaN.
+        var dir = Directory.CreateTempSubdirectory("jetdsl-cs-nan-").FullName;
+        try
+        {
+            var source = Fixtures.Path("lm-buddy-tiny-gpt2-toyvocab");
+            foreach (var file in Directory.GetFiles(source))
+            {
+                File.Copy(file, System.IO.Path.Combine(dir, System.IO.Path.GetFileName(file)));
+            }
+            var weights = System.IO.Path.Combine(dir, "model.safetensors");
+            var bytes = File.ReadAllBytes(weights);
+            var start = 8 + (int)BitConverter.ToUInt64(bytes, 0);
+            BitConverter.GetBytes(float.NaN).CopyTo(bytes, start);
+            File.WriteAllBytes(weights, bytes);
+
+            var error = Assert.Throws<Jet.Core.NonFiniteException>(() => JetModel.Load(dir));
+            Assert.Contains("NaN", error.Message);
+            Assert.Contains("1 of", error.Message);
+            using var model = JetModel.Load(dir, allowNonFinite: true);
+            Assert.Equal(21, model.Vocabulary);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
     public void AMissingDirectoryIsAClearError()
     {
         var error = Assert.Throws<Jet.Core.CheckpointException>(() => JetModel.Load("/nonexistent/model"));

@@ -31,6 +31,6 @@ let tests =
             test "a negative order is rejected" {
                 let r = run [ "series"; "--order"; "-2" ]
                 Expect.equal r.ExitCode 1 "exit code"
-                Expect.stringContains r.Stderr "≥ 0" "the error states the valid range"
+                Expect.stringContains r.Stderr "0..64" "the error states the valid range"
             }
         ]

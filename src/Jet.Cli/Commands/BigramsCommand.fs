@@ -23,6 +23,7 @@ type Args =
     | Out of file: string
     | Dtype of name: string
     | Device of name: string
+    | Allow_Nonfinite
     | Json
 
     interface IArgParserTemplate with
@@ -39,11 +40,13 @@ type Args =
             | Prob -> "score by next-token probability (the default)."
             | Logit -> "score by logit."
             | No_Diagonal -> "leave out the pairs (z, z)."
-            | Batch_Size _ -> "first tokens per batch of the vocabulary sweep (default: 512)."
+            | Batch_Size _ ->
+                "first tokens per batch of the vocabulary sweep, ≥ 1 and within the memory available (default: 512)."
             | Out _ ->
                 "write the bigram table picture, or with --compare the risers and fallers chart (.png or .svg; at most 40 rows)."
             | Dtype _ -> ModelArgs.dtypeUsage
             | Device _ -> ModelArgs.deviceUsage
+            | Allow_Nonfinite -> allowNonFiniteUsage
             | Json -> "print one JSON object instead of a table."
 
 /// The sweep options the flags ask for, with a progress bar on stderr that ends at `total` first tokens.
@@ -81,13 +84,19 @@ let private changeJson (rows: PairChangeRow seq) =
     |]
 
 /// `--compare`: both models' rows streamed together; the biggest risers and fallers, and the top-N overlap.
-let private compare (args: ParseResults<Args>) (out: string option) (model: Models.Model) path (options: SweepOptions) =
+let private compare
+    (args: ParseResults<Args>)
+    (request: ModelArgs.ModelRequest)
+    (out: string option)
+    (model: Models.Model)
+    path
+    (options: SweepOptions)
+    =
     if args.Contains Logit then
         raise (
             InvalidPlanException
                 "--logit does not apply to --compare (logits of two models are not on one scale); use --log-prob for log-probability changes."
         )
-    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>
     use other = ModelArgs.load { request with Source = ModelArgs.source (args.GetResult Compare) }
     let space =
         if args.Contains Log_Prob then
@@ -117,6 +126,7 @@ let private compare (args: ParseResults<Args>) (out: string option) (model: Mode
             (decode result.Rises)
             (decode result.Falls))
     let top (pairs: ScoredPair[]) = Bigrams.decode model.Tokenizer pairs |> pairJson
+    let nonFinite = NonFiniteChecks.changes (Array.append rises falls)
     if args.Contains Json then
         writeJson
             {|
@@ -130,6 +140,7 @@ let private compare (args: ParseResults<Args>) (out: string option) (model: Mode
                 top_before = top result.TopBefore
                 top_after = top result.TopAfter
                 overlap = result.Overlap
+                non_finite = nonFiniteJson nonFinite
             |}
     else
         let format (x: float) =
@@ -157,7 +168,7 @@ let private compare (args: ParseResults<Args>) (out: string option) (model: Mode
         table (sprintf "Rose most%s (%s, %s):" scope unit described) rises
         table (sprintf "Fell most%s (%s, %s):" scope unit described) falls
         printfn "Overlap of the two global top-%d lists: %d of %d pairs." n result.Overlap n
-    0
+    finish request.AllowNonFinite nonFinite
 
 let private execute (args: ParseResults<Args>) =
     let out = checkOutputs "--out" (args.TryGetResult Out)
@@ -170,7 +181,8 @@ let private execute (args: ParseResults<Args>) =
             ScoreSpace.Logit
         else
             ScoreSpace.Probability
-    use model = ModelArgs.load (ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>)
+    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @> <@ Allow_Nonfinite @>
+    use model = ModelArgs.load request
     let n = args.GetResult(Top, 10)
     let path = Readouts.parse model.Net (args.GetResult Path)
     let options =
@@ -181,7 +193,7 @@ let private execute (args: ParseResults<Args>) =
             (sprintf "bigrams %s" (args.GetResult Path))
             (int64 model.Net.Vocab)
     if args.Contains Compare then
-        compare args out model path options
+        compare args request out model path options
     else
         let isGlobal = args.Contains Global
         let pairs =
@@ -191,10 +203,18 @@ let private execute (args: ParseResults<Args>) =
                 use best = Bigrams.rowTopK model.Net path n options
                 Bigrams.pairsOf best
         let rows = Bigrams.decode model.Tokenizer pairs
+        let nonFinite = NonFiniteChecks.bigrams rows
         savePicture out (fun () ->
             Figures.bigramTable (Readouts.describe model.Net path) isGlobal n space (args.Contains No_Diagonal) 40 rows)
         if args.Contains Json then
-            writeJson {| path = string path; space = spaceName space; ``global`` = isGlobal; rows = pairJson rows |}
+            writeJson
+                {|
+                    path = string path
+                    space = spaceName space
+                    ``global`` = isGlobal
+                    rows = pairJson rows
+                    non_finite = nonFiniteJson nonFinite
+                |}
         else
             let format (s: float) =
                 match space with
@@ -210,6 +230,6 @@ let private execute (args: ParseResults<Args>) =
                          "logit")
                 ]
                 [ for r in rows -> [ r.FromToken; r.ToToken; format r.Score ] ]
-        0
+        finish request.AllowNonFinite nonFinite
 
 let run (args: ParseResults<Args>) = guard (fun () -> execute args)

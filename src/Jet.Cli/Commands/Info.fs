@@ -11,6 +11,7 @@ type Args =
     | [<Mandatory>] Model of source: string
     | Dtype of name: string
     | Device of name: string
+    | Allow_Nonfinite
     | Json
 
     interface IArgParserTemplate with
@@ -19,10 +20,19 @@ type Args =
             | Model _ -> ModelArgs.modelUsage
             | Dtype _ -> ModelArgs.dtypeUsage
             | Device _ -> ModelArgs.deviceUsage
+            | Allow_Nonfinite ->
+                "load weights holding NaN or ±Inf (the first is reported on stderr and in the JSON's non_finite field)."
             | Json -> "print one JSON object instead of text."
 
 let private execute (args: ParseResults<Args>) =
-    use model = ModelArgs.load (ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>)
+    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @> <@ Allow_Nonfinite @>
+    use model = ModelArgs.load request
+    // Without --allow-nonfinite the load has already refused non-finite weights.
+    let nonFinite =
+        if request.AllowNonFinite then
+            Jet.Core.Apps.NonFiniteChecks.weights model.Net
+        else
+            None
     let s = Model.summary model
     let layers =
         model.Net.Spec.Layers
@@ -46,6 +56,7 @@ let private execute (args: ParseResults<Args>) =
                 layers = layers
                 path_steps =
                     [| for st in steps -> {| name = st.Name; notation = st.Notation; description = st.Description |} |]
+                non_finite = nonFiniteJson nonFinite
             |}
     else
         printTable

@@ -19,6 +19,7 @@ type Args =
     | Out of file: string
     | Dtype of name: string
     | Device of name: string
+    | Allow_Nonfinite
     | Json
     | [<Hidden>] Layers of indices: string
 
@@ -28,12 +29,13 @@ type Args =
             | Model _ -> ModelArgs.modelUsage
             | Prompt _ -> "the text to fit the lens on."
             | Streams _ -> "increasing streams l₁,l₂,… whose centres are h_l₁, h_l₂ − h_l₁, … (default: all)."
-            | Order _ -> "the jet order k ≥ 0 (default: 0)."
-            | Iters _ -> "Adam steps (default: 200)."
-            | Lr _ -> "Adam's learning rate (default: 0.05)."
+            | Order _ -> "the jet order k, 0..64 (default: 0); memory grows with (k+1)² and is checked first."
+            | Iters _ -> "Adam steps, 0..1000000 (default: 200)."
+            | Lr _ -> "Adam's learning rate, a finite number > 0 (default: 0.05)."
             | Out _ -> "write the joint-lens table picture (.png or .svg)."
             | Dtype _ -> ModelArgs.dtypeUsage
             | Device _ -> ModelArgs.deviceUsage
+            | Allow_Nonfinite -> allowNonFiniteUsage
             | Json -> "print one JSON object instead of tables."
             | Layers _ -> RenamedLayers
 
@@ -41,7 +43,9 @@ let private execute (args: ParseResults<Args>) =
     if args.Contains Layers then
         raise (InvalidPlanException RenamedLayers)
     let out = checkOutputs "--out" (args.TryGetResult Out)
-    use model = ModelArgs.load (ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>)
+    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @> <@ Allow_Nonfinite @>
+    use model = ModelArgs.load request
+    warnReplacementCharacters "--prompt" (args.GetResult Prompt)
     let tokens = Model.encode model (args.GetResult Prompt)
     let defaults = JointLensOptions.Default
     let options =
@@ -58,12 +62,13 @@ let private execute (args: ParseResults<Args>) =
     use result = JointLens.fit model.Net tokens options
     // One best token per position: the tables show the top-1 token.
     let reading = Readings.jointLens model.Tokenizer result 1
+    let nonFinite = NonFiniteChecks.jointLens result reading
     savePicture out (fun () -> Figures.jointLens reading 0)
     let best (top: RankedToken[]) = {| id = top.[0].Id; token = top.[0].Token; logit = top.[0].Score |}
     if args.Contains Json then
         writeJson
             {|
-                tokens = [| for t in reading.Inputs.[0] -> {| id = t.Id; text = t.Text |} |]
+                tokens = [| for t in reading.Inputs.[0] -> {| id = t.Id; text = t.Text; piece = t.Piece |} |]
                 order = reading.Order
                 streams = reading.Streams
                 losses = reading.Losses
@@ -83,6 +88,7 @@ let private execute (args: ParseResults<Args>) =
                         cosine = [| for p in reading.Positions -> p.Agreement.Cosine |]
                         kl = [| for p in reading.Positions -> p.Agreement.Kl |]
                     |}
+                non_finite = nonFiniteJson nonFinite
             |}
     else
         let losses = reading.Losses
@@ -109,6 +115,6 @@ let private execute (args: ParseResults<Args>) =
             reading.Mean.Cosine
             reading.Mean.Kl
             (100.0 * reading.Mean.Top1)
-    0
+    finish request.AllowNonFinite nonFinite
 
 let run (args: ParseResults<Args>) = guard (fun () -> execute args)

@@ -19,6 +19,7 @@ type Args =
     | Plot of file: string
     | Dtype of name: string
     | Device of name: string
+    | Allow_Nonfinite
     | Json
     | [<Hidden>] Layers of indices: string
 
@@ -28,12 +29,14 @@ type Args =
             | Model _ -> ModelArgs.modelUsage
             | Prompt _ -> "the text to read the lens on."
             | Streams _ -> "streams l of h_l to read, comma-separated (0 = encoder output … L; default: all)."
-            | Order _ -> "the jet order k ≥ 0 (default: 0, the logit lens)."
-            | Top _ -> "tokens listed per position, and the k of the top-k overlap (default: 5)."
+            | Order _ ->
+                "the jet order k, 0..64 (default: 0, the logit lens); memory grows with (k+1)² and is checked first."
+            | Top _ -> "tokens listed per position, and the k of the top-k overlap, 1..vocabulary size (default: 5)."
             | Out _ -> "write the lens table picture (.png or .svg)."
             | Plot _ -> "write the per-stream metric plot (.png or .svg)."
             | Dtype _ -> ModelArgs.dtypeUsage
             | Device _ -> ModelArgs.deviceUsage
+            | Allow_Nonfinite -> allowNonFiniteUsage
             | Json -> "print one JSON object instead of tables."
             | Layers _ -> RenamedLayers
 
@@ -42,7 +45,9 @@ let private execute (args: ParseResults<Args>) =
         raise (InvalidPlanException RenamedLayers)
     let out = checkOutputs "--out" (args.TryGetResult Out)
     let plot = checkOutputs "--plot" (args.TryGetResult Plot)
-    use model = ModelArgs.load (ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>)
+    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @> <@ Allow_Nonfinite @>
+    use model = ModelArgs.load request
+    warnReplacementCharacters "--prompt" (args.GetResult Prompt)
     let tokens = Model.encode model (args.GetResult Prompt)
     let streams =
         args.TryGetResult Streams |> Option.map (parseIndices "--streams") |> Option.defaultValue []
@@ -52,12 +57,13 @@ let private execute (args: ParseResults<Args>) =
     use result =
         IterativeLens.run model.Net tokens { Streams = streams; Order = args.GetResult(Order, 0); TopK = top }
     let reading = Readings.lens model.Tokenizer result top
+    let nonFinite = NonFiniteChecks.lens result reading
     savePicture out (fun () -> Figures.lens reading 0)
     savePicture plot (fun () -> Figures.lensMetrics reading 0)
     if args.Contains Json then
         writeJson
             {|
-                tokens = [| for t in reading.Inputs.[0] -> {| id = t.Id; text = t.Text |} |]
+                tokens = [| for t in reading.Inputs.[0] -> {| id = t.Id; text = t.Text; piece = t.Piece |} |]
                 order = reading.Order
                 streams =
                     [|
@@ -82,6 +88,7 @@ let private execute (args: ParseResults<Args>) =
                                     |]
                             |}
                     |]
+                non_finite = nonFiniteJson nonFinite
             |}
     else
         printfn
@@ -107,6 +114,6 @@ let private execute (args: ParseResults<Args>) =
                     ]
              ]
              @ [ [ "model" ] @ [ for p in reading.Predictions -> p.Top.[0].Token ] @ [ ""; ""; ""; "" ] ])
-    0
+    finish request.AllowNonFinite nonFinite
 
 let run (args: ParseResults<Args>) = guard (fun () -> execute args)

@@ -18,6 +18,7 @@ type Args =
     | Batch_Size of rows: int
     | Dtype of name: string
     | Device of name: string
+    | Allow_Nonfinite
     | Json
 
     interface IArgParserTemplate with
@@ -31,20 +32,16 @@ type Args =
             | Top_K _ -> "also count the mass inside each row's K best next tokens only."
             | Path _ -> "the path, as jet bigrams reads it: for example embed, mlp:1 or 'emb>attn1>mlp2'."
             | No_Diagonal -> "renormalise each row over next tokens different from the first."
-            | Batch_Size _ -> "first tokens per batch of the vocabulary sweep (default: 512)."
+            | Batch_Size _ ->
+                "first tokens per batch of the vocabulary sweep, ≥ 1 and within the memory available (default: 512)."
             | Dtype _ -> ModelArgs.dtypeUsage
             | Device _ -> ModelArgs.deviceUsage
+            | Allow_Nonfinite -> allowNonFiniteUsage
             | Json -> "print one JSON object instead of lines."
 
 let private execute (args: ParseResults<Args>) =
-    let file = args.GetResult Tokens
-    if not (File.Exists file) then
-        raise (
-            MissingArgumentException(
-                sprintf "The token file %s does not exist; give a file with one token per line." file
-            )
-        )
-    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>
+    let file = requireFile "--tokens" (args.GetResult Tokens)
+    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @> <@ Allow_Nonfinite @>
     let compared =
         args.TryGetResult Compare |> Option.map (fun dir -> { request with Source = ModelArgs.source dir })
     let models =
@@ -69,6 +66,7 @@ let private execute (args: ParseResults<Args>) =
         else
             None
     let topKOf (m: ModelMass) = m.TopKMass |> Option.defaultValue nan
+    let nonFinite = NonFiniteChecks.masses masses
     if args.Contains Json then
         writeJson
             {|
@@ -98,6 +96,7 @@ let private execute (args: ParseResults<Args>) =
                                     |> Option.toNullable
                             |}
                     | None -> null
+                non_finite = nonFiniteJson nonFinite
             |}
     else
         // One note per model (a model with the same tokenizer as the one before it adds nothing new).
@@ -144,6 +143,6 @@ let private execute (args: ParseResults<Args>) =
                             (topK |> Option.map (fun _ -> topKOf masses.[1] - topKOf masses.[0]))
                 | None -> ()
             ]
-    0
+    finish request.AllowNonFinite nonFinite
 
 let run (args: ParseResults<Args>) = guard (fun () -> execute args)

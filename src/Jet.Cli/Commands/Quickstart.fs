@@ -16,14 +16,16 @@ type Args =
     | [<CustomCommandLine("--d")>] Width of int
     | Order of int
     | Out of path: string
+    | Allow_Nonfinite
     | Json
 
     interface IArgParserTemplate with
         member a.Usage =
             match a with
             | Seed _ -> "seed of the toy's weights and of the random prompt (default: 0)."
-            | Width _ -> "width d of the toy network (default: 32)."
-            | Order _ -> "order of both expansions (default: 1)."
+            | Width _ -> "width d of the toy network, ≥ 1 and within the memory available (default: 32)."
+            | Order _ -> sprintf "order of both expansions, 0..%d (default: 1)." Expansion.MaxOrder
+            | Allow_Nonfinite -> allowNonFiniteUsage
             | Out _ -> "write the picture of each path's contribution, PNG or SVG by the extension (default: none)."
             | Json -> "print one JSON object (paths, remainder, logits, reconstruction_error) instead of a table."
 
@@ -44,6 +46,7 @@ let private execute (args: ParseResults<Args>) =
     let carving = session.Unembed(session.Expand plan)
     let summary = PathSummary.ofLogitPaths carving
     let reading = Readings.carving model.Tokenizer tokens summary
+    let nonFinite = NonFiniteChecks.carving carving reading
     let pieces (tokens: TokenPiece[]) = tokens |> Array.map (fun t -> t.Piece)
     let picture =
         CarvingFigure.scene
@@ -59,6 +62,7 @@ let private execute (args: ParseResults<Args>) =
                 remainder = Readings.matrix carving.Remainder.[0L]
                 logits = Readings.matrix carving.Logits.[0L]
                 reconstruction_error = reading.ReconstructionError
+                non_finite = nonFiniteJson nonFinite
             |}
     else
         let quoted (pieces: string[]) = "\"" + String.concat "" pieces + "\""
@@ -104,6 +108,6 @@ let private execute (args: ParseResults<Args>) =
         match out with
         | Some file -> printfn "picture: %s" file
         | None -> printfn "picture: none (add --out FILE.png or --out FILE.svg to draw each path's contribution)"
-    0
+    finish (args.Contains Allow_Nonfinite) nonFinite
 
 let run (args: ParseResults<Args>) = guard (fun () -> execute args)

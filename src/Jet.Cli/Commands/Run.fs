@@ -15,6 +15,7 @@ type Args =
     | Top of k: int
     | Dtype of name: string
     | Device of name: string
+    | Allow_Nonfinite
     | Json
 
     interface IArgParserTemplate with
@@ -22,30 +23,36 @@ type Args =
             match a with
             | Model _ -> ModelArgs.modelUsage
             | Prompt _ -> "the prompt text."
-            | Top _ -> "how many next tokens to show per position (default 5)."
+            | Top _ -> "how many next tokens to show per position, 1..vocabulary size (default 5)."
             | Dtype _ -> ModelArgs.dtypeUsage
             | Device _ -> ModelArgs.deviceUsage
+            | Allow_Nonfinite -> allowNonFiniteUsage
             | Json -> "print one JSON object instead of a table."
 
 let private execute (args: ParseResults<Args>) =
-    use model = ModelArgs.load (ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @>)
+    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @> <@ Allow_Nonfinite @>
+    use model = ModelArgs.load request
     let k = args.GetResult(Top, 5)
     if k < 1 || k > model.Net.Vocab then
         raise (IndexRangeException(sprintf "--top %d is outside 1..%d (the vocabulary size)." k model.Net.Vocab))
     use scope = torch.NewDisposeScope()
+    warnReplacementCharacters "--prompt" (args.GetResult Prompt)
     let tokens = Model.encode model (args.GetResult Prompt)
     use trace = Trace.run model.Net tokens
     let inputs = Readings.inputs model.Tokenizer tokens
-    let positions = Readings.predictions model.Tokenizer inputs (Trace.logits trace) k
+    let logits = Trace.logits trace
+    let positions = Readings.predictions model.Tokenizer inputs logits k
+    let nonFinite = NonFiniteChecks.logits logits
     if args.Contains Json then
         writeJson
             {|
-                tokens = [| for t in inputs.[0] -> {| id = t.Id; text = t.Text |} |]
+                tokens = [| for t in inputs.[0] -> {| id = t.Id; text = t.Text; piece = t.Piece |} |]
                 positions =
                     [|
                         for p in positions ->
                             {| top = [| for t in p.Top -> {| id = t.Id; token = t.Token; logit = t.Score |} |] |}
                     |]
+                non_finite = nonFiniteJson nonFinite
             |}
     else
         printfn "%s (%s): the top %d next tokens after each position" model.Family model.Source k
@@ -59,6 +66,6 @@ let private execute (args: ParseResults<Args>) =
                         p.Top |> Array.map (fun t -> sprintf "%s (%.3f)" t.Token t.Score) |> String.concat "  "
                     ]
             ]
-    0
+    finish request.AllowNonFinite nonFinite
 
 let run (args: ParseResults<Args>) = guard (fun () -> execute args)

@@ -12,15 +12,17 @@ type Args =
     | Order of k: int
     | At of x: float
     | To of y: float
+    | Allow_Nonfinite
     | Json
 
     interface IArgParserTemplate with
         member a.Usage =
             match a with
             | Function _ -> "the function: sin, exp, tanh, gelu, cubic (x + x² + x³) (default: sin)."
-            | Order _ -> "the jet order k ≥ 0 (default: 4)."
-            | At _ -> "the centre x (default: 0.5)."
-            | To _ -> "the evaluation point y (default: 1.0)."
+            | Order _ -> sprintf "the jet order k, 0..%d (default: 4)." Expansion.MaxOrder
+            | At _ -> "the centre x, a finite number (default: 0.5)."
+            | To _ -> "the evaluation point y, a finite number (default: 1.0)."
+            | Allow_Nonfinite -> allowNonFiniteUsage
             | Json -> "print one JSON object instead of a table."
 
 let private functions: (string * (Tensor -> Tensor)) list =
@@ -41,7 +43,11 @@ let private execute (args: ParseResults<Args>) =
             let known = functions |> List.map fst |> String.concat ", "
             raise (InvalidPlanException(sprintf "Unknown function '%s'; choose one of: %s." name known))
     let order = args.GetResult(Order, 4)
+    Expansion.checkOrder "--order" order
     let x, y = args.GetResult(At, 0.5), args.GetResult(To, 1.0)
+    for option, value in [ "--at", x; "--to", y ] do
+        if not (Double.IsFinite value) then
+            raise (InvalidPlanException(sprintf "%s must be a finite number; got %g." option value))
     let xt = torch.tensor([| x |], dtype = torch.float64).squeeze ()
     let yt = torch.tensor([| y |], dtype = torch.float64).squeeze ()
     use result =
@@ -49,6 +55,13 @@ let private execute (args: ParseResults<Args>) =
     let exact = (f yt).item<float> ()
     let coefficients = result.Coefficients |> Seq.map (fun c -> c.item<float> ()) |> List.ofSeq
     let sums = result.PartialSums |> Seq.map (fun c -> c.item<float> ()) |> List.ofSeq
+    let nonFinite =
+        NonFinite.first
+            [
+                (fun () -> NonFinite.tryFindValues "the exact value f(y)" [ exact ])
+                (fun () -> NonFinite.tryFindValues "the coefficients c_j [j]" coefficients)
+                (fun () -> NonFinite.tryFindValues "the partial sums [j]" sums)
+            ]
     if args.Contains Json then
         writeJson
             {|
@@ -59,6 +72,7 @@ let private execute (args: ParseResults<Args>) =
                 coefficients = coefficients
                 partial_sums = sums
                 exact = exact
+                non_finite = nonFiniteJson nonFinite
             |}
     else
         printfn "J^%d %s(%g)(%g): Taylor polynomial of %s at x = %g, evaluated at y = %g" order name x y name x y
@@ -74,6 +88,6 @@ let private execute (args: ParseResults<Args>) =
                     ]
             ]
         printfn "f(y) = %.12f" exact
-    0
+    finish (args.Contains Allow_Nonfinite) nonFinite
 
 let run (args: ParseResults<Args>) = guard (fun () -> execute args)

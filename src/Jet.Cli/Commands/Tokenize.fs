@@ -22,10 +22,11 @@ let private execute (args: ParseResults<Args>) =
     // Only the tokenizer: no weights are read.
     let tokenizer = ModelArgs.tokenizer (args.GetResult Model)
     let text = args.GetResult Text
+    warnReplacementCharacters "--text" text
     if System.String.IsNullOrEmpty text then
         raise (MissingArgumentException "The text is empty; give some text to tokenize.")
     let ids = tokenizer.Encode text
-    let tokens = ids |> Array.map tokenizer.Piece
+    let tokens = ids |> Array.map (Jet.Core.Apps.LogitMetrics.piece tokenizer)
     if args.Contains Json then
         writeJson {| ids = ids; tokens = tokens |}
     else

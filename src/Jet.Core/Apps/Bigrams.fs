@@ -65,6 +65,13 @@ module Bigrams =
     let private checkOptions (net: Net) (options: SweepOptions) =
         if options.BatchSize < 1 then
             raise (InvalidPlanException(sprintf "The batch size must be ≥ 1; got %d." options.BatchSize))
+        // A batch holds its rows' logits, probabilities and top-k candidates ([rows, vocab] several times) and the
+        // path's activations (about 8d per row).
+        let rows = float (min options.BatchSize net.Vocab)
+        Memory.require
+            (sprintf "A sweep batch of %d first tokens over a vocabulary of %d" options.BatchSize net.Vocab)
+            (8.0 * rows * (6.0 * float net.Vocab + 8.0 * float net.Width))
+            "Lower the batch size (--batch-size)."
         if options.DropDiagonal && net.Vocab < 2 then
             raise (InvalidPlanException "Dropping the diagonal leaves nothing in a vocabulary of one token.")
 

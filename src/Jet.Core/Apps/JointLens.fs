@@ -12,7 +12,7 @@ type JointLensOptions =
         Streams: int list
         /// The jet order k of the decoder expansion.
         Order: int
-        /// Adam steps (0 keeps the uniform weights).
+        /// Adam steps, 0..MaxIterations (0 keeps the uniform weights).
         Iterations: int
         /// Adam's learning rate.
         LearningRate: float
@@ -35,6 +35,9 @@ type JointLensOptions =
             Progress = None
             Cancellation = CancellationToken.None
         }
+
+    /// The most Adam steps a fit may take (one million: hours on a large model, far past convergence).
+    static member MaxIterations = 1_000_000
 
 /// The fitted joint lens of one token batch. Owns its tensors: dispose it to free them.
 type JointLensResult =
@@ -99,9 +102,14 @@ module JointLens =
     [<CompiledName("Fit")>]
     let fit (net: Net) (tokens: Tensor) (options: JointLensOptions) : JointLensResult =
         Expansion.checkOrder "The lens order" options.Order
-        if options.Iterations < 0 then
+        if options.Iterations < 0 || options.Iterations > JointLensOptions.MaxIterations then
             raise (
-                InvalidPlanException(sprintf "The number of Adam iterations must be ≥ 0; got %d." options.Iterations)
+                InvalidPlanException(
+                    sprintf
+                        "The number of Adam iterations must be in 0..%d; got %d."
+                        JointLensOptions.MaxIterations
+                        options.Iterations
+                )
             )
         if not (options.LearningRate > 0.0) || Double.IsInfinity options.LearningRate then
             raise (

@@ -69,12 +69,14 @@ module LogitMetrics =
         }
 
     /// The readable piece of a token id, or "<id N>" for ids the tokenizer does not know (padded vocabularies).
+    /// Control and format characters are escaped visibly (`Printable.escape`) whatever the tokenizer returns, so no
+    /// table writes a raw NUL, BEL or ESC to a terminal.
     [<CompiledName("Piece")>]
     let piece (tokenizer: ITokenizer) (id: int) =
         if id >= 0 && id < tokenizer.VocabSize then
             // A table must render whatever a tokenizer does with an id it cannot print.
             try
-                tokenizer.Piece id
+                Printable.escape (tokenizer.Piece id)
             with _ ->
                 sprintf "<id %d>" id
         else

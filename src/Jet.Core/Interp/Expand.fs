@@ -145,6 +145,14 @@ type Session(net: Net, trace: Trace) =
             | Site.Decoder -> trace.Normed, trace.Stream net.Depth, net.Spec.FinalNorm, JetTarget.FinalNorm
         let centres = plan.Centres |> List.collect this.Centres
         let count = centres.Length
+        let tokens = trace.Tokens
+        MemoryEstimate.requireExpansion
+            net
+            tokens.shape.[0]
+            tokens.shape.[1]
+            plan.Order
+            count
+            (plan.Site = Site.Decoder)
         let weigh = weightMultipliers plan count
         use scope = torch.NewDisposeScope()
         // All centres go through one jet call, stacked along the batch dimension.

@@ -60,6 +60,10 @@ module Trace =
         Native.ensure ()
         use scope = torch.NewDisposeScope()
         // An alias owned by the trace: disposing the trace never disposes the caller's tensor.
+        // Before the ids are validated: checking a billion ids takes longer than refusing them.
+        if not (isNull (box tokens)) && (tokens.dim () = 1L || tokens.dim () = 2L) then
+            let shape = tokens.shape
+            MemoryEstimate.requireForward net (if shape.Length = 2 then shape.[0] else 1L) (Array.last shape)
         let tokens = (Net.checkTokens tokens net).alias ()
         Interlocked.Increment &passes |> ignore
         let embedding = embed net tokens

@@ -140,6 +140,13 @@ module Jet =
     /// The coefficients the options ask for: validated, with v = y − x (recentred) or v = y.
     let private coefficientsFor (options: JetOptions) (f: Tensor -> Tensor) (centre: Tensor) (point: Tensor option) =
         validate options.Order centre point
+        // Each nested JVP differentiates the whole graph built so far, so the graph (and the time) grows with the
+        // square of the order; about 2 KB per autograd node besides the values themselves.
+        let nodes = float (options.Order + 1) * float (options.Order + 1)
+        Memory.require
+            (sprintf "A nested-JVP jet of order %d of a function of %d values" options.Order (centre.numel ()))
+            (nodes * (4.0 * float (centre.numel ()) * float centre.ElementSize + 2048.0))
+            "Lower the order: this engine's memory grows with its square."
         Native.ensure ()
         let direction =
             match point with

@@ -4,6 +4,17 @@ open TorchSharp
 open Jet.Core
 open Jet.Core.Models.Families
 
+/// How a checkpoint is loaded.
+type LoadOptions =
+    {
+        /// Load weights that hold NaN or ±∞ instead of failing with a NonFiniteException (false by default); results
+        /// computed from them are then flagged where their first non-finite value appears.
+        AllowNonFinite: bool
+    }
+
+    /// Non-finite weights refused.
+    static member Default = { AllowNonFinite = false }
+
 /// The supported architecture families and loading a checkpoint directory into a network.
 [<RequireQualifiedAccess>]
 module Architectures =
@@ -68,17 +79,29 @@ module Architectures =
 
     /// Lowers the checkpoint in `directory` to a network whose parameters are `dtype` on `device`; returns the
     /// network (the caller owns it) and its family. Every header, name and shape is checked before any tensor is
-    /// read; on failure every tensor read is freed.
-    let loadNet (directory: string) (dtype: torch.ScalarType) (device: torch.Device) : Net * Family =
+    /// read, tensors the network would not use are refused, and the weights are checked for NaN and ±∞ as they are
+    /// read (refused unless the options allow them); on failure every tensor read is freed.
+    let loadNetWith
+        (options: LoadOptions)
+        (directory: string)
+        (dtype: torch.ScalarType)
+        (device: torch.Device)
+        : Net * Family =
         requireFloatingDType dtype
         Checkpoint.requireDirectory directory
         let config = HfConfig.load directory
         let family = find config
         use checkpoint = Checkpoint.openDirectory directory
         let lowering = family.Lower config checkpoint.Contains
-        let parameters = Lowering.materialize checkpoint family.Name lowering.Tensors dtype device
+        Lowering.requireAllUsed checkpoint family.Name lowering
+        let parameters =
+            Lowering.materializeWith options.AllowNonFinite checkpoint family.Name lowering.Tensors dtype device
         try
             Net.create lowering.Spec parameters, family
         with _ ->
             parameters.Dispose()
             reraise ()
+
+    /// `loadNetWith` with the default options (non-finite weights refused).
+    let loadNet (directory: string) (dtype: torch.ScalarType) (device: torch.Device) : Net * Family =
+        loadNetWith LoadOptions.Default directory dtype device

@@ -83,8 +83,21 @@ module Checkpoint =
             raise (
                 CheckpointException "No model directory was given; pass a Hugging Face checkpoint directory (or `toy`)."
             )
-        if not (Directory.Exists directory) then
-            raise (CheckpointException(sprintf "The model directory '%s' does not exist." directory))
+        match Paths.brokenLink directory with
+        | Some why -> raise (CheckpointException(sprintf "The model directory '%s' %s." directory why))
+        | None -> ()
+        if File.Exists directory then
+            let message =
+                sprintf
+                    "The model path '%s' is a file, not a directory; give the checkpoint directory that holds config.json and model.safetensors (%s?)."
+                    directory
+                    (match Path.GetDirectoryName(Path.GetFullPath directory) with
+                     | null -> "its folder"
+                     | parent -> parent)
+            raise (CheckpointException message)
+        match Paths.problem PathKind.Directory directory with
+        | None -> ()
+        | Some why -> raise (CheckpointException(sprintf "The model directory '%s' %s." directory why))
 
     let private openShards (directory: string) (indexPath: string) =
         let fail what = raise (CheckpointException(sprintf "%s: %s" indexPath what))

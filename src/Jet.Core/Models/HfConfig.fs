@@ -32,22 +32,44 @@ type HfConfig(path: string, root: JsonElement) =
     /// True when the key is present and not null.
     member c.Has(key: string) = (c.TryGet key).IsSome
 
-    /// An integer, if present; fails when the value is not an integer.
+    /// An integer, if present; fails when the value is not an integer or lies outside the 32-bit range.
     member c.TryInt(key: string) : int option =
         c.TryGet key
         |> Option.map (fun v ->
             let mutable n = 0
+            let mutable x = 0.0
             if v.ValueKind = JsonValueKind.Number && v.TryGetInt32(&n) then
                 n
+            elif v.ValueKind = JsonValueKind.Number && v.TryGetDouble(&x) && Math.Floor x = x then
+                fail (
+                    sprintf
+                        "'%s' is %s, which is out of range; it must be an integer up to %d."
+                        key
+                        (describe v)
+                        HfConfig.MaxSize
+                )
             else
                 fail (sprintf "'%s' is %s; it must be an integer." key (describe v)))
 
-    /// A required positive integer.
+    /// A required size: an integer in 1..MaxSize.
     member c.Int(key: string) : int =
         match c.TryInt key with
-        | Some n when n > 0 -> n
+        | Some n when n > 0 && n <= HfConfig.MaxSize -> n
+        | Some n when n > 0 ->
+            fail (sprintf "'%s' is %d, which is too large; sizes must lie in 1..%d." key n HfConfig.MaxSize)
         | Some n -> fail (sprintf "'%s' is %d; it must be a positive integer." key n)
         | None -> fail (sprintf "'%s' is missing; this architecture needs it." key)
+
+    /// The largest size (width, heads, layers, vocabulary, positions) a config may give: 2^24, beyond any released
+    /// model and small enough that products of two sizes stay within 64-bit tensor shapes.
+    static member MaxSize = 1 <<< 24
+
+    /// A finite positive number (a norm epsilon, a rotary base), or the fallback when absent.
+    member c.PositiveOr(key: string, fallback: float) : float =
+        match c.TryFloat key with
+        | Some x when Double.IsFinite x && x > 0.0 -> x
+        | Some x -> fail (sprintf "'%s' is %g; it must be a finite number > 0 (for example %g)." key x fallback)
+        | None -> fallback
 
     /// An integer, or the fallback when absent.
     member c.IntOr(key: string, fallback: int) = c.TryInt key |> Option.defaultValue fallback

@@ -110,8 +110,7 @@ type HfTokenizer
 
     static let strictUtf8 = UTF8Encoding(false, true)
 
-    static let visible (text: string) =
-        text.Replace(" ", "␣").Replace("\n", "\\n").Replace("\r", "\\r").Replace("\t", "\\t")
+    static let visible (text: string) = Printable.piece text
 
     /// Byte-level or SentencePiece.
     member _.Style = style
@@ -244,11 +243,18 @@ module HfTokenizer =
 
     let private fail (path: string) (what: string) : 'T = raise (CheckpointException(sprintf "%s: %s" path what))
 
+    /// A tokenizer JSON file, whose root must be an object (every tokenizer file is one).
     let private parseJson (path: string) =
-        try
-            JsonDocument.Parse(File.ReadAllText path)
-        with :? JsonException as e ->
-            fail path (sprintf "not valid JSON (%s)." (e.Message.Split('\n').[0].Trim()))
+        let document =
+            try
+                JsonDocument.Parse(File.ReadAllText path)
+            with :? JsonException as e ->
+                fail path (sprintf "not valid JSON (%s)." (e.Message.Split('\n').[0].Trim()))
+        if document.RootElement.ValueKind <> JsonValueKind.Object then
+            let kind = document.RootElement.ValueKind
+            document.Dispose()
+            fail path (sprintf "the file must hold a JSON object, not %O." kind)
+        document
 
     /// The id of a vocabulary entry "token": id.
     let private integerId (path: string) (p: JsonProperty) =

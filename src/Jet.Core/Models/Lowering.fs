@@ -294,8 +294,8 @@ module Lowering =
                 | true, t when t.ValueKind = Text.Json.JsonValueKind.Number -> t.GetDouble()
                 | _ -> defaultBase
             | None, _ -> defaultBase
-        if not (theta > 0.0) then
-            config.Invalid("rope_theta", sprintf "is %g; it must be positive." theta)
+        if not (theta > 0.0) || System.Double.IsInfinity theta then
+            config.Invalid("rope_theta", sprintf "is %g; it must be positive and finite." theta)
         { Fraction = fraction; Base = theta; Style = style; Scaling = ropeScaling config }
 
     // Raw bytes read before conversion, and the threads that copy them.
@@ -355,9 +355,69 @@ module Lowering =
                         orientation
                 raise (CheckpointException message)
 
+    /// Buffers some checkpoints save beside the weights and no network reads: causal masks (GPT-2's `attn.bias` and
+    /// `attn.masked_bias`, GPT-Neo's and GPT-NeoX's `attention.bias` / `attention.masked_bias`) and rotary
+    /// frequencies (`rotary_emb.inv_freq`).
+    let private knownBuffers =
+        [
+            ".attn.bias"
+            ".attn.masked_bias"
+            ".attention.bias"
+            ".attention.masked_bias"
+            "rotary_emb.inv_freq"
+        ]
+
+    /// The 0-based block index in a checkpoint tensor name ("h.4.mlp…", "layers.4.…"), if it has one.
+    let private blockIndex (name: string) =
+        let m = Text.RegularExpressions.Regex.Match(name, @"(?:^|\.)(?:h|layers|layer|blocks)\.(\d+)\.")
+        match m.Success, Int32.TryParse m.Groups.[1].Value with
+        | true, (true, i) -> Some i
+        | _ -> None
+
+    /// Fails naming the checkpoint tensors the lowering does not use (known buffers, and a saved copy of a tied head,
+    /// excepted): weights that are silently ignored mean config.json does not describe the checkpoint (for example
+    /// fewer layers than it holds).
+    let requireAllUsed (checkpoint: Checkpoint) (family: string) (lowering: Lowering) =
+        let used = HashSet(lowering.Tensors |> List.map (fun r -> r.Source))
+        let ignorable (name: string) =
+            knownBuffers |> List.exists (fun b -> name.EndsWith b)
+            || (lowering.Spec.Unembedding.Tied && name = "lm_head.weight")
+        let unused = checkpoint.Names |> List.filter (fun n -> not (used.Contains n || ignorable n))
+        if not unused.IsEmpty then
+            let blocks = lowering.Spec.BlockCount
+            let beyond = unused |> List.choose blockIndex |> List.filter (fun i -> i >= blocks) |> List.distinct
+            let hint =
+                if beyond.IsEmpty then
+                    "Is config.json describing these weights?"
+                else
+                    sprintf
+                        "They include blocks %d..%d (counting from 0, as the names do), but config.json describes %d blocks: its layer count (n_layer, num_layers or num_hidden_layers) must match the checkpoint."
+                        (List.min beyond)
+                        (List.max beyond)
+                        blocks
+            let listed = unused |> List.truncate 5 |> List.map (sprintf "'%s'") |> String.concat ", "
+            let more =
+                if unused.Length > 5 then
+                    sprintf " and %d more" (unused.Length - 5)
+                else
+                    ""
+            let message =
+                sprintf
+                    "The checkpoint in %s has %d tensor(s) that the %s network config.json describes does not use: %s%s. %s"
+                    checkpoint.Directory
+                    unused.Length
+                    family
+                    listed
+                    more
+                    hint
+            raise (CheckpointException message)
+
     /// Reads the requested tensors (each source once), converts them to `dtype` on `device` and returns the
-    /// parameter store. Tensors outlive any caller's dispose scope; on failure everything read is freed.
-    let materialize
+    /// parameter store. Every tensor is checked for NaN and ±∞ after conversion (so a value that overflows `dtype`
+    /// counts too): unless `allowNonFinite`, a NonFiniteException names each tensor that has some and how many.
+    /// Tensors outlive any caller's dispose scope; on failure everything read is freed.
+    let materializeWith
+        (allowNonFinite: bool)
         (checkpoint: Checkpoint)
         (family: string)
         (requests: TensorRequest list)
@@ -369,6 +429,7 @@ module Lowering =
         use scope = torch.NewDisposeScope()
         let bySource = Dictionary<string, Tensor>()
         let parameters = Dictionary<string, Tensor>()
+        let nonFinite = ResizeArray<NonFiniteReport>()
         // Sources are read in batches of about `batchBytes`: the copies of a batch run in parallel, then each
         // tensor is converted and moved, so a conversion never holds more than one batch of raw bytes besides
         // the finished parameters.
@@ -403,6 +464,27 @@ module Lowering =
                          typed.Dispose()
                          c)
                 bySource.[source] <- placed
+                match NonFinite.tryFind (sprintf "tensor '%s'" source) placed with
+                | Some report -> nonFinite.Add report
+                | None -> ()
+        if nonFinite.Count > 0 && not allowNonFinite then
+            let listed = nonFinite |> Seq.truncate 5 |> Seq.map (fun r -> r.Describe()) |> String.concat "; "
+            let more =
+                if nonFinite.Count > 5 then
+                    sprintf "; and %d more tensors" (nonFinite.Count - 5)
+                else
+                    ""
+            let message =
+                sprintf
+                    "The checkpoint in %s has non-finite weights (NaN or ±Inf%s): %s%s. Every result would be garbage; to load it anyway (for example to inspect it), pass --allow-nonfinite (LoadOptions.AllowNonFinite in the library)."
+                    checkpoint.Directory
+                    (if dtype = torch.float32 || dtype = torch.float64 then
+                         ""
+                     else
+                         sprintf ", after conversion to %O" dtype)
+                    listed
+                    more
+            raise (NonFiniteException message)
         for r in requests do
             let stored = bySource.[r.Source]
             parameters.[r.Parameter] <-
@@ -413,3 +495,7 @@ module Lowering =
         for t in parameters.Values |> Seq.distinct do
             t.DetachFromDisposeScope() |> ignore
         new ParameterStore(parameters :> IReadOnlyDictionary<_, _>)
+
+    /// `materializeWith` refusing non-finite weights.
+    let materialize checkpoint family requests dtype device =
+        materializeWith false checkpoint family requests dtype device

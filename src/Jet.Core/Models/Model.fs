@@ -61,9 +61,9 @@ module Model =
     /// as a network of `dtype` on `device` with its tokenizer. Families: gpt2, gpt_neo, gpt_neox, llama, mistral, gemma,
     /// qwen2, qwen3.
     /// The caller owns the model (dispose it); when loading fails, every tensor read so far is freed.
-    [<CompiledName("Load")>]
-    let load (directory: string) (dtype: torch.ScalarType) (device: torch.Device) : Model =
-        let net, family = Architectures.loadNet directory dtype device
+    [<CompiledName("LoadWith")>]
+    let loadWith (options: LoadOptions) (directory: string) (dtype: torch.ScalarType) (device: torch.Device) : Model =
+        let net, family = Architectures.loadNetWith options directory dtype device
         try
             let tokenizer = HfTokenizer.load directory net.Vocab (Architectures.addsBosByDefault family)
             {
@@ -75,6 +75,11 @@ module Model =
         with _ ->
             net.Dispose()
             reraise ()
+
+    /// `loadWith` the default options: weights holding NaN or ±∞ are refused with a NonFiniteException.
+    [<CompiledName("Load")>]
+    let load (directory: string) (dtype: torch.ScalarType) (device: torch.Device) : Model =
+        loadWith LoadOptions.Default directory dtype device
 
     /// Only the tokenizer of "toy" or of a checkpoint directory, without reading any weights (a directory may
     /// hold just tokenizer files; config.json, when present, decides whether a bare tokenizer.model adds BOS).
@@ -95,8 +100,8 @@ module Model =
 
     /// "toy" opens the built-in toy network (seed ToySeed, width ToyWidth); anything else is a checkpoint directory.
     /// The caller owns the model (dispose it).
-    [<CompiledName("Resolve")>]
-    let resolve (source: string) (dtype: torch.ScalarType) (device: torch.Device) : Model =
+    [<CompiledName("ResolveWith")>]
+    let resolveWith (options: LoadOptions) (source: string) (dtype: torch.ScalarType) (device: torch.Device) : Model =
         if source = "toy" then
             Architectures.requireFloatingDType dtype
             let model = toy ToySeed ToyWidth dtype
@@ -107,7 +112,12 @@ module Model =
                 use cpu = model
                 { cpu with Net = Net.toDevice device cpu.Net }
         else
-            load source dtype device
+            loadWith options source dtype device
+
+    /// `resolveWith` the default options.
+    [<CompiledName("Resolve")>]
+    let resolve (source: string) (dtype: torch.ScalarType) (device: torch.Device) : Model =
+        resolveWith LoadOptions.Default source dtype device
 
     /// What `jet info` reports about a model.
     type Summary =
@@ -161,6 +171,10 @@ type Model with
     /// Loads a Hugging Face checkpoint directory as a network of `dtype` on `device` with its tokenizer.
     static member Load(directory: string, dtype: torch.ScalarType, device: torch.Device) =
         Model.load directory dtype device
+
+    /// Loads a checkpoint directory with options (for example allowing non-finite weights).
+    static member Load(directory: string, dtype: torch.ScalarType, device: torch.Device, options: LoadOptions) =
+        Model.loadWith options directory dtype device
 
     /// "toy" or a checkpoint directory, as the jet command's --model reads it.
     static member Resolve(source: string, dtype: torch.ScalarType, device: torch.Device) =

@@ -206,6 +206,12 @@ module Safetensors =
         stream.ReadExactly(headerBytes, 0, headerBytes.Length)
         let dataStart = 8L + int64 headerLength
         let dataLength = fileLength - dataStart
+        // JSON strings are decoded lazily (names, dtypes), so invalid UTF-8 would surface later as an
+        // InvalidOperationException; the format requires UTF-8, so refuse it here.
+        try
+            Text.UTF8Encoding(false, true).GetCharCount headerBytes |> ignore
+        with :? Text.DecoderFallbackException as e ->
+            fail path (sprintf "the header is not valid UTF-8 (byte %d); corrupt or not safetensors." e.Index)
         let document =
             try
                 JsonDocument.Parse(ReadOnlyMemory headerBytes)

@@ -16,6 +16,46 @@ type ITokenizer =
     /// The number of ids the tokenizer knows.
     abstract VocabSize: int
 
+/// Rendering token text for terminals and tables: every character that would move the cursor, ring the bell, start
+/// an escape sequence or reorder text is written visibly, the same way everywhere.
+[<RequireQualifiedAccess>]
+module Printable =
+    /// The visible form of one control or format character: \n, \r, \t; <0xNN> (the byte-token notation of
+    /// tokenizers) for the other C0 controls and DEL; <U+NNNN> for C1 controls, bidirectional overrides and other
+    /// invisible format characters.
+    let private escapeChar (c: char) =
+        match c with
+        | '\n' -> "\\n"
+        | '\r' -> "\\r"
+        | '\t' -> "\\t"
+        | c when c < ' ' || c = '\u007F' -> sprintf "<0x%02X>" (int c)
+        | c -> sprintf "<U+%04X>" (int c)
+
+    /// True for a character `escape` rewrites.
+    let private needsEscape (c: char) =
+        Char.IsControl c
+        || (Globalization.CharUnicodeInfo.GetUnicodeCategory c = Globalization.UnicodeCategory.Format
+            && c <> '\u200D') // the zero-width joiner holds emoji sequences together
+
+    /// `text` with its control and format characters written visibly (see `escapeChar`); other text unchanged.
+    /// Idempotent: the result has no character it would rewrite.
+    [<CompiledName("Escape")>]
+    let escape (text: string) =
+        if isNull text || not (text |> Seq.exists needsEscape) then
+            text
+        else
+            let sb = StringBuilder()
+            for c in text do
+                if needsEscape c then
+                    sb.Append(escapeChar c) |> ignore
+                else
+                    sb.Append c |> ignore
+            sb.ToString()
+
+    /// A token's text as a piece: spaces as ␣, then `escape`.
+    [<CompiledName("Piece")>]
+    let piece (text: string) = escape (text.Replace(" ", "␣"))
+
 /// The toy network's tokenizer: one token per character. Ids 0..94 are the printable ASCII characters
 /// ' '..'~', 95 is a newline, 96 <bos>, 97 <eos>, 98 <pad>, 99 <unk> (any other character).
 [<Sealed>]

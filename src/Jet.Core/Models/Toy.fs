@@ -44,6 +44,14 @@ module Toy =
             raise (IndexRangeException(sprintf "The toy width must be ≥ 1; got %d." width))
         if blocks < 1 then
             raise (IndexRangeException(sprintf "The toy needs at least one block; got %d." blocks))
+        // float64 draws and their converted copies: 2 V d + blocks (8 d² + 5 d) + 2 d values of 8 + 8 bytes at most.
+        let values (d: float) = 2.0 * float Vocab * d + float blocks * (8.0 * d * d + 5.0 * d) + 2.0 * d
+        // The d² term dominates any width that does not fit.
+        let widest = sqrt (float (Memory.available ()) / (16.0 * 8.0 * float blocks))
+        Memory.require
+            (sprintf "A toy network of width %d with %d blocks" width blocks)
+            (16.0 * values (float width))
+            (sprintf "Use a width of at most about %.0f." (floor widest))
         Native.ensure ()
         // The scope frees the float64 draws; only the parameters leave it, owned by the network.
         use scope = torch.NewDisposeScope()

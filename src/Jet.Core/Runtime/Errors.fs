@@ -46,6 +46,16 @@ type CheckpointException(message: string, inner: exn) =
     inherit JetException(message, inner)
     new(message: string) = CheckpointException(message, null)
 
+/// Non-finite values (NaN, +∞, −∞) where finite ones are required: weights at load (unless the load options allow
+/// them) or a result a caller asked to be finite. The message names where the first one is and how many there are.
+type NonFiniteException(message: string) =
+    inherit JetException(message)
+
+/// A request whose estimated memory exceeds what the machine has available (an order, width, batch size or sequence
+/// length too large); the message gives the estimate, the limit and a value that fits.
+type MemoryLimitException(message: string) =
+    inherit JetException(message)
+
 /// A model architecture that no loader supports.
 type UnsupportedArchitectureException(message: string) =
     inherit JetException(message)

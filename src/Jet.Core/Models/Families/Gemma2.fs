@@ -49,7 +49,7 @@ module Gemma2 =
 
     let private lower (config: HfConfig) (has: string -> bool) : Lowering =
         let s = DecoderConfig.sizes config true
-        let eps = config.FloatOr("rms_norm_eps", 1e-6)
+        let eps = config.PositiveOr("rms_norm_eps", 1e-6)
         let activationName = config.StringOr("hidden_activation", "gelu_pytorch_tanh")
         let activation = Lowering.activation config "hidden_activation" activationName
         let bias = config.BoolOr("attention_bias", false)

@@ -16,7 +16,7 @@ module Gpt2 =
         let vocab = config.Int "vocab_size"
         let positions = config.Int "n_positions"
         let inner = config.IntOr("n_inner", 4 * d)
-        let eps = config.FloatOr("layer_norm_epsilon", 1e-5)
+        let eps = config.PositiveOr("layer_norm_epsilon", 1e-5)
         let activation =
             Lowering.activation config "activation_function" (config.StringOr("activation_function", "gelu_new"))
         let headDim = Lowering.headDim config "n_embd" d "n_head" heads

@@ -58,7 +58,7 @@ module GptNeo =
         let vocab = config.Int "vocab_size"
         let positions = config.Int "max_position_embeddings"
         let inner = config.IntOr("intermediate_size", 4 * d)
-        let eps = config.FloatOr("layer_norm_epsilon", 1e-5)
+        let eps = config.PositiveOr("layer_norm_epsilon", 1e-5)
         let window = config.IntOr("window_size", 256)
         let activation =
             Lowering.activation config "activation_function" (config.StringOr("activation_function", "gelu_new"))

@@ -17,7 +17,7 @@ module GptNeoX =
         let vocab = config.Int "vocab_size"
         let positions = config.Int "max_position_embeddings"
         let inner = config.IntOr("intermediate_size", 4 * d)
-        let eps = config.FloatOr("layer_norm_eps", 1e-5)
+        let eps = config.PositiveOr("layer_norm_eps", 1e-5)
         let activation = Lowering.activation config "hidden_act" (config.StringOr("hidden_act", "gelu"))
         let headDim = Lowering.headDim config "hidden_size" d "num_attention_heads" heads
         let rotaryPct =
@@ -37,9 +37,10 @@ module GptNeoX =
                     headDim
             )
         let rotaryBase =
-            match config.TryFloat "rotary_emb_base" with
-            | Some b -> b
-            | None -> config.FloatOr("rope_theta", 10000.0)
+            if config.Has "rotary_emb_base" then
+                config.PositiveOr("rotary_emb_base", 10000.0)
+            else
+                config.PositiveOr("rope_theta", 10000.0)
         Lowering.requireNoRopeScaling config
         let parallelResidual = config.BoolOr("use_parallel_residual", true)
         let bias = config.BoolOr("attention_bias", true)

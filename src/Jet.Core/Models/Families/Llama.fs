@@ -43,7 +43,7 @@ module Llama =
         let vocab = config.Int "vocab_size"
         let inner = config.Int "intermediate_size"
         let positions = config.Int "max_position_embeddings"
-        let eps = config.FloatOr("rms_norm_eps", 1e-6)
+        let eps = config.PositiveOr("rms_norm_eps", 1e-6)
         let rotary = Lowering.rotary config 10000.0 1.0 RotaryStyle.RotateHalf
         let headDim =
             match config.TryInt "head_dim", variant.DefaultHeadDim with

@@ -22,7 +22,7 @@ module Olmo =
             | Some c when c > 0.0 -> Some c
             | Some c -> config.Invalid("clip_qkv", sprintf "is %g; it must be a positive number or null." c)
             | None -> None
-        let eps = config.FloatOr("rms_norm_eps", 1e-5)
+        let eps = config.PositiveOr("rms_norm_eps", 1e-5)
         let prefix = Lowering.detectPrefix has name [ "model."; "" ] "embed_tokens.weight"
         let plan = TensorPlan(prefix)
         let embedding = plan.Tensor("embed_tokens.weight", [ s.Vocab; s.Width ])

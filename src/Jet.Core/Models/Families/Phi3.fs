@@ -13,7 +13,7 @@ open Jet.Core.Models
 module Phi3 =
     let private lower (config: HfConfig) (has: string -> bool) : Lowering =
         let s = DecoderConfig.sizes config false
-        let eps = config.FloatOr("rms_norm_eps", 1e-5)
+        let eps = config.PositiveOr("rms_norm_eps", 1e-5)
         let fraction = config.FloatOr("partial_rotary_factor", 1.0)
         if not (fraction > 0.0 && fraction <= 1.0) then
             config.Invalid("partial_rotary_factor", sprintf "is %g; it must be in (0, 1]." fraction)
