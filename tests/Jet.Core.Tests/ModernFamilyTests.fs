@@ -198,8 +198,15 @@ let softCapTests =
                 let summary = PathSummary.ofLogitPaths carving
                 Expect.isLessThan summary.ReconstructionError 1e-9 "cap(Σ paths + remainder) = logits"
                 let h = (session.Trace.Stream net.Depth).[0]
-                Expect.tensorClose exact (Decoder.rows net h) (Decoder.ofStream net h) "rows = ofStream"
-                Expect.isLessThan ((Decoder.rows net h).abs().max().item<float> ()) 3.0 "|logits| < cap"
+                Expect.tensorClose
+                    exact
+                    (Decoder.rows net (Decoder.normalize net h))
+                    (Decoder.ofStream net h)
+                    "rows = ofStream"
+                Expect.isLessThan
+                    ((Decoder.rows net (Decoder.normalize net h)).abs().max().item<float> ())
+                    3.0
+                    "|logits| < cap"
             }
             test "a joint lens on a capped network compares capped logits" {
                 let case = gemma2Case 55 "F64" false

@@ -96,7 +96,26 @@ module TokenMass =
                             sprintf "Line %d of %s, %A, encodes to no token of this vocabulary." number source line
                         )
                     )
-                | ids -> { Line = number; Word = line; Tokens = ids })
+                | ids ->
+                    // A word with characters the vocabulary lacks encodes to unknown tokens: refuse it rather than
+                    // score an <unk>.
+                    let decoded =
+                        try
+                            tokenizer.Decode ids
+                        with :? JetException ->
+                            ""
+                    if decoded.Trim() <> line.Trim() then
+                        raise (
+                            UnknownTokenException(
+                                sprintf
+                                    "Line %d of %s, %A, cannot be tokenized faithfully: its tokens decode to %A; use words this vocabulary can spell."
+                                    number
+                                    source
+                                    line
+                                    decoded
+                            )
+                        )
+                    { Line = number; Word = line; Tokens = ids })
 
     /// The mean over first tokens z₁ of Σ_{z₂ ∈ S ∩ top_k(z₁)} P(z₂ | z₁): the mass of the set counted only inside each
     /// row's k best next tokens (probabilities; `DropDiagonal` renormalises each row over z₂ ≠ z₁ as for `mass`).
