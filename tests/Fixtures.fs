@@ -37,3 +37,15 @@ let directory =
 
 /// A path inside the fixtures folder.
 let path (parts: string list) = Path.Combine(Array.ofList (directory.Value :: parts))
+
+/// A file of this repository (for example `[ "docs"; "examples"; "refusal-words.txt" ]`), found from the test assembly
+/// upwards: `__SOURCE_DIRECTORY__` is path-mapped in CI builds, so tests must not build paths from it.
+let repositoryFile (parts: string list) =
+    let rec up (dir: DirectoryInfo) =
+        if isNull dir then
+            failwithf "JetDsl.sln was not found above %s." AppContext.BaseDirectory
+        elif File.Exists(Path.Combine(dir.FullName, "JetDsl.sln")) then
+            dir.FullName
+        else
+            up dir.Parent
+    Path.Combine(Array.ofList (up (DirectoryInfo AppContext.BaseDirectory) :: parts))

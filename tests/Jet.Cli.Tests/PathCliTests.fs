@@ -172,7 +172,7 @@ let tests =
 
             test
                 "mass of the example refusal list: words split into tokens are scored by their first, top-k and both models side by side" {
-                let words = Path.Combine(__SOURCE_DIRECTORY__, "..", "..", "docs", "examples", "refusal-words.txt")
+                let words = Jet.Tests.Fixtures.repositoryFile [ "docs"; "examples"; "refusal-words.txt" ]
                 let args =
                     [
                         "mass"

@@ -195,9 +195,7 @@ let mass =
 
             test "the example refusal list on stories260K: every word read, split words scored by their first token" {
                 let lines =
-                    File.ReadAllLines(
-                        Path.Combine(__SOURCE_DIRECTORY__, "..", "..", "docs", "examples", "refusal-words.txt")
-                    )
+                    File.ReadAllLines(Jet.Tests.Fixtures.repositoryFile [ "docs"; "examples"; "refusal-words.txt" ])
                 use stories = Model.load (Jet.Tests.Fixtures.path [ "stories260K" ]) torch.float64 torch.CPU
                 let results =
                     TokenMass.ofModels
