@@ -268,15 +268,7 @@ module Bigrams =
     [<CompiledName("Mass")>]
     let mass (net: Net) (readout: Readout) (tokenSet: int[]) (options: SweepOptions) : float =
         checkOptions net options
-        if isNull tokenSet || tokenSet.Length = 0 then
-            raise (MissingArgumentException "The token set is empty; give at least one token id.")
-        for id in tokenSet do
-            if id < 0 || id >= net.Vocab then
-                raise (
-                    IndexRangeException(
-                        sprintf "Token id %d is outside the vocabulary; valid ids are 0..%d." id (net.Vocab - 1)
-                    )
-                )
+        Vocabulary.checkTokenSet net.Vocab tokenSet
         Readouts.check net readout
         use _ = torch.no_grad ()
         use scope = torch.NewDisposeScope()

@@ -122,15 +122,7 @@ module TokenMass =
     [<CompiledName("InTopK")>]
     let inTopK (net: Net) (readout: Readout) (tokenSet: int[]) (k: int) (options: SweepOptions) : float =
         Readouts.check net readout
-        if isNull tokenSet || tokenSet.Length = 0 then
-            raise (MissingArgumentException "The token set is empty; give at least one token id.")
-        for id in tokenSet do
-            if id < 0 || id >= net.Vocab then
-                raise (
-                    IndexRangeException(
-                        sprintf "Token id %d is outside the vocabulary; valid ids are 0..%d." id (net.Vocab - 1)
-                    )
-                )
+        Vocabulary.checkTokenSet net.Vocab tokenSet
         let columns = net.Vocab - (if options.DropDiagonal then 1 else 0)
         if k < 1 || k > columns then
             raise (IndexRangeException(sprintf "The top-k of the mass must be 1..%d; got %d." columns k))

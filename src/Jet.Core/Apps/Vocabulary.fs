@@ -40,6 +40,19 @@ module Vocabulary =
             start <- start + count
             progress |> Option.iter (fun p -> p.Report start)
 
+    /// Fails unless `tokenSet` is a non-empty set of ids in 0..vocab−1 (the sets mass sweeps count).
+    [<CompiledName("CheckTokenSet")>]
+    let checkTokenSet (vocab: int) (tokenSet: int[]) =
+        if isNull tokenSet || tokenSet.Length = 0 then
+            raise (MissingArgumentException "The token set is empty; give at least one token id.")
+        for id in tokenSet do
+            if id < 0 || id >= vocab then
+                raise (
+                    IndexRangeException(
+                        sprintf "Token id %d is outside the vocabulary; valid ids are 0..%d." id (vocab - 1)
+                    )
+                )
+
     /// The token ids named by lines of text, one token per line as tables print it (`LogitMetrics.piece`, for
     /// example "␣" for the toy's space), or as text that encodes to exactly that one token and decodes back.
     /// Empty lines are skipped; duplicates count once. `source` names the lines' origin in error messages.
