@@ -133,10 +133,7 @@ module BigramComparison =
     let private logProbabilities (net: Net) (readout: Readout) (dropDiagonal: bool) (first: Tensor) =
         let logits = Readouts.logits net readout first
         if dropDiagonal then
-            let column = first.unsqueeze 1L
-            let minusInfinity =
-                torch.full (column.shape, scalar Double.NegativeInfinity, dtype = logits.dtype, device = logits.device)
-            logits.scatter_ (1L, column, minusInfinity) |> ignore
+            Vocabulary.dropDiagonal first logits |> ignore
         logits.log_softmax 1L
 
     let private scoreIn (space: ChangeSpace) (logProbability: Tensor) =
@@ -229,16 +226,7 @@ module BigramComparison =
             // The diagonal, when dropped, is −∞ − (−∞) = NaN: keep it out of both rankings.
             let excluded (t: Tensor) =
                 if options.DropDiagonal then
-                    t.scatter_ (
-                        1L,
-                        first.unsqueeze 1L,
-                        torch.full (
-                            [| count; 1L |],
-                            scalar Double.NegativeInfinity,
-                            dtype = t.dtype,
-                            device = t.device
-                        )
-                    )
+                    Vocabulary.dropDiagonal first t
                 else
                     t
             let up = excluded (change.clone ())

@@ -136,15 +136,7 @@ module TokenMass =
             let first = torch.arange (start, start + count, dtype = torch.int64, device = net.Device)
             let logits = Readouts.logits net readout first
             if options.DropDiagonal then
-                let column = first.unsqueeze 1L
-                let minusInfinity =
-                    torch.full (
-                        column.shape,
-                        scalar Double.NegativeInfinity,
-                        dtype = logits.dtype,
-                        device = logits.device
-                    )
-                logits.scatter_ (1L, column, minusInfinity) |> ignore
+                Vocabulary.dropDiagonal first logits |> ignore
             // The k best by logit are the k best by probability; one logsumexp per row normalises them.
             let struct (best, ids) = logits.topk (k, dim = 1)
             let probabilities = (best - logits.logsumexp (1L, keepdim = true)).exp ()

@@ -40,6 +40,15 @@ module Vocabulary =
             start <- start + count
             progress |> Option.iter (fun p -> p.Report start)
 
+    /// Sets each row's diagonal entry to −∞ in place: rows [B, V] of first tokens `first` [B] lose the pair (z, z), as
+    /// sweeps that drop the diagonal need. Returns `rows`.
+    [<CompiledName("DropDiagonal")>]
+    let dropDiagonal (first: Tensor) (rows: Tensor) : Tensor =
+        let column = first.unsqueeze 1L
+        let minusInfinity =
+            torch.full (column.shape, scalar Double.NegativeInfinity, dtype = rows.dtype, device = rows.device)
+        rows.scatter_ (1L, column, minusInfinity)
+
     /// Fails unless `tokenSet` is a non-empty set of ids in 0..vocab−1 (the sets mass sweeps count).
     [<CompiledName("CheckTokenSet")>]
     let checkTokenSet (vocab: int) (tokenSet: int[]) =
