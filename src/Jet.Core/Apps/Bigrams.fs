@@ -87,6 +87,19 @@ module Bigrams =
     let private ids (net: Net) (start: int64) (count: int64) =
         torch.arange (start, start + count, dtype = torch.int64, device = net.Device)
 
+    // TorchSharp's ToArray fails on empty tensors (a shard may cover no rows).
+    let private doubles (t: Tensor) : float[] =
+        if t.numel () = 0L then
+            [||]
+        else
+            t.to_type(torch.float64).cpu().data<float>().ToArray()
+
+    let private longs (t: Tensor) : int64[] =
+        if t.numel () = 0L then
+            [||]
+        else
+            t.to_type(torch.int64).cpu().data<int64>().ToArray()
+
     /// Sweeps the vocabulary in batches through one workspace: `body start count batch` gets each batch's logits
     /// (`Sweeps.batch`), valid until the next batch.
     let private sweepBatches
@@ -270,12 +283,10 @@ module Bigrams =
             match options.Space with
             | ScoreSpace.Probability -> bestRank.exp ()
             | ScoreSpace.Logit -> bestRank
-        let array (t: Tensor) =
-            t.to_type(torch.float64).cpu().data<float>().ToArray()
         {
-            Rank = array bestRank
-            Flat = bestFlat.cpu().data<int64>().ToArray()
-            Scores = array bestScores
+            Rank = doubles bestRank
+            Flat = longs bestFlat
+            Scores = doubles bestScores
         }
         |> PairCandidates.best k
 
@@ -301,7 +312,7 @@ module Bigrams =
     [<CompiledName("RowArrays")>]
     let rowArrays (best: RowTopK) : int64[] * float[] =
         use scope = torch.NewDisposeScope()
-        best.Ids.cpu().data<int64>().ToArray(), best.Scores.to_type(torch.float64).cpu().data<float>().ToArray()
+        longs best.Ids, doubles best.Scores
 
     /// The rows of a `RowTopK` as pairs, grouped by first token ascending, best first within a group.
     [<CompiledName("PairsOf")>]
