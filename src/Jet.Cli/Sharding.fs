@@ -28,7 +28,8 @@ let private environment (name: string) =
 let request (shard: string option) (dir: string option) : Request option =
     match shard, dir with
     | None, None -> None
-    | None, Some _ -> raise (MissingArgumentException "--shard-dir goes with --shard I/N (or auto); give both or neither.")
+    | None, Some _ ->
+        raise (MissingArgumentException "--shard-dir goes with --shard I/N (or auto); give both or neither.")
     | Some _, None ->
         raise (
             MissingArgumentException
@@ -47,7 +48,10 @@ let setting (result: ShardResult) (name: string) : string =
     | None ->
         raise (
             ShardException(
-                sprintf "The %s shards lack the setting %s; they were written by another version." result.Manifest.Kind name
+                sprintf
+                    "The %s shards lack the setting %s; they were written by another version."
+                    result.Manifest.Kind
+                    name
             )
         )
 
@@ -92,6 +96,5 @@ let run
                 else
                     sprintf "first tokens %d..%d" rows.Start (rows.Stop - 1)
             printfn "shard %d/%d: %s written to %s" r.Shard r.Shards covered file
-        | ShardOutcome.Skipped file ->
-            printfn "shard %d/%d: %s is complete already; skipped" r.Shard r.Shards file
+        | ShardOutcome.Skipped file -> printfn "shard %d/%d: %s is complete already; skipped" r.Shard r.Shards file
         0

@@ -93,10 +93,10 @@ let private manifest (net: Net) batch shard shards (settings: Map<string, string
 /// Runs every shard of `sweep` into `dir`.
 let private runShards (dir: string) (net: Net) (sweep: Sweep) batch shards settings =
     for i in 0 .. shards - 1 do
-        Shards.run dir (manifest net batch i shards settings) (fun rows -> sweep.Parts net batch (Some rows)) |> ignore
+        Shards.run dir (manifest net batch i shards settings) (fun rows -> sweep.Parts net batch (Some rows))
+        |> ignore
 
-let private stories () =
-    Model.load (Jet.Tests.Fixtures.path [ "stories260K" ]) torch.float32 torch.CPU
+let private stories () = Model.load (Jet.Tests.Fixtures.path [ "stories260K" ]) torch.float32 torch.CPU
 
 let private gpt64 () = SyntheticNets.gpt2Like 21 SyntheticNets.small torch.float64
 
@@ -108,7 +108,7 @@ let tests =
             test "shard ranges tile the vocabulary in order, along batch boundaries, as evenly as batches allow" {
                 for vocab in [ 1; 7; 100; 512; 1001 ] do
                     for batch in [ 1; 3; 64; 512; 2000 ] do
-                        for shards in [ 1 .. 12 ] do
+                        for shards in [ 1..12 ] do
                             let ranges = [ for i in 0 .. shards - 1 -> Shards.range vocab batch i shards ]
                             let what = sprintf "vocab %d, batch %d, %d shards" vocab batch shards
                             Expect.equal ranges.Head.Start 0 (what + ": starts at 0")
@@ -165,13 +165,18 @@ let tests =
                     Expect.floatClose { absolute = 1e-12; relative = 1e-12 } a.Score e.Score "the same scores"
                 use table = Bigrams.full net Readouts.embedding (options 7 (Some rows) ScoreSpace.Logit false)
                 Expect.equal table.shape [| int64 rows.Count; int64 v |] "full covers the range"
-                let mass = Bigrams.mass net Readouts.embedding [| 2 |] (options 7 (Some rows) ScoreSpace.Probability false)
+                let mass =
+                    Bigrams.mass net Readouts.embedding [| 2 |] (options 7 (Some rows) ScoreSpace.Probability false)
                 use all = Bigrams.full net Readouts.embedding (options 7 None ScoreSpace.Probability false)
                 let expected = all.narrow(0L, 7L, int64 rows.Count).select(1L, 2L).mean().item<float> ()
                 Expect.floatClose Accuracy.veryHigh mass expected "the mass is the mean over the range's rows"
                 Expect.throwsT<IndexRangeException>
                     (fun () ->
-                        Bigrams.mass net Readouts.embedding [| 2 |] (options 7 (Some { Start = 0; Stop = v + 1 }) ScoreSpace.Probability false)
+                        Bigrams.mass
+                            net
+                            Readouts.embedding
+                            [| 2 |]
+                            (options 7 (Some { Start = 0; Stop = v + 1 }) ScoreSpace.Probability false)
                         |> ignore)
                     "a range past the vocabulary"
             }
@@ -240,14 +245,16 @@ let tests =
                                 4
                                 { options 7 (Some rows) ScoreSpace.Probability false with Progress = Some progress }
                         [ "rows", SweepPart.Rows(4, [||], [||]) ]
-                    Expect.throws (fun () -> Shards.run dir (manifest net 7 1 3 Map.empty) crashing |> ignore) "crashes"
+                    Expect.throws
+                        (fun () -> Shards.run dir (manifest net 7 1 3 Map.empty) crashing |> ignore)
+                        "crashes"
                     Expect.isFalse (File.Exists target) "no shard file"
                     // What a writer killed before its rename leaves: a partial temporary file.
                     File.WriteAllText(Path.Combine(dir, "." + Shards.fileName 1 3 + ".4242.tmp"), "jetdsl-shard 1 sha")
                     let message = messageOf<ShardException> (fun () -> Shards.merge dir |> ignore)
                     Expect.stringContains message "lacks shard 1/3" "the crashed shard is missing"
                     let computed = ref []
-                    for i in 0 .. 2 do
+                    for i in 0..2 do
                         match
                             Shards.run dir (manifest net 7 i 3 Map.empty) (fun rows ->
                                 computed.Value <- i :: computed.Value
@@ -264,15 +271,23 @@ let tests =
                     pairs |> List.tryFind (fun (n, _) -> n = name) |> Option.map snd
                 Expect.equal (Shards.parse (env []) "2/7") (2, 7) "explicit"
                 Expect.equal
-                    (Shards.parse (env [ "SLURM_ARRAY_TASK_ID", "4"; "SLURM_ARRAY_TASK_COUNT", "5"; "SLURM_ARRAY_TASK_MIN", "1" ]) "auto")
+                    (Shards.parse
+                        (env [ "SLURM_ARRAY_TASK_ID", "4"; "SLURM_ARRAY_TASK_COUNT", "5"; "SLURM_ARRAY_TASK_MIN", "1" ])
+                        "auto")
                     (3, 5)
                     "Slurm, an array numbered from 1"
                 Expect.equal
                     (Shards.parse (env [ "SLURM_ARRAY_TASK_ID", "0"; "SLURM_ARRAY_TASK_COUNT", "3" ]) "auto")
                     (0, 3)
                     "Slurm"
-                Expect.equal (Shards.parse (env [ "JOB_COMPLETION_INDEX", "6"; "JET_SHARD_COUNT", "7" ]) "auto") (6, 7) "Kubernetes"
-                Expect.equal (Shards.parse (env [ "JOB_COMPLETION_INDEX", "1" ]) "auto/4") (1, 4) "Kubernetes, count given"
+                Expect.equal
+                    (Shards.parse (env [ "JOB_COMPLETION_INDEX", "6"; "JET_SHARD_COUNT", "7" ]) "auto")
+                    (6, 7)
+                    "Kubernetes"
+                Expect.equal
+                    (Shards.parse (env [ "JOB_COMPLETION_INDEX", "1" ]) "auto/4")
+                    (1, 4)
+                    "Kubernetes, count given"
                 let refused (pairs: (string * string) list) (text: string) (part: string) =
                     let message = messageOf<ShardException> (fun () -> Shards.parse (env pairs) text |> ignore)
                     Expect.stringContains message part (sprintf "%s: the message" text)

@@ -194,7 +194,10 @@ let render
         match result.Parts with
         | [ _, SweepPart.Rows(k, ids, scores) ] -> Bigrams.pairsOfRows result.Manifest.Rows.Start k ids scores
         | [ _, SweepPart.Candidates(_, c) ] -> Bigrams.pairsOfCandidates result.Manifest.Vocab c
-        | _ -> raise (ShardException "The bigrams shards hold parts of another kind; they were written by another version.")
+        | _ ->
+            raise (
+                ShardException "The bigrams shards hold parts of another kind; they were written by another version."
+            )
     let rows = Bigrams.decode tokenizer pairs
     let nonFinite = NonFiniteChecks.bigrams rows
     draw rows
@@ -226,6 +229,14 @@ let render
 
 let private execute (args: ParseResults<Args>) =
     let out = checkOutputs "--out" (args.TryGetResult Out)
+    let shard = Sharding.request (args.TryGetResult Shard) (args.TryGetResult Shard_Dir)
+    if shard.IsSome && args.Contains Compare then
+        raise (InvalidPlanException "--shard does not apply to --compare yet; run the comparison whole.")
+    if shard.IsSome && out.IsSome then
+        raise (
+            InvalidPlanException
+                "--out draws the whole table, which one shard does not have; draw it from an unsharded run."
+        )
     if args.Contains Prob && args.Contains Logit then
         raise (InvalidPlanException "--prob and --logit exclude each other; give one.")
     if args.Contains Log_Prob && not (args.Contains Compare) then
@@ -246,17 +257,9 @@ let private execute (args: ParseResults<Args>) =
             (args.GetResult(Batch_Size, SweepOptions.Default.BatchSize))
             (sprintf "bigrams %s" (args.GetResult Path))
             (int64 model.Net.Vocab)
-    let shard = Sharding.request (args.TryGetResult Shard) (args.TryGetResult Shard_Dir)
     if args.Contains Compare then
-        if shard.IsSome then
-            raise (InvalidPlanException "--shard does not apply to --compare yet; run the comparison whole.")
         compare args request out model path options
     else
-        if shard.IsSome && out.IsSome then
-            raise (
-                InvalidPlanException
-                    "--out draws the whole table, which one shard does not have; draw it from an unsharded run."
-            )
         let isGlobal = args.Contains Global
         let settings =
             Map

@@ -114,9 +114,7 @@ let private output
                     model
                     (if words.Length = 1 then "is" else "are")
                     (String.concat ", " words))
-        printfn
-            "Mass of the word list under %s (mean over first tokens of Σ P(next ∈ S | token)):"
-            pathDescribed
+        printfn "Mass of the word list under %s (mean over first tokens of Σ P(next ∈ S | token)):" pathDescribed
         let headers =
             [ "model"; "tokens"; "mass" ]
             @ (topK |> Option.map (fun k -> [ sprintf "mass in top %d" k ]) |> Option.defaultValue [])
@@ -139,7 +137,6 @@ let private output
             ]
     finish allowNonFinite nonFinite
 
-
 let private splitWordsText (words: ListedWord[]) =
     JsonSerializer.Serialize [| for w in words -> {| line = w.Line; word = w.Word; tokens = w.Tokens |} |]
 
@@ -161,7 +158,8 @@ let render (json: bool) (allowNonFinite: bool) (tokenizer: Jet.Core.Models.IToke
     let meanOf (name: string) =
         match result.Parts |> List.tryFind (fun (n, _) -> n = name) with
         | Some(_, SweepPart.Sums sums) -> Some(Vocabulary.total sums / count)
-        | Some _ -> raise (ShardException "The mass shards hold parts of another kind; they were written by another version.")
+        | Some _ ->
+            raise (ShardException "The mass shards hold parts of another kind; they were written by another version.")
         | None -> None
     let topK =
         match setting "top_k" with

@@ -283,11 +283,7 @@ module Bigrams =
             match options.Space with
             | ScoreSpace.Probability -> bestRank.exp ()
             | ScoreSpace.Logit -> bestRank
-        {
-            Rank = doubles bestRank
-            Flat = longs bestFlat
-            Scores = doubles bestScores
-        }
+        { Rank = doubles bestRank; Flat = longs bestFlat; Scores = doubles bestScores }
         |> PairCandidates.best k
 
     /// Candidates as pairs of a vocabulary of `vocab` tokens, in their order.

@@ -44,7 +44,10 @@ module PairCandidates =
                 | true, false -> -1
                 | false, true -> 1
                 | false, false -> compare b a
-            if byRank <> 0 then byRank else compare c.Flat.[i] c.Flat.[j]
+            if byRank <> 0 then
+                byRank
+            else
+                compare c.Flat.[i] c.Flat.[j]
         let chosen = Array.init c.Rank.Length id |> Array.sortWith order |> Array.truncate (max k 0)
         {
             Rank = chosen |> Array.map (fun i -> c.Rank.[i])

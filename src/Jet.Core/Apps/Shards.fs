@@ -88,8 +88,7 @@ module Shards =
                 )
             )
         let batches = (int64 vocab + int64 batchSize - 1L) / int64 batchSize
-        let startOf (i: int) =
-            int (min (int64 vocab) (batches * int64 i / int64 shards * int64 batchSize))
+        let startOf (i: int) = int (min (int64 vocab) (batches * int64 i / int64 shards * int64 batchSize))
         { Start = startOf shard; Stop = startOf (shard + 1) }
 
     /// The number of batches a sweep over `rows` makes.
@@ -113,7 +112,9 @@ module Shards =
             let config = Path.Combine(source, "config.json")
             if File.Exists config then
                 add ("config.json " + hex (SHA256.HashData(File.ReadAllBytes config)))
-            for file in Directory.GetFiles(source, "*.safetensors") |> Array.sortWith (fun a b -> String.CompareOrdinal(a, b)) do
+            for file in
+                Directory.GetFiles(source, "*.safetensors")
+                |> Array.sortWith (fun a b -> String.CompareOrdinal(a, b)) do
                 let info = FileInfo file
                 use stream = File.OpenRead file
                 let lengthBytes = Array.zeroCreate<byte> 8
@@ -215,10 +216,8 @@ module Shards =
         let m = root.GetProperty "manifest"
         let text (e: JsonElement) (name: string) = e.GetProperty(name).GetString()
         let int (e: JsonElement) (name: string) = e.GetProperty(name).GetInt32()
-        let longs (e: JsonElement) (name: string) =
-            [| for x in e.GetProperty(name).EnumerateArray() -> x.GetInt64() |]
-        let doubles (e: JsonElement) (name: string) =
-            longs e name |> Array.map BitConverter.Int64BitsToDouble
+        let longs (e: JsonElement) (name: string) = [| for x in e.GetProperty(name).EnumerateArray() -> x.GetInt64() |]
+        let doubles (e: JsonElement) (name: string) = longs e name |> Array.map BitConverter.Int64BitsToDouble
         let manifest =
             {
                 Kind = text m "kind"
@@ -262,13 +261,7 @@ module Shards =
             ->
             Some(sprintf "part %s holds %d candidates for k = %d" name c.Rank.Length k)
         | SweepPart.Sums sums when sums.Length <> batchesOf m.Rows m.BatchSize ->
-            Some(
-                sprintf
-                    "part %s holds %d sums for %d batches"
-                    name
-                    sums.Length
-                    (batchesOf m.Rows m.BatchSize)
-            )
+            Some(sprintf "part %s holds %d sums for %d batches" name sums.Length (batchesOf m.Rows m.BatchSize))
         | _ -> None
 
     /// Reads a shard file; fails naming the file when it is incomplete, corrupt or inconsistent.
@@ -306,7 +299,8 @@ module Shards =
         Directory.CreateDirectory dir |> ignore
         let m = result.Manifest
         let file = Path.Combine(dir, fileName m.Shard m.Shards)
-        let temporary = Path.Combine(dir, sprintf ".%s.%d.tmp" (fileName m.Shard m.Shards) Environment.ProcessId)
+        let temporary =
+            Path.Combine(dir, sprintf ".%s.%d.tmp" (fileName m.Shard m.Shards) Environment.ProcessId)
         let body = serialize result
         do
             use stream = new FileStream(temporary, FileMode.Create, FileAccess.Write)
@@ -427,7 +421,11 @@ module Shards =
                     | why -> sprintf "%s does not match %s: %s" name firstName (String.concat "; " why)
             ]
         if not conflicts.IsEmpty then
-            raise (ShardException(sprintf "The shards in %s do not belong to one sweep: %s." dir (String.concat ". " conflicts)))
+            raise (
+                ShardException(
+                    sprintf "The shards in %s do not belong to one sweep: %s." dir (String.concat ". " conflicts)
+                )
+            )
         let label (i: int) = sprintf "%d/%d" i m0.Shards
         let misplaced =
             [
@@ -436,13 +434,19 @@ module Shards =
                     if name <> fileName m.Shard m.Shards then
                         sprintf "%s holds shard %s" name (label m.Shard)
                     elif m.Rows <> range m.Vocab m.BatchSize m.Shard m.Shards then
-                        sprintf "%s covers first tokens %d..%d, not shard %s's range" name m.Rows.Start (m.Rows.Stop - 1) (label m.Shard)
+                        sprintf
+                            "%s covers first tokens %d..%d, not shard %s's range"
+                            name
+                            m.Rows.Start
+                            (m.Rows.Stop - 1)
+                            (label m.Shard)
             ]
         let duplicated =
             loaded
             |> Array.groupBy (fun (_, r) -> r.Manifest.Shard)
             |> Array.filter (fun (_, g) -> g.Length > 1)
-            |> Array.map (fun (i, g) -> sprintf "shard %s is in %s" (label i) (g |> Array.map fst |> String.concat " and "))
+            |> Array.map (fun (i, g) ->
+                sprintf "shard %s is in %s" (label i) (g |> Array.map fst |> String.concat " and "))
         if duplicated.Length > 0 || not misplaced.IsEmpty then
             raise (
                 ShardException(
@@ -486,13 +490,8 @@ module Shards =
                             (String.concat ", " names)
                     )
                 )
-        let parts =
-            names
-            |> List.mapi (fun i name -> name, reduce name [ for r in ordered -> snd r.Parts.[i] ])
-        {
-            Manifest = { m0 with Shard = 0; Rows = { Start = 0; Stop = m0.Vocab } }
-            Parts = parts
-        }
+        let parts = names |> List.mapi (fun i name -> name, reduce name [ for r in ordered -> snd r.Parts.[i] ])
+        { Manifest = { m0 with Shard = 0; Rows = { Start = 0; Stop = m0.Vocab } }; Parts = parts }
 
     /// The shard `I/N`, `auto` or `auto/N` names: `auto` reads SLURM_ARRAY_TASK_ID − SLURM_ARRAY_TASK_MIN and
     /// SLURM_ARRAY_TASK_COUNT (Slurm job arrays), else JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs) with the count
@@ -500,7 +499,13 @@ module Shards =
     [<CompiledName("Parse")>]
     let parse (environment: string -> string option) (text: string) : int * int =
         let number (what: string) (s: string) =
-            match Int32.TryParse((if isNull s then "" else s.Trim()), Globalization.NumberStyles.None, Globalization.CultureInfo.InvariantCulture) with
+            match
+                Int32.TryParse(
+                    (if isNull s then "" else s.Trim()),
+                    Globalization.NumberStyles.None,
+                    Globalization.CultureInfo.InvariantCulture
+                )
+            with
             | true, n -> n
             | _ -> raise (ShardException(sprintf "%s is %A, not a whole number ≥ 0." what s))
         let checkedShard (i: int) (n: int) =
@@ -516,7 +521,11 @@ module Shards =
         match parts with
         | [| "auto" |]
         | [| "auto"; _ |] ->
-            let given = if parts.Length = 2 then Some(number "The N of --shard auto/N" parts.[1]) else None
+            let given =
+                if parts.Length = 2 then
+                    Some(number "The N of --shard auto/N" parts.[1])
+                else
+                    None
             match environment "SLURM_ARRAY_TASK_ID", environment "JOB_COMPLETION_INDEX" with
             | Some id, _ ->
                 let low =

@@ -178,7 +178,12 @@ module TokenMass =
         let inTop =
             topK
             |> Option.map (fun k ->
-                inTopKSums net readout tokenSet k { options with Progress = shifted options.Progress (int64 rows.Count) })
+                inTopKSums
+                    net
+                    readout
+                    tokenSet
+                    k
+                    { options with Progress = shifted options.Progress (int64 rows.Count) })
         mass, inTop
 
     /// The mass of the word list `lines` (see `words`; `source` names them in errors) under each model, each list read
