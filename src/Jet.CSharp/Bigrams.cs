@@ -230,7 +230,8 @@ public sealed class BigramSweep
 
     private Apps.SweepOptions Options(IProgress<long>? progress, CancellationToken cancellation) =>
         new(Core(space), dropDiagonal, batchSize,
-            progress is null ? FSharpOption<IProgress<long>>.None : FSharpOption<IProgress<long>>.Some(progress), cancellation, maxFullBytes);
+            progress is null ? FSharpOption<IProgress<long>>.None : FSharpOption<IProgress<long>>.Some(progress), cancellation, maxFullBytes,
+            FSharpOption<Apps.RowRange>.None);
 
     private BigramTable Table(bool global, int k, IEnumerable<Apps.ScoredPair> pairs) =>
         new(path, path.Notation(model), space, global, k, dropDiagonal, Apps.Bigrams.Decode(model.Core.Tokenizer, pairs)

@@ -10,8 +10,14 @@ type CliResult = { ExitCode: int; Stdout: string; Stderr: string }
 
 let private jetDll = Path.Combine(AppContext.BaseDirectory, "jet.dll")
 
-/// `jet args…` in `workingDirectory`; fails the test if it runs longer than `timeoutSeconds`.
-let runFrom (workingDirectory: string) (timeoutSeconds: int) (args: string list) : CliResult =
+/// `jet args…` in `workingDirectory` with extra `environment` variables; fails the test if it runs longer than
+/// `timeoutSeconds`.
+let runWith
+    (environment: (string * string) list)
+    (workingDirectory: string)
+    (timeoutSeconds: int)
+    (args: string list)
+    : CliResult =
     let info =
         ProcessStartInfo(
             "dotnet",
@@ -20,6 +26,8 @@ let runFrom (workingDirectory: string) (timeoutSeconds: int) (args: string list)
             UseShellExecute = false,
             WorkingDirectory = workingDirectory
         )
+    for name, value in environment do
+        info.Environment.[name] <- value
     info.ArgumentList.Add jetDll
     for a in args do
         info.ArgumentList.Add a
@@ -30,6 +38,10 @@ let runFrom (workingDirectory: string) (timeoutSeconds: int) (args: string list)
         p.Kill true
         failwithf "jet %s did not finish within %d s" (String.Join(" ", args)) timeoutSeconds
     { ExitCode = p.ExitCode; Stdout = stdout.Result; Stderr = stderr.Result }
+
+/// `jet args…` in `workingDirectory`; fails the test if it runs longer than `timeoutSeconds`.
+let runFrom (workingDirectory: string) (timeoutSeconds: int) (args: string list) : CliResult =
+    runWith [] workingDirectory timeoutSeconds args
 
 /// `jet args…` in the test's working directory, within five minutes.
 let run (args: string list) = runFrom Environment.CurrentDirectory 300 args

@@ -25,6 +25,8 @@ type Args =
     | Device of name: string
     | Allow_Nonfinite
     | Json
+    | Shard of spec: string
+    | Shard_Dir of dir: string
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -48,6 +50,8 @@ type Args =
             | Device _ -> ModelArgs.deviceUsage
             | Allow_Nonfinite -> allowNonFiniteUsage
             | Json -> "print one JSON object instead of a table."
+            | Shard _ -> Sharding.shardUsage
+            | Shard_Dir _ -> Sharding.shardDirUsage
 
 /// The sweep options the flags ask for, with a progress bar on stderr that ends at `total` first tokens.
 let sweepOptions (space: ScoreSpace) (dropDiagonal: bool) (batch: int) (label: string) (total: int64) =
@@ -170,8 +174,69 @@ let private compare
         printfn "Overlap of the two global top-%d lists: %d of %d pairs." n result.Overlap n
     finish request.AllowNonFinite nonFinite
 
+/// Prints a bigrams sweep's result (whole, or merged from shards) as a table or JSON, after `draw` gets its rows; returns
+/// the exit code.
+let render
+    (json: bool)
+    (allowNonFinite: bool)
+    (tokenizer: Models.ITokenizer)
+    (draw: BigramRow[] -> unit)
+    (result: ShardResult)
+    : int =
+    let setting = Sharding.setting result
+    let space =
+        if setting "space" = spaceName ScoreSpace.Logit then
+            ScoreSpace.Logit
+        else
+            ScoreSpace.Probability
+    let isGlobal = setting "global" = string true
+    let pairs =
+        match result.Parts with
+        | [ _, SweepPart.Rows(k, ids, scores) ] -> Bigrams.pairsOfRows result.Manifest.Rows.Start k ids scores
+        | [ _, SweepPart.Candidates(_, c) ] -> Bigrams.pairsOfCandidates result.Manifest.Vocab c
+        | _ ->
+            raise (
+                ShardException "The bigrams shards hold parts of another kind; they were written by another version."
+            )
+    let rows = Bigrams.decode tokenizer pairs
+    let nonFinite = NonFiniteChecks.bigrams rows
+    draw rows
+    if json then
+        writeJson
+            {|
+                path = setting "path"
+                space = spaceName space
+                ``global`` = isGlobal
+                rows = pairJson rows
+                non_finite = nonFiniteJson nonFinite
+            |}
+    else
+        let format (s: float) =
+            match space with
+            | ScoreSpace.Probability -> sprintf "%.3f%%" (100.0 * s)
+            | ScoreSpace.Logit -> sprintf "%.4f" s
+        printTable
+            [
+                "token"
+                "next token"
+                (if space = ScoreSpace.Probability then
+                     "P(next | token)"
+                 else
+                     "logit")
+            ]
+            [ for r in rows -> [ r.FromToken; r.ToToken; format r.Score ] ]
+    finish allowNonFinite nonFinite
+
 let private execute (args: ParseResults<Args>) =
     let out = checkOutputs "--out" (args.TryGetResult Out)
+    let shard = Sharding.request (args.TryGetResult Shard) (args.TryGetResult Shard_Dir)
+    if shard.IsSome && args.Contains Compare then
+        raise (InvalidPlanException "--shard does not apply to --compare yet; run the comparison whole.")
+    if shard.IsSome && out.IsSome then
+        raise (
+            InvalidPlanException
+                "--out draws the whole table, which one shard does not have; draw it from an unsharded run."
+        )
     if args.Contains Prob && args.Contains Logit then
         raise (InvalidPlanException "--prob and --logit exclude each other; give one.")
     if args.Contains Log_Prob && not (args.Contains Compare) then
@@ -196,40 +261,51 @@ let private execute (args: ParseResults<Args>) =
         compare args request out model path options
     else
         let isGlobal = args.Contains Global
-        let pairs =
+        let settings =
+            Map
+                [
+                    "path", string path
+                    "described", Readouts.describe model.Net path
+                    "space", spaceName space
+                    "global", string isGlobal
+                    "top", string n
+                    "no_diagonal", string (args.Contains No_Diagonal)
+                    "dtype", string model.Net.DType
+                ]
+        let compute (rows: RowRange option) =
+            let range = Vocabulary.checkRows model.Net.Vocab rows
+            let options =
+                { sweepOptions
+                      space
+                      (args.Contains No_Diagonal)
+                      options.BatchSize
+                      (sprintf "bigrams %s" (args.GetResult Path))
+                      (int64 range.Count) with
+                    Rows = rows
+                }
             if isGlobal then
-                Bigrams.globalTopK model.Net path n options
+                [ "global", SweepPart.Candidates(n, Bigrams.globalCandidates model.Net path n options) ]
             else
                 use best = Bigrams.rowTopK model.Net path n options
-                Bigrams.pairsOf best
-        let rows = Bigrams.decode model.Tokenizer pairs
-        let nonFinite = NonFiniteChecks.bigrams rows
-        savePicture out (fun () ->
-            Figures.bigramTable (Readouts.describe model.Net path) isGlobal n space (args.Contains No_Diagonal) 40 rows)
-        if args.Contains Json then
-            writeJson
-                {|
-                    path = string path
-                    space = spaceName space
-                    ``global`` = isGlobal
-                    rows = pairJson rows
-                    non_finite = nonFiniteJson nonFinite
-                |}
-        else
-            let format (s: float) =
-                match space with
-                | ScoreSpace.Probability -> sprintf "%.3f%%" (100.0 * s)
-                | ScoreSpace.Logit -> sprintf "%.4f" s
-            printTable
-                [
-                    "token"
-                    "next token"
-                    (if space = ScoreSpace.Probability then
-                         "P(next | token)"
-                     else
-                         "logit")
-                ]
-                [ for r in rows -> [ r.FromToken; r.ToToken; format r.Score ] ]
-        finish request.AllowNonFinite nonFinite
+                let ids, scores = Bigrams.rowArrays best
+                [ "rows", SweepPart.Rows(n, ids, scores) ]
+        let draw (rows: BigramRow[]) =
+            savePicture out (fun () ->
+                Figures.bigramTable
+                    (Readouts.describe model.Net path)
+                    isGlobal
+                    n
+                    space
+                    (args.Contains No_Diagonal)
+                    40
+                    rows)
+        Sharding.run
+            shard
+            "bigrams"
+            model
+            settings
+            options.BatchSize
+            compute
+            (render (args.Contains Json) request.AllowNonFinite model.Tokenizer draw)
 
 let run (args: ParseResults<Args>) = guard (fun () -> execute args)

@@ -2,6 +2,7 @@
 module Jet.Cli.Commands.MassCommand
 
 open System.IO
+open System.Text.Json
 open Argu
 open Jet.Core
 open Jet.Core.Apps
@@ -20,6 +21,8 @@ type Args =
     | Device of name: string
     | Allow_Nonfinite
     | Json
+    | Shard of spec: string
+    | Shard_Dir of dir: string
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -38,28 +41,19 @@ type Args =
             | Device _ -> ModelArgs.deviceUsage
             | Allow_Nonfinite -> allowNonFiniteUsage
             | Json -> "print one JSON object instead of lines."
+            | Shard _ -> Sharding.shardUsage + " Not with --compare."
+            | Shard_Dir _ -> Sharding.shardDirUsage
 
-let private execute (args: ParseResults<Args>) =
-    let file = requireFile "--tokens" (args.GetResult Tokens)
-    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @> <@ Allow_Nonfinite @>
-    let compared =
-        args.TryGetResult Compare |> Option.map (fun dir -> { request with Source = ModelArgs.source dir })
-    let models =
-        [ yield ModelArgs.load request; yield! compared |> Option.map ModelArgs.load |> Option.toList ]
-    use _ =
-        { new System.IDisposable with
-            member _.Dispose() =
-                for m in models do
-                    m.Dispose()
-        }
-    let passes = if args.Contains Top_K then 2L else 1L
-    let total = passes * (models |> List.sumBy (fun m -> int64 m.Net.Vocab))
-    let batch = args.GetResult(Batch_Size, SweepOptions.Default.BatchSize)
-    let options =
-        BigramsCommand.sweepOptions ScoreSpace.Probability (args.Contains No_Diagonal) batch "mass" total
-    let path = Readouts.parse models.Head.Net (args.GetResult Path)
-    let topK = args.TryGetResult Top_K
-    let masses = TokenMass.ofModels path file (File.ReadLines file) topK options models
+/// Prints the masses of one or two models (`tokenizers` in the same order) as lines or JSON; returns the exit code.
+let private output
+    (json: bool)
+    (allowNonFinite: bool)
+    (pathText: string)
+    (pathDescribed: string)
+    (topK: int option)
+    (masses: ModelMass[])
+    (tokenizers: Jet.Core.Models.ITokenizer[])
+    =
     let difference (f: ModelMass -> float) =
         if masses.Length = 2 then
             Some(f masses.[1] - f masses.[0])
@@ -67,10 +61,10 @@ let private execute (args: ParseResults<Args>) =
             None
     let topKOf (m: ModelMass) = m.TopKMass |> Option.defaultValue nan
     let nonFinite = NonFiniteChecks.masses masses
-    if args.Contains Json then
+    if json then
         writeJson
             {|
-                path = string path
+                path = pathText
                 top_k = Option.toNullable topK
                 models =
                     [|
@@ -103,7 +97,7 @@ let private execute (args: ParseResults<Args>) =
         let described =
             masses
             |> Array.mapi (fun i m ->
-                let tokenizer = models.[i].Tokenizer
+                let tokenizer = tokenizers.[i]
                 let words =
                     m.SplitWords
                     |> Array.map (fun w ->
@@ -120,9 +114,7 @@ let private execute (args: ParseResults<Args>) =
                     model
                     (if words.Length = 1 then "is" else "are")
                     (String.concat ", " words))
-        printfn
-            "Mass of the word list under %s (mean over first tokens of Σ P(next ∈ S | token)):"
-            (Readouts.describe models.Head.Net path)
+        printfn "Mass of the word list under %s (mean over first tokens of Σ P(next ∈ S | token)):" pathDescribed
         let headers =
             [ "model"; "tokens"; "mass" ]
             @ (topK |> Option.map (fun k -> [ sprintf "mass in top %d" k ]) |> Option.defaultValue [])
@@ -143,6 +135,116 @@ let private execute (args: ParseResults<Args>) =
                             (topK |> Option.map (fun _ -> topKOf masses.[1] - topKOf masses.[0]))
                 | None -> ()
             ]
-    finish request.AllowNonFinite nonFinite
+    finish allowNonFinite nonFinite
+
+let private splitWordsText (words: ListedWord[]) =
+    JsonSerializer.Serialize [| for w in words -> {| line = w.Line; word = w.Word; tokens = w.Tokens |} |]
+
+let private splitWordsOf (text: string) : ListedWord[] =
+    use doc = JsonDocument.Parse text
+    [|
+        for w in doc.RootElement.EnumerateArray() ->
+            {
+                Line = w.GetProperty("line").GetInt32()
+                Word = w.GetProperty("word").GetString()
+                Tokens = [| for t in w.GetProperty("tokens").EnumerateArray() -> t.GetInt32() |]
+            }
+    |]
+
+/// Prints a mass sweep's result (whole, or merged from shards) as `jet mass` does for one model; returns the exit code.
+let render (json: bool) (allowNonFinite: bool) (tokenizer: Jet.Core.Models.ITokenizer) (result: ShardResult) : int =
+    let setting = Sharding.setting result
+    let count = float result.Manifest.Rows.Count
+    let meanOf (name: string) =
+        match result.Parts |> List.tryFind (fun (n, _) -> n = name) with
+        | Some(_, SweepPart.Sums sums) -> Some(Vocabulary.total sums / count)
+        | Some _ ->
+            raise (ShardException "The mass shards hold parts of another kind; they were written by another version.")
+        | None -> None
+    let topK =
+        match setting "top_k" with
+        | "" -> None
+        | k -> Some(int k)
+    let mass =
+        {
+            Model = result.Manifest.Model
+            Tokens = (setting "tokens").Split(',').Length
+            Mass =
+                meanOf "mass"
+                |> Option.defaultWith (fun () -> raise (ShardException "The mass shards hold no mass part."))
+            TopKMass = meanOf "top_k_mass"
+            SplitWords = splitWordsOf (setting "split_words")
+        }
+    output json allowNonFinite (setting "path") (setting "described") topK [| mass |] [| tokenizer |]
+
+let private execute (args: ParseResults<Args>) =
+    let file = requireFile "--tokens" (args.GetResult Tokens)
+    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @> <@ Allow_Nonfinite @>
+    let shard = Sharding.request (args.TryGetResult Shard) (args.TryGetResult Shard_Dir)
+    if shard.IsSome && args.Contains Compare then
+        raise (InvalidPlanException "--shard does not apply to --compare yet; shard each model's mass on its own.")
+    let compared =
+        args.TryGetResult Compare |> Option.map (fun dir -> { request with Source = ModelArgs.source dir })
+    let models =
+        [ yield ModelArgs.load request; yield! compared |> Option.map ModelArgs.load |> Option.toList ]
+    use _ =
+        { new System.IDisposable with
+            member _.Dispose() =
+                for m in models do
+                    m.Dispose()
+        }
+    let passes = if args.Contains Top_K then 2L else 1L
+    let total = passes * (models |> List.sumBy (fun m -> int64 m.Net.Vocab))
+    let batch = args.GetResult(Batch_Size, SweepOptions.Default.BatchSize)
+    let options =
+        BigramsCommand.sweepOptions ScoreSpace.Probability (args.Contains No_Diagonal) batch "mass" total
+    let path = Readouts.parse models.Head.Net (args.GetResult Path)
+    let topK = args.TryGetResult Top_K
+    let json = args.Contains Json
+    let described = Readouts.describe models.Head.Net path
+    match models with
+    | [ model ] ->
+        let list = TokenMass.words model.Tokenizer model.Net.Vocab file (File.ReadLines file)
+        let set = list |> Array.map (fun w -> w.Scored) |> Array.distinct
+        let settings =
+            Map
+                [
+                    "path", string path
+                    "described", described
+                    "tokens", set |> Array.map string |> String.concat ","
+                    "top_k", topK |> Option.map string |> Option.defaultValue ""
+                    "no_diagonal", string (args.Contains No_Diagonal)
+                    "dtype", string model.Net.DType
+                    "split_words", splitWordsText (list |> Array.filter (fun w -> w.Tokens.Length > 1))
+                ]
+        let compute (rows: RowRange option) =
+            let range = Vocabulary.checkRows model.Net.Vocab rows
+            let options =
+                { BigramsCommand.sweepOptions
+                      ScoreSpace.Probability
+                      (args.Contains No_Diagonal)
+                      batch
+                      "mass"
+                      (passes * int64 range.Count) with
+                    Rows = rows
+                }
+            let mass, inTop = TokenMass.sums model.Net path set topK options
+            [
+                "mass", SweepPart.Sums mass
+                match inTop with
+                | Some sums -> "top_k_mass", SweepPart.Sums sums
+                | None -> ()
+            ]
+        Sharding.run shard "mass" model settings batch compute (render json request.AllowNonFinite model.Tokenizer)
+    | _ ->
+        let masses = TokenMass.ofModels path file (File.ReadLines file) topK options models
+        output
+            json
+            request.AllowNonFinite
+            (string path)
+            described
+            topK
+            masses
+            (models |> List.map (fun m -> m.Tokenizer) |> Array.ofList)
 
 let run (args: ParseResults<Args>) = guard (fun () -> execute args)

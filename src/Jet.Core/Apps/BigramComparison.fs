@@ -183,6 +183,11 @@ module BigramComparison =
         Readouts.check b readout
         if options.BatchSize < 1 then
             raise (InvalidPlanException(sprintf "The batch size must be ≥ 1; got %d." options.BatchSize))
+        if options.Rows.IsSome then
+            raise (
+                InvalidPlanException
+                    "A comparison of two models sweeps the whole vocabulary; it cannot run over a range of first tokens (Rows) or as a shard yet."
+            )
         let v = int64 a.Vocab
         let columns = v - (if options.DropDiagonal then 1L else 0L)
         if k < 1 || int64 k > columns then

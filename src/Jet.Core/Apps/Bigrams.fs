@@ -26,9 +26,13 @@ type SweepOptions =
         Cancellation: CancellationToken
         /// The largest full table `Bigrams.full` may build, in bytes.
         MaxFullBytes: int64
+        /// The first tokens to sweep (a shard of the sweep, see `Shards`); None sweeps the whole vocabulary. Batches
+        /// start at the range's first token.
+        Rows: RowRange option
     }
 
-    /// Probabilities, diagonal kept, batches of 512, no progress, not cancellable, full tables up to 1 GiB.
+    /// Probabilities, diagonal kept, batches of 512, no progress, not cancellable, full tables up to 1 GiB, every
+    /// first token.
     static member Default =
         {
             Space = ScoreSpace.Probability
@@ -37,6 +41,7 @@ type SweepOptions =
             Progress = None
             Cancellation = CancellationToken.None
             MaxFullBytes = 1L <<< 30
+            Rows = None
         }
 
 /// One scored bigram (z₁, z₂).
@@ -45,11 +50,14 @@ type ScoredPair = { From: int; To: int; Score: float }
 /// A scored bigram with readable tokens.
 type BigramRow = { From: int; To: int; FromToken: string; ToToken: string; Score: float }
 
-/// The k best next tokens of every first token: `Ids` and `Scores` are [vocab, k], best first in each row.
+/// The k best next tokens of every first token swept: `Ids` and `Scores` are [rows, k], best first in each row; row i
+/// is first token `First` + i.
 type RowTopK =
     {
         Ids: Tensor
         Scores: Tensor
+        /// The first token of row 0 (0 unless the sweep covered a range of first tokens).
+        First: int
     }
 
     interface IDisposable with
@@ -74,9 +82,23 @@ module Bigrams =
             "Lower the batch size (--batch-size)."
         if options.DropDiagonal && net.Vocab < 2 then
             raise (InvalidPlanException "Dropping the diagonal leaves nothing in a vocabulary of one token.")
+        Vocabulary.checkRows net.Vocab options.Rows |> ignore
 
     let private ids (net: Net) (start: int64) (count: int64) =
         torch.arange (start, start + count, dtype = torch.int64, device = net.Device)
+
+    // TorchSharp's ToArray fails on empty tensors (a shard may cover no rows).
+    let private doubles (t: Tensor) : float[] =
+        if t.numel () = 0L then
+            [||]
+        else
+            t.to_type(torch.float64).cpu().data<float>().ToArray()
+
+    let private longs (t: Tensor) : int64[] =
+        if t.numel () = 0L then
+            [||]
+        else
+            t.to_type(torch.int64).cpu().data<int64>().ToArray()
 
     /// Sweeps the vocabulary in batches through one workspace: `body start count batch` gets each batch's logits
     /// (`Sweeps.batch`), valid until the next batch.
@@ -87,7 +109,8 @@ module Bigrams =
         (body: int64 -> int64 -> SweepBatch -> unit)
         =
         use workspace = Sweeps.workspace net options.BatchSize
-        Vocabulary.sweep net.Vocab options.BatchSize options.Progress options.Cancellation (fun start count ->
+        let rows = Vocabulary.checkRows net.Vocab options.Rows
+        Vocabulary.sweepRows rows options.BatchSize options.Progress options.Cancellation (fun start count ->
             let first = ids net start count
             body
                 start
@@ -142,21 +165,23 @@ module Bigrams =
         elif b >= 1e6 then sprintf "%.1f MB" (b / 1e6)
         else sprintf "%.1f kB" (b / 1e3)
 
-    /// The whole [vocab, vocab] table (row z₁, column z₂). Only when asked: fails with the size when it would
-    /// exceed `options.MaxFullBytes`.
+    /// The whole [vocab, vocab] table (row z₁, column z₂; [rows, vocab] for the first tokens of `options.Rows`). Only
+    /// when asked: fails with the size when it would exceed `options.MaxFullBytes`.
     [<CompiledName("Full")>]
     let full (net: Net) (readout: Readout) (options: SweepOptions) : Tensor =
         checkOptions net options
         Readouts.check net readout
         let v = int64 net.Vocab
+        let range = Vocabulary.checkRows net.Vocab options.Rows
+        let r = int64 range.Count
         let elementBytes = int64 (TensorExtensionMethods.ElementSize net.DType)
-        let bytes = v * v * elementBytes
+        let bytes = r * v * elementBytes
         if bytes > options.MaxFullBytes then
             raise (
                 InvalidPlanException(
                     sprintf
                         "The full %d × %d bigram table needs %s (%O), more than the limit of %s; use row or global top-k instead, or raise MaxFullBytes."
-                        v
+                        r
                         v
                         (sizeText bytes)
                         net.DType
@@ -164,10 +189,13 @@ module Bigrams =
                 )
             )
         use _ = torch.no_grad ()
-        let table = torch.empty ([| v; v |], dtype = net.DType, device = net.Device)
+        let table = torch.empty ([| r; v |], dtype = net.DType, device = net.Device)
         try
             sweepBatches net readout options (fun start count batch ->
-                Sweeps.writeRows (options.Space = ScoreSpace.Probability) (table.narrow (0L, start, count)) batch)
+                Sweeps.writeRows
+                    (options.Space = ScoreSpace.Probability)
+                    (table.narrow (0L, start - int64 range.Start, count))
+                    batch)
             table
         with _ ->
             table.Dispose()
@@ -187,32 +215,35 @@ module Bigrams =
                 )
             )
 
-    /// The k best next tokens for every first token: ids and scores [vocab, k], best first.
+    /// The k best next tokens for every first token (of `options.Rows` when given): ids and scores [rows, k], best
+    /// first.
     [<CompiledName("RowTopK")>]
     let rowTopK (net: Net) (readout: Readout) (k: int) (options: SweepOptions) : RowTopK =
         checkOptions net options
         checkK net options k (int64 net.Vocab - (if options.DropDiagonal then 1L else 0L))
         Readouts.check net readout
         use _ = torch.no_grad ()
-        let v = int64 net.Vocab
-        let bestIds = torch.empty ([| v; int64 k |], dtype = torch.int64, device = net.Device)
-        let bestScores = torch.empty ([| v; int64 k |], dtype = net.DType, device = net.Device)
+        let range = Vocabulary.checkRows net.Vocab options.Rows
+        let r = int64 range.Count
+        let bestIds = torch.empty ([| r; int64 k |], dtype = torch.int64, device = net.Device)
+        let bestScores = torch.empty ([| r; int64 k |], dtype = net.DType, device = net.Device)
         try
             sweepBatches net readout options (fun start count batch ->
                 let values, indices = Sweeps.rowTopK (options.Space = ScoreSpace.Probability) k batch
-                bestScores.narrow(0L, start, count).copy_ values |> ignore
-                bestIds.narrow(0L, start, count).copy_ indices |> ignore)
-            { Ids = bestIds; Scores = bestScores }
+                let at = start - int64 range.Start
+                bestScores.narrow(0L, at, count).copy_ values |> ignore
+                bestIds.narrow(0L, at, count).copy_ indices |> ignore)
+            { Ids = bestIds; Scores = bestScores; First = range.Start }
         with _ ->
             bestIds.Dispose()
             bestScores.Dispose()
             reraise ()
 
-    /// The k best (z₁, z₂) pairs over the whole table, best first. Each batch keeps only its rows' top k, merged
-    /// with the running best, so memory is a few [batch, vocab] tensors; once k pairs are held, only rows whose
-    /// best score beats the k-th best are ranked at all.
-    [<CompiledName("GlobalTopK")>]
-    let globalTopK (net: Net) (readout: Readout) (k: int) (options: SweepOptions) : ScoredPair[] =
+    /// The k best (z₁, z₂) candidates of the first tokens swept (`options.Rows`, or all), in `PairCandidates.best`
+    /// order. Each batch keeps only its rows' top k, merged with the running best, so memory is a few [batch, vocab]
+    /// tensors; once k pairs are held, only rows whose best score beats the k-th best are ranked at all.
+    [<CompiledName("GlobalCandidates")>]
+    let globalCandidates (net: Net) (readout: Readout) (k: int) (options: SweepOptions) : PairCandidates =
         checkOptions net options
         let v = int64 net.Vocab
         checkK net options k (v * (if options.DropDiagonal then v - 1L else v))
@@ -245,28 +276,50 @@ module Bigrams =
                 bestScores.Dispose()
                 bestFlat.Dispose()
                 best.Value <- next)
-        let bestScores, bestFlat = best.Value
+        let bestRank, bestFlat = best.Value
+        // Reported scores are computed here, on the sweep's device and in its dtype, so a merge of shards only
+        // selects among them.
         let bestScores =
             match options.Space with
-            | ScoreSpace.Probability -> bestScores.exp ()
-            | ScoreSpace.Logit -> bestScores
-        let scores = bestScores.to_type(torch.float64).cpu().data<float>().ToArray()
-        let flat = bestFlat.cpu().data<int64>().ToArray()
-        Array.init scores.Length (fun i -> { From = int (flat.[i] / v); To = int (flat.[i] % v); Score = scores.[i] })
+            | ScoreSpace.Probability -> bestRank.exp ()
+            | ScoreSpace.Logit -> bestRank
+        { Rank = doubles bestRank; Flat = longs bestFlat; Scores = doubles bestScores }
+        |> PairCandidates.best k
+
+    /// Candidates as pairs of a vocabulary of `vocab` tokens, in their order.
+    [<CompiledName("PairsOfCandidates")>]
+    let pairsOfCandidates (vocab: int) (c: PairCandidates) : ScoredPair[] =
+        let v = int64 vocab
+        Array.init c.Flat.Length (fun i ->
+            { From = int (c.Flat.[i] / v); To = int (c.Flat.[i] % v); Score = c.Scores.[i] })
+
+    /// The k best (z₁, z₂) pairs over the whole table (over the first tokens of `options.Rows` when given), best
+    /// first; ties by (z₁, z₂).
+    [<CompiledName("GlobalTopK")>]
+    let globalTopK (net: Net) (readout: Readout) (k: int) (options: SweepOptions) : ScoredPair[] =
+        globalCandidates net readout k options |> pairsOfCandidates net.Vocab
+
+    /// Row top-k results as pairs: `ids` and `scores` hold k per row, row-major, row i being first token `first` + i.
+    [<CompiledName("PairsOfRows")>]
+    let pairsOfRows (first: int) (k: int) (ids: int64[]) (scores: float[]) : ScoredPair[] =
+        Array.init ids.Length (fun i -> { From = first + i / k; To = int ids.[i]; Score = scores.[i] })
+
+    /// The ids and scores of a `RowTopK` on the CPU: k per row, row-major (scores as float64).
+    [<CompiledName("RowArrays")>]
+    let rowArrays (best: RowTopK) : int64[] * float[] =
+        use scope = torch.NewDisposeScope()
+        longs best.Ids, doubles best.Scores
 
     /// The rows of a `RowTopK` as pairs, grouped by first token ascending, best first within a group.
     [<CompiledName("PairsOf")>]
     let pairsOf (best: RowTopK) : ScoredPair[] =
-        use scope = torch.NewDisposeScope()
-        let k = int best.Ids.shape.[1]
-        let ids = best.Ids.cpu().data<int64>().ToArray()
-        let scores = best.Scores.to_type(torch.float64).cpu().data<float>().ToArray()
-        Array.init ids.Length (fun i -> { From = i / k; To = int ids.[i]; Score = scores.[i] })
+        let ids, scores = rowArrays best
+        pairsOfRows best.First (int best.Ids.shape.[1]) ids scores
 
-    /// N-gram mass of a token set S under the path: mean over z₁ of Σ_{z₂∈S} P(z₂ | z₁) (always probabilities;
-    /// `DropDiagonal` renormalises each row over z₂ ≠ z₁).
-    [<CompiledName("Mass")>]
-    let mass (net: Net) (readout: Readout) (tokenSet: int[]) (options: SweepOptions) : float =
+    /// Per batch of first tokens swept (`options.Rows`, or all), in order: Σ_{z₁ in the batch} Σ_{z₂∈S} P(z₂ | z₁)
+    /// (float64). `Vocabulary.total` adds them up.
+    [<CompiledName("MassSums")>]
+    let massSums (net: Net) (readout: Readout) (tokenSet: int[]) (options: SweepOptions) : float[] =
         checkOptions net options
         Vocabulary.checkTokenSet net.Vocab tokenSet
         Readouts.check net readout
@@ -274,10 +327,19 @@ module Bigrams =
         use scope = torch.NewDisposeScope()
         let columns =
             torch.tensor (tokenSet |> Array.distinct |> Array.map int64, dtype = torch.int64, device = net.Device)
-        let total = torch.zeros ([| 1L |], dtype = torch.float64, device = net.Device)
+        let sums = ResizeArray<float>()
         sweepBatches net readout options (fun _ _ batch ->
-            total.add_ ((Sweeps.massSums columns batch).sum ()) |> ignore)
-        total.item<float> () / float net.Vocab
+            sums.Add((Sweeps.massSums columns batch).sum().item<float> ()))
+        sums.ToArray()
+
+    /// N-gram mass of a token set S under the path: mean over z₁ of Σ_{z₂∈S} P(z₂ | z₁) (always probabilities;
+    /// `DropDiagonal` renormalises each row over z₂ ≠ z₁); over the first tokens of `options.Rows` when given.
+    [<CompiledName("Mass")>]
+    let mass (net: Net) (readout: Readout) (tokenSet: int[]) (options: SweepOptions) : float =
+        let range = Vocabulary.checkRows net.Vocab options.Rows
+        if range.Count = 0 then
+            raise (InvalidPlanException "The first-token range is empty; a mass is a mean over at least one row.")
+        Vocabulary.total (massSums net readout tokenSet options) / float range.Count
 
     /// Pairs with readable tokens.
     [<CompiledName("Decode")>]

@@ -117,11 +117,12 @@ module TokenMass =
                         )
                     { Line = number; Word = line; Tokens = ids })
 
-    /// The mean over first tokens z₁ of Σ_{z₂ ∈ S ∩ top_k(z₁)} P(z₂ | z₁): the mass of the set counted only inside each
-    /// row's k best next tokens (probabilities; `DropDiagonal` renormalises each row over z₂ ≠ z₁ as for `mass`).
-    [<CompiledName("InTopK")>]
-    let inTopK (net: Net) (readout: Readout) (tokenSet: int[]) (k: int) (options: SweepOptions) : float =
+    /// Per batch of first tokens swept (`options.Rows`, or all), in order: Σ_{z₁ in the batch} Σ_{z₂ ∈ S ∩ top_k(z₁)}
+    /// P(z₂ | z₁) (float64), the sums `inTopK` adds up with `Vocabulary.total`.
+    [<CompiledName("InTopKSums")>]
+    let inTopKSums (net: Net) (readout: Readout) (tokenSet: int[]) (k: int) (options: SweepOptions) : float[] =
         Readouts.check net readout
+        let rows = Vocabulary.checkRows net.Vocab options.Rows
         Vocabulary.checkTokenSet net.Vocab tokenSet
         let columns = net.Vocab - (if options.DropDiagonal then 1 else 0)
         if k < 1 || k > columns then
@@ -131,8 +132,8 @@ module TokenMass =
         let inSet = torch.zeros ([| int64 net.Vocab |], dtype = net.DType, device = net.Device)
         inSet.index_fill_ (0L, torch.tensor (tokenSet |> Array.map int64, device = net.Device), scalar 1.0)
         |> ignore
-        let total = torch.zeros ([| 1L |], dtype = torch.float64, device = net.Device)
-        Vocabulary.sweep net.Vocab options.BatchSize options.Progress options.Cancellation (fun start count ->
+        let sums = ResizeArray<float>()
+        Vocabulary.sweepRows rows options.BatchSize options.Progress options.Cancellation (fun start count ->
             let first = torch.arange (start, start + count, dtype = torch.int64, device = net.Device)
             let logits = Readouts.logits net readout first
             if options.DropDiagonal then
@@ -140,11 +141,50 @@ module TokenMass =
             // The k best by logit are the k best by probability; one logsumexp per row normalises them.
             let struct (best, ids) = logits.topk (k, dim = 1)
             let probabilities = (best - logits.logsumexp (1L, keepdim = true)).exp ()
-            total.add_ (
-                (probabilities * inSet.index_select(0L, ids.flatten ()).view_as ids).sum().to_type torch.float64
-            )
-            |> ignore)
-        total.item<float> () / float net.Vocab
+            let inTop = probabilities * inSet.index_select(0L, ids.flatten ()).view_as ids
+            sums.Add(inTop.sum().to_type(torch.float64).item<float> ()))
+        sums.ToArray()
+
+    /// The mean over first tokens z₁ of Σ_{z₂ ∈ S ∩ top_k(z₁)} P(z₂ | z₁): the mass of the set counted only inside each
+    /// row's k best next tokens (probabilities; `DropDiagonal` renormalises each row over z₂ ≠ z₁ as for `mass`); over
+    /// the first tokens of `options.Rows` when given.
+    [<CompiledName("InTopK")>]
+    let inTopK (net: Net) (readout: Readout) (tokenSet: int[]) (k: int) (options: SweepOptions) : float =
+        let range = Vocabulary.checkRows net.Vocab options.Rows
+        if range.Count = 0 then
+            raise (InvalidPlanException "The first-token range is empty; a mass is a mean over at least one row.")
+        Vocabulary.total (inTopKSums net readout tokenSet k options) / float range.Count
+
+    let private shifted (progress: IProgress<int64> option) (offset: int64) =
+        progress
+        |> Option.map (fun p ->
+            { new IProgress<int64> with
+                member _.Report v = p.Report(offset + v)
+            })
+
+    /// The per-batch sums of a token set's mass over the first tokens of `options.Rows` (or all), and with `topK` those
+    /// of its mass inside each row's top k: what `ofModels` adds up, and what a shard of the mass sweep writes.
+    /// `options.Progress` counts first tokens over both sweeps.
+    [<CompiledName("Sums")>]
+    let sums
+        (net: Net)
+        (readout: Readout)
+        (tokenSet: int[])
+        (topK: int option)
+        (options: SweepOptions)
+        : float[] * float[] option =
+        let rows = Vocabulary.checkRows net.Vocab options.Rows
+        let mass = Bigrams.massSums net readout tokenSet options
+        let inTop =
+            topK
+            |> Option.map (fun k ->
+                inTopKSums
+                    net
+                    readout
+                    tokenSet
+                    k
+                    { options with Progress = shifted options.Progress (int64 rows.Count) })
+        mass, inTop
 
     /// The mass of the word list `lines` (see `words`; `source` names them in errors) under each model, each list read
     /// with that model's tokenizer, and with `topK` also the mass inside each row's top k: for example a base model
@@ -165,26 +205,18 @@ module TokenMass =
             Readouts.check m.Net readout
         let lists = models |> Array.map (fun m -> words m.Tokenizer m.Net.Vocab source lines)
         let passes = if topK.IsSome then 2L else 1L
-        // Each sweep's progress starts where the sweeps before it ended.
+        // Each model's sweeps' progress starts where the sweeps before them ended.
         let offsets = models |> Array.scan (fun start m -> start + passes * int64 m.Net.Vocab) 0L
-        let shifted (offset: int64) =
-            options.Progress
-            |> Option.map (fun p ->
-                { new IProgress<int64> with
-                    member _.Report v = p.Report(offset + v)
-                })
         Array.init models.Length (fun i ->
             let m, list, offset = models.[i], lists.[i], offsets.[i]
             let set = list |> Array.map (fun w -> w.Scored) |> Array.distinct
-            let mass = Bigrams.mass m.Net readout set { options with Progress = shifted offset }
-            let inTop =
-                topK
-                |> Option.map (fun k ->
-                    inTopK m.Net readout set k { options with Progress = shifted (offset + int64 m.Net.Vocab) })
+            let count = float (Vocabulary.checkRows m.Net.Vocab options.Rows).Count
+            let mass, inTop =
+                sums m.Net readout set topK { options with Progress = shifted options.Progress offset }
             {
                 Model = m.Source
                 Tokens = set.Length
-                Mass = mass
-                TopKMass = inTop
+                Mass = Vocabulary.total mass / count
+                TopKMass = inTop |> Option.map (fun s -> Vocabulary.total s / count)
                 SplitWords = list |> Array.filter (fun w -> w.Tokens.Length > 1)
             })

@@ -11,16 +11,44 @@ open Jet.Core.Models
 type UnknownTokenException(message: string) =
     inherit JetException(message)
 
+/// A contiguous range of first tokens, Start..Stop−1: the part of a vocabulary sweep one shard covers.
+type RowRange =
+    {
+        Start: int
+        /// One past the last first token.
+        Stop: int
+    }
+
+    /// How many first tokens the range holds.
+    member r.Count = r.Stop - r.Start
+
 /// Streaming over the whole vocabulary in batches, and naming sets of tokens.
 [<RequireQualifiedAccess>]
 module Vocabulary =
 
-    /// Calls `body start count` for consecutive batches covering ids 0..total−1. Each call runs in its own
-    /// dispose scope (tensors it does not move out are freed before the next batch), progress is reported in
-    /// ids done, and cancellation is checked before every batch.
-    [<CompiledName("Sweep")>]
-    let sweep
-        (total: int)
+    /// The first tokens a sweep covers: `rows` when given (checked to lie in 0..vocab), else the whole vocabulary.
+    [<CompiledName("CheckRows")>]
+    let checkRows (vocab: int) (rows: RowRange option) : RowRange =
+        match rows with
+        | None -> { Start = 0; Stop = vocab }
+        | Some r when r.Start < 0 || r.Start > r.Stop || r.Stop > vocab ->
+            raise (
+                IndexRangeException(
+                    sprintf
+                        "The first-token range %d..%d is not inside the vocabulary; give 0 ≤ start ≤ stop ≤ %d."
+                        r.Start
+                        r.Stop
+                        vocab
+                )
+            )
+        | Some r -> r
+
+    /// Calls `body start count` for consecutive batches covering ids rows.Start..rows.Stop−1, batches starting at
+    /// rows.Start. Each call runs in its own dispose scope (tensors it does not move out are freed before the next
+    /// batch), progress is reported in ids of the range done, and cancellation is checked before every batch.
+    [<CompiledName("SweepRows")>]
+    let sweepRows
+        (rows: RowRange)
         (batchSize: int)
         (progress: IProgress<int64> option)
         (cancellation: CancellationToken)
@@ -29,16 +57,32 @@ module Vocabulary =
         if batchSize < 1 then
             raise (InvalidPlanException(sprintf "The batch size must be ≥ 1; got %d." batchSize))
         Native.ensure ()
-        let total = int64 total
-        let mutable start = 0L
-        while start < total do
+        let stop = int64 rows.Stop
+        let mutable start = int64 rows.Start
+        while start < stop do
             cancellation.ThrowIfCancellationRequested()
-            let count = min (int64 batchSize) (total - start)
+            let count = min (int64 batchSize) (stop - start)
             do
                 use _ = torch.NewDisposeScope()
                 body start count
             start <- start + count
-            progress |> Option.iter (fun p -> p.Report start)
+            progress |> Option.iter (fun p -> p.Report(start - int64 rows.Start))
+
+    /// Calls `body start count` for consecutive batches covering ids 0..total−1 (`sweepRows` over the whole range).
+    [<CompiledName("Sweep")>]
+    let sweep
+        (total: int)
+        (batchSize: int)
+        (progress: IProgress<int64> option)
+        (cancellation: CancellationToken)
+        (body: int64 -> int64 -> unit)
+        =
+        sweepRows { Start = 0; Stop = total } batchSize progress cancellation body
+
+    /// The sum of per-batch sums in batch order: one order of additions, so a sweep and the merge of its shards
+    /// (which concatenate their batches' sums) give the same bits.
+    [<CompiledName("Total")>]
+    let total (sums: float seq) : float = Seq.fold (+) 0.0 sums
 
     /// Sets each row's diagonal entry to −∞ in place: rows [B, V] of first tokens `first` [B] lose the pair (z, z), as
     /// sweeps that drop the diagonal need. Returns `rows`.
