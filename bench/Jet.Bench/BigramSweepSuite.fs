@@ -176,7 +176,9 @@ let run () =
                         match net.Spec.Layers.[l - 1].Kind with
                         | LayerKind.Attention -> 8.0 * d * d
                         | _ -> 16.0 * d * d
-                    | PathStep.MlpBranch _ -> 16.0 * d * d)
+                    | PathStep.MlpBranch _ -> 16.0 * d * d
+                    // Per row: the fused q, k, v projection of one head's layer and W_O,h (GPT-2 shape).
+                    | PathStep.Head _ -> 8.0 * d * d)
             | Readout.Expansion _ -> 0.0
         2.0 * d * v + layers
     let sweep (name: string) (path: Readout) (kind: string) (sweepRun: SweepOptions -> unit) (batch: int) =

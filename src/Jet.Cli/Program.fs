@@ -15,6 +15,8 @@ type Command =
     | [<CliPrefix(CliPrefix.None)>] Joint_Lens of ParseResults<JointLensCommand.Args>
     | [<CliPrefix(CliPrefix.None)>] Bigrams of ParseResults<BigramsCommand.Args>
     | [<CliPrefix(CliPrefix.None)>] Mass of ParseResults<MassCommand.Args>
+    | [<CliPrefix(CliPrefix.None)>] Skipgrams of ParseResults<SkipgramsCommand.Args>
+    | [<CliPrefix(CliPrefix.None)>] Trigrams of ParseResults<TrigramsCommand.Args>
 
     interface IArgParserTemplate with
         member c.Usage =
@@ -29,6 +31,8 @@ type Command =
             | Joint_Lens _ -> "the joint jet lens of a prompt: stream contributions with fitted weights."
             | Bigrams _ -> "jet bigrams of a path over the whole vocabulary."
             | Mass _ -> "the n-gram mass of a token set under a bigram path, for one or two models."
+            | Skipgrams _ -> "jet skip-grams of attention heads (U·LN(OVₗ,ₕ(Emb))), or heads ranked by copying."
+            | Trigrams _ -> "jet trigrams of a path with attention over pairs of tokens."
 
 [<EntryPoint>]
 let main argv =
@@ -44,3 +48,5 @@ let main argv =
     | Joint_Lens args -> JointLensCommand.run args
     | Bigrams args -> BigramsCommand.run args
     | Mass args -> MassCommand.run args
+    | Skipgrams args -> SkipgramsCommand.run args
+    | Trigrams args -> TrigramsCommand.run args

@@ -208,16 +208,17 @@ module Bigrams =
             bestScores.Dispose()
             reraise ()
 
-    /// An empty running best for a global top-k: scores (log-probability or logit) and flat indices, none yet.
+    /// An empty running best for a global top-k: scores (log-probability or logit) and flat indices, none yet. Its
+    /// tensors belong to no dispose scope (batches may run in nested scopes); `bestOf` frees them.
     let internal emptyBest (net: Net) =
         ref (
-            torch.empty ([| 0L |], dtype = net.DType, device = net.Device),
-            torch.empty ([| 0L |], dtype = torch.int64, device = net.Device)
+            torch.empty([| 0L |], dtype = net.DType, device = net.Device).DetachFromDisposeScope(),
+            torch.empty([| 0L |], dtype = torch.int64, device = net.Device).DetachFromDisposeScope()
         )
 
     /// Merges a batch's global candidates (`Sweeps.globalCandidates`, flat indices First·vocab + z₂) into the running
     /// best `best`, keeping k; once k are held, only rows whose best score beats the k-th best are ranked at all. The
-    /// merged tensors move to the scope around the batch's.
+    /// merged tensors leave every dispose scope, the ones they replace are freed.
     let internal offer (probability: bool) (k: int) (perRow: int) (best: (Tensor * Tensor) ref) (batch: SweepBatch) =
         let bestScores, bestFlat = best.Value
         let threshold =
@@ -232,13 +233,20 @@ module Bigrams =
             let allFlat = torch.cat ([| bestFlat; flat |], 0L)
             let struct (mergedScores, mergedAt) = allScores.topk (int (min (int64 k) allScores.shape.[0]))
             let next =
-                mergedScores.MoveToOuterDisposeScope(), allFlat.index_select(0L, mergedAt).MoveToOuterDisposeScope()
+                mergedScores.DetachFromDisposeScope(), allFlat.index_select(0L, mergedAt).DetachFromDisposeScope()
             bestScores.Dispose()
             bestFlat.Dispose()
             best.Value <- next
 
+    /// Frees a running best's tensors (`emptyBest`).
+    let internal freeBest (best: (Tensor * Tensor) ref) =
+        let scores, flat = best.Value
+        scores.Dispose()
+        flat.Dispose()
+
     /// The running best as scores (probabilities or logits, as `space` says) and flat indices, best first.
     let internal bestOf (space: ScoreSpace) (best: (Tensor * Tensor) ref) : float[] * int64[] =
+        use _ = torch.NewDisposeScope()
         let bestScores, bestFlat = best.Value
         let bestScores =
             match space with
@@ -259,9 +267,13 @@ module Bigrams =
         use scope = torch.NewDisposeScope()
         let best = emptyBest net
         let perRow = min k (int net.Vocab - (if options.DropDiagonal then 1 else 0))
-        sweepBatches net readout options (fun _ _ batch ->
-            offer (options.Space = ScoreSpace.Probability) k perRow best batch)
-        let scores, flat = bestOf options.Space best
+        let scores, flat =
+            try
+                sweepBatches net readout options (fun _ _ batch ->
+                    offer (options.Space = ScoreSpace.Probability) k perRow best batch)
+                bestOf options.Space best
+            finally
+                freeBest best
         Array.init scores.Length (fun i -> { From = int (flat.[i] / v); To = int (flat.[i] % v); Score = scores.[i] })
 
     /// The rows of a `RowTopK` as pairs, grouped by first token ascending, best first within a group.

@@ -152,10 +152,14 @@ module SkipGrams =
         let best = heads |> Array.map (fun _ -> Bigrams.emptyBest net)
         let perRow = min k (net.Vocab - (if options.DropDiagonal then 1 else 0))
         let probability = options.Space = ScoreSpace.Probability
-        sweep net layer heads options None (fun i _ batch -> Bigrams.offer probability k perRow best.[i] batch)
+        let found =
+            try
+                sweep net layer heads options None (fun i _ batch -> Bigrams.offer probability k perRow best.[i] batch)
+                best |> Array.map (Bigrams.bestOf options.Space)
+            finally
+                best |> Array.iter Bigrams.freeBest
         Array.map2
-            (fun h b ->
-                let scores, flat = Bigrams.bestOf options.Space b
+            (fun h (scores: float[], flat: int64[]) ->
                 {
                     Layer = layer
                     Head = h
@@ -164,7 +168,7 @@ module SkipGrams =
                             { From = int (flat.[i] / v); To = int (flat.[i] % v); Score = scores.[i] })
                 })
             heads
-            best
+            found
 
     /// Ranks every head of layers `layers` (empty: every layer with attention) by how much it copies and promotes the
     /// token set `tokenSet` (null or empty: the whole vocabulary, where `SetMass` is 1): one `HeadScore` per head,

@@ -276,8 +276,13 @@ module Trigrams =
         use scope = torch.NewDisposeScope()
         let best = Bigrams.emptyBest net
         let probability = options.Space = ScoreSpace.Probability
-        sweep net readout first second options (fun _ batch -> Bigrams.offer probability k (min k net.Vocab) best batch)
-        let scores, flat = Bigrams.bestOf options.Space best
+        let scores, flat =
+            try
+                sweep net readout first second options (fun _ batch ->
+                    Bigrams.offer probability k (min k net.Vocab) best batch)
+                Bigrams.bestOf options.Space best
+            finally
+                Bigrams.freeBest best
         Array.init scores.Length (fun i ->
             let pair = flat.[i] / v
             {
