@@ -56,6 +56,10 @@ module SkipGrams =
     let readout (layer: int) (head: int) =
         Readout.Path(PathSource.Embedding, [ PathStep.Head(layer, head) ])
 
+    /// The head's path step in notation: `OVₗ,ₕ`.
+    [<CompiledName("Notation")>]
+    let notation (layer: int) (head: int) = Print.step (PathStep.Head(layer, head))
+
     /// The layers of `net` that have attention heads (1-based residual layers).
     [<CompiledName("AttentionLayers")>]
     let attentionLayers (net: Net) : int[] =
