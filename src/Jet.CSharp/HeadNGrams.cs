@@ -88,11 +88,8 @@ public sealed class SkipGramSweep
     public IReadOnlyList<BigramTable> RowTopK(int k, IProgress<long>? progress = null, CancellationToken cancellation = default)
     {
         using var scope = TorchSharp.torch.NewDisposeScope();
-        var tables = new List<BigramTable>();
-        foreach (var best in Apps.SkipGrams.RowTopK(model.Core.Net, layer, heads, k, Options(progress, cancellation)))
-            using (best)
-                tables.Add(Table(best.Head, false, k, Apps.Bigrams.PairsOf(best.Best)));
-        return tables;
+        return Apps.SkipGrams.RowTopKPairs(model.Core.Net, layer, heads, k, Options(progress, cancellation))
+            .Select(t => Table(t.Head, false, k, t.Pairs)).ToList();
     }
 
     /// <summary>The k best (z₁, z₃) pairs of each head's whole table, best first; one table per head.</summary>

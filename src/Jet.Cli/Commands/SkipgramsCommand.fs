@@ -184,10 +184,8 @@ let private execute (args: ParseResults<Args>) =
                 SkipGrams.globalTopK net layer heads n options
                 |> Array.map (fun t -> t.Layer, t.Head, t.Pairs)
             else
-                SkipGrams.rowTopK net layer heads n options
-                |> Array.map (fun t ->
-                    use t = t
-                    t.Layer, t.Head, Bigrams.pairsOf t.Best)
+                SkipGrams.rowTopKPairs net layer heads n options
+                |> Array.map (fun t -> t.Layer, t.Head, t.Pairs)
         let decoded = tables |> Array.map (fun (l, h, pairs) -> l, h, Bigrams.decode model.Tokenizer pairs)
         let nonFinite = NonFinite.first [ for _, _, rows in decoded -> fun () -> NonFiniteChecks.bigrams rows ]
         let describe l h =

@@ -143,6 +143,15 @@ module SkipGrams =
                 (r :> IDisposable).Dispose()
             reraise ()
 
+    /// `rowTopK` as pairs, grouped by first token ascending (best first within a group), one `HeadPairs` per head; the
+    /// tensors are freed.
+    [<CompiledName("RowTopKPairs")>]
+    let rowTopKPairs (net: Net) (layer: int) (heads: int[]) (k: int) (options: SweepOptions) : HeadPairs[] =
+        rowTopK net layer heads k options
+        |> Array.map (fun best ->
+            use best = best
+            { Layer = best.Layer; Head = best.Head; Pairs = Bigrams.pairsOf best.Best })
+
     /// The k best (z₁, z₃) pairs of each head's whole table, best first, for heads `heads` of layer `layer` (empty:
     /// all heads); memory is a few [batch, vocab] tensors per head, as for `Bigrams.globalTopK`.
     [<CompiledName("GlobalTopK")>]
