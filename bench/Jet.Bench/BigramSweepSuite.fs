@@ -20,7 +20,7 @@ let private vocab, width = 50257, 768
 [<DllImport("libc", EntryPoint = "malloc_trim")>]
 extern int private mallocTrim(unativeint pad)
 
-let private trim () =
+let trim () =
     GC.Collect()
     GC.WaitForPendingFinalizers()
     try
@@ -30,7 +30,7 @@ let private trim () =
 
 /// GFLOP/s of the product of x [m, k] and W [n, k] in the faster of the layouts x·Wᵀ and W·xᵀ (the sweep's
 /// own matmul shape), median over runs.
-let private matmulGflops (m: int64) (k: int64) (n: int64) (repeats: int) =
+let matmulGflops (m: int64) (k: int64) (n: int64) (repeats: int) =
     use scope = torch.NewDisposeScope()
     let x = torch.randn ([| m; k |])
     let w = torch.randn ([| n; k |])
