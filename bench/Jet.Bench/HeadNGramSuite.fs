@@ -68,8 +68,7 @@ let run () =
     BigramSweepSuite.trim ()
     let before = currentMb ()
     resetPeak ()
-    let skip =
-        timedBatches (fun o -> SkipGrams.globalTopK net 1 [||] 100 o |> ignore) batch limit
+    let skip = timedBatches (fun o -> SkipGrams.globalTopK net 1 [||] 100 o |> ignore) batch limit
     let skipPeakMb = peakMb ()
     let skipFlops = float batch * (float heads * 2.0 * d * v + 6.0 * d * d + 2.0 * d * d)
     let skipSeconds = median skip.[1..]
@@ -101,7 +100,8 @@ let run () =
     // time a few chunks instead through a narrower second set of the same per-pair cost.
     let second = [| 0 .. batch * limit - 1 |]
     let clock = Stopwatch.StartNew()
-    Trigrams.globalTopK net path [| 0 |] second 100 { SweepOptions.Default with BatchSize = batch } |> ignore
+    Trigrams.globalTopK net path [| 0 |] second 100 { SweepOptions.Default with BatchSize = batch }
+    |> ignore
     let sharedPerPair = clock.Elapsed.TotalSeconds / float second.Length
     let triPeakMb = peakMb ()
     let pairFlops = 2.0 * d * v + 16.0 * d * d

@@ -44,7 +44,14 @@ let private commands =
         "tokenize", [ "--model", checkpoint; "--text", "the cat"; "--json", null ]
         "info", [ "--model", checkpoint; "--json", null ]
         "skipgrams", [ "--model", checkpoint; "--layer", "1"; "--head", "1"; "--top", "2"; "--json", null ]
-        "trigrams", [ "--model", checkpoint; "--path", "emb>attn1"; "--first", "0..3"; "--second", "0..3"; "--top", "2" ]
+        "trigrams",
+        [
+            "--model", checkpoint
+            "--path", "emb>attn1"
+            "--first", "0..3"
+            "--second", "0..3"
+            "--top", "2"
+        ]
         "run", [ "--model", checkpoint; "--prompt", "the cat"; "--top", "2"; "--dtype", "float16" ]
     ]
 

@@ -56,7 +56,8 @@ let private handHead (case: FamilyCase) (a: Attention) (block: int) (h: int) (x:
         let qkv =
             x.matmul ((raw case block "attention.query_key_value.weight").t ())
             + raw case block "attention.query_key_value.bias"
-        let v = qkv.reshape(x.shape.[0], int64 a.Heads, 3L * dh).select(1L, int64 (h - 1)).narrow (1L, 2L * dh, dh)
+        let v =
+            qkv.reshape(x.shape.[0], int64 a.Heads, 3L * dh).select(1L, int64 (h - 1)).narrow (1L, 2L * dh, dh)
         v.matmul ((slice (raw case block "attention.dense.weight") 1L (h - 1)).t ())
     elif case.Weights |> Map.exists (fun name _ -> name.EndsWith "attn.attention.v_proj.weight") then
         // GPT-Neo: separate nn.Linear projections without biases.
@@ -125,7 +126,11 @@ let familyTests =
                             match a.Output.Bias with
                             | Some b -> summed + net.Parameters.[b]
                             | None -> summed
-                        let whole = Forward.apply net.Parameters (fst (AttentionHeads.branchOf net.Spec.Layers.[l - 1]).Value) embedded
+                        let whole =
+                            Forward.apply
+                                net.Parameters
+                                (fst (AttentionHeads.branchOf net.Spec.Layers.[l - 1]).Value)
+                                embedded
                         Expect.tensorClose close summed whole (sprintf "Σ heads of layer %d" l)
                 }
         ]
@@ -198,10 +203,26 @@ let sweepTests =
                         |> List.map (fun s -> s.Name)
                     for text in [ "emb>" + last; sprintf "enc>γ1.h2>%s" last; "emb>" + String.Join(">", everyLayer) ] do
                         let path = Readouts.parse net text
-                        if (try Trigrams.check net path |> ignore; true with :? InvalidPlanException -> false) then
+                        if
+                            (try
+                                Trigrams.check net path |> ignore
+                                true
+                             with :? InvalidPlanException ->
+                                 false)
+                        then
                             let first, second = [| 0; 3; net.Vocab - 1 |], [| 1; 2; 4; 0 |]
-                            let shared = Trigrams.scores net path { SweepOptions.Default with Space = ScoreSpace.Logit } first second
-                            let pairs = [| for a in first do for b in second -> a, b |]
+                            let shared =
+                                Trigrams.scores
+                                    net
+                                    path
+                                    { SweepOptions.Default with Space = ScoreSpace.Logit }
+                                    first
+                                    second
+                            let pairs =
+                                [|
+                                    for a in first do
+                                        for b in second -> a, b
+                                |]
                             let z1 = torch.tensor (pairs |> Array.map (fst >> int64))
                             let z2 = torch.tensor (pairs |> Array.map (snd >> int64))
                             let direct = Decoder.logits net (Trigrams.directRows net path z1 z2)
@@ -212,7 +233,7 @@ let sweepTests =
                 use model = model
                 let net = model.Net
                 let path = Readouts.parse net "emb>attn1>mlp1>attn2"
-                let first, second = [| 5; 0; 7 |], [| 1 .. 9 |]
+                let first, second = [| 5; 0; 7 |], [| 1..9 |]
                 for batch in [ 4; 20 ] do
                     for space in [ ScoreSpace.Probability; ScoreSpace.Logit ] do
                         let options = { SweepOptions.Default with Space = space; BatchSize = batch }
@@ -221,7 +242,10 @@ let sweepTests =
                         let found = Trigrams.globalTopK net path first second 5 options
                         let struct (values, _) = table.flatten().topk 5
                         let expected = values.data<float>().ToArray()
-                        allNear (found |> Array.map (fun t -> t.Score)) expected (sprintf "global top-5, batch %d" batch)
+                        allNear
+                            (found |> Array.map (fun t -> t.Score))
+                            expected
+                            (sprintf "global top-5, batch %d" batch)
                         for t in found do
                             let row = (Array.IndexOf(first, t.First)) * second.Length + Array.IndexOf(second, t.Second)
                             near t.Score (table.[int64 row, int64 t.Next].item<float> ()) "a triple's score is its cell"
@@ -241,11 +265,15 @@ let sweepTests =
                 use _ = torch.NewDisposeScope()
                 let path = Readouts.parse net "emb>attn1"
                 let first, second = [| 0; 4; 11 |], [| 2; 4; 30 |]
-                let shared = Trigrams.scores net path { SweepOptions.Default with Space = ScoreSpace.Logit } first second
+                let shared =
+                    Trigrams.scores net path { SweepOptions.Default with Space = ScoreSpace.Logit } first second
                 // Zero queries give equal scores, so position 2 averages the values of both tokens; the output
                 // projection is affine, so the result is the mean of each token's update alone.
                 let oneToken (ids: int[]) =
-                    Readouts.applyStep net (PathStep.Layer 1) (Trace.embed net (torch.tensor(ids |> Array.map int64).unsqueeze 1L))
+                    Readouts.applyStep
+                        net
+                        (PathStep.Layer 1)
+                        (Trace.embed net (torch.tensor(ids |> Array.map int64).unsqueeze 1L))
                 let u1, u2 = oneToken first, oneToken second
                 let mean = ((u1.unsqueeze 1L + u2.unsqueeze 0L) / 2.0).reshape (-1L, 1L, int64 net.Width)
                 let expected = Decoder.logits net ((Decoder.normalize net mean).squeeze 1L)
@@ -255,12 +283,26 @@ let sweepTests =
                 let _, model = llama ()
                 use model = model
                 let net = model.Net
-                Expect.throwsT<InvalidPlanException> (fun () -> Trigrams.check net (Readouts.parse net "emb>mlp1") |> ignore) "no attention"
                 Expect.throwsT<InvalidPlanException>
-                    (fun () -> Trigrams.globalTopK net (Readouts.parse net "emb>attn1") [| 1 |] null 3 { SweepOptions.Default with DropDiagonal = true } |> ignore)
+                    (fun () -> Trigrams.check net (Readouts.parse net "emb>mlp1") |> ignore)
+                    "no attention"
+                Expect.throwsT<InvalidPlanException>
+                    (fun () ->
+                        Trigrams.globalTopK
+                            net
+                            (Readouts.parse net "emb>attn1")
+                            [| 1 |]
+                            null
+                            3
+                            { SweepOptions.Default with DropDiagonal = true }
+                        |> ignore)
                     "drop-diagonal"
-                Expect.throwsT<IndexRangeException> (fun () -> Readouts.parse net "emb>attn1.h99" |> ignore) "head out of range"
-                Expect.throwsT<InvalidPlanException> (fun () -> Readouts.parse net "emb>mlp1.h1" |> ignore) "an MLP has no heads"
+                Expect.throwsT<IndexRangeException>
+                    (fun () -> Readouts.parse net "emb>attn1.h99" |> ignore)
+                    "head out of range"
+                Expect.throwsT<InvalidPlanException>
+                    (fun () -> Readouts.parse net "emb>mlp1.h1" |> ignore)
+                    "an MLP has no heads"
                 Expect.equal (string (Readouts.parse net "attn2.h3")) "U·LN(OV₃,₃(Emb))" "head notation"
             }
         ]

@@ -67,7 +67,11 @@ let readTokenSet (option: string) (tokenizer: ITokenizer) (vocab: int) (text: st
         if a < 0 || b >= vocab || a > b then
             raise (
                 IndexRangeException(
-                    sprintf "%s %s is not an id range of this vocabulary; write A..B with 0 ≤ A ≤ B ≤ %d." option text (vocab - 1)
+                    sprintf
+                        "%s %s is not an id range of this vocabulary; write A..B with 0 ≤ A ≤ B ≤ %d."
+                        option
+                        text
+                        (vocab - 1)
                 )
             )
         Some [| a..b |]
@@ -82,11 +86,13 @@ let private spaceName (space: ScoreSpace) =
 
 let private rank (args: ParseResults<Args>) (request: ModelArgs.ModelRequest) (model: Model) (out: string option) =
     let net = model.Net
-    let set =
-        args.TryGetResult Tokens
-        |> Option.bind (readTokenSet "--tokens" model.Tokenizer net.Vocab)
+    let set = args.TryGetResult Tokens |> Option.bind (readTokenSet "--tokens" model.Tokenizer net.Vocab)
     let layers = args.TryGetResult Layer |> Option.toArray
-    let count = if layers.Length = 0 then (SkipGrams.attentionLayers net).Length else 1
+    let count =
+        if layers.Length = 0 then
+            (SkipGrams.attentionLayers net).Length
+        else
+            1
     let options =
         BigramsCommand.sweepOptions
             ScoreSpace.Probability
@@ -165,7 +171,11 @@ let private execute (args: ParseResults<Args>) =
                         sprintf "Give --layer L, a residual layer with attention (here: %s), or --rank." valid
                     )
                 )
-        let space = if args.Contains Logit then ScoreSpace.Logit else ScoreSpace.Probability
+        let space =
+            if args.Contains Logit then
+                ScoreSpace.Logit
+            else
+                ScoreSpace.Probability
         let heads = args.TryGetResult Head |> Option.toArray
         let isGlobal = args.Contains Global || args.Contains Global_Top
         let n =
@@ -181,15 +191,12 @@ let private execute (args: ParseResults<Args>) =
                 (int64 net.Vocab)
         let tables =
             if isGlobal then
-                SkipGrams.globalTopK net layer heads n options
-                |> Array.map (fun t -> t.Layer, t.Head, t.Pairs)
+                SkipGrams.globalTopK net layer heads n options |> Array.map (fun t -> t.Layer, t.Head, t.Pairs)
             else
-                SkipGrams.rowTopKPairs net layer heads n options
-                |> Array.map (fun t -> t.Layer, t.Head, t.Pairs)
+                SkipGrams.rowTopKPairs net layer heads n options |> Array.map (fun t -> t.Layer, t.Head, t.Pairs)
         let decoded = tables |> Array.map (fun (l, h, pairs) -> l, h, Bigrams.decode model.Tokenizer pairs)
         let nonFinite = NonFinite.first [ for _, _, rows in decoded -> fun () -> NonFiniteChecks.bigrams rows ]
-        let describe l h =
-            Readouts.describe net (SkipGrams.readout l h)
+        let describe l h = Readouts.describe net (SkipGrams.readout l h)
         savePicture out (fun () ->
             let l, h, rows = decoded.[0]
             Figures.bigrams
@@ -236,7 +243,10 @@ let private execute (args: ParseResults<Args>) =
                     [
                         "token"
                         "next token"
-                        (if space = ScoreSpace.Probability then "P(next | token earlier)" else "logit")
+                        (if space = ScoreSpace.Probability then
+                             "P(next | token earlier)"
+                         else
+                             "logit")
                     ]
                     [ for r in rows -> [ r.FromToken; r.ToToken; format r.Score ] ]
                 printfn ""

@@ -58,12 +58,14 @@ let private execute (args: ParseResults<Args>) =
     let path = Readouts.parse net (args.GetResult Path)
     Trigrams.check net path |> ignore
     let set option (arg: string option) =
-        arg
-        |> Option.bind (SkipgramsCommand.readTokenSet option model.Tokenizer net.Vocab)
-        |> Option.toObj
+        arg |> Option.bind (SkipgramsCommand.readTokenSet option model.Tokenizer net.Vocab) |> Option.toObj
     let first = set "--first" (args.TryGetResult First)
     let second = set "--second" (args.TryGetResult Second)
-    let space = if args.Contains Logit then ScoreSpace.Logit else ScoreSpace.Probability
+    let space =
+        if args.Contains Logit then
+            ScoreSpace.Logit
+        else
+            ScoreSpace.Probability
     let isGlobal = args.Contains Global || args.Contains Global_Top
     let n =
         match args.TryGetResult Global_Top with
@@ -98,12 +100,7 @@ let private execute (args: ParseResults<Args>) =
                         Score = t.Score
                     }
             ]
-        Figures.bigrams
-            ("Jet trigrams: " + described)
-            (Readings.describeTable isGlobal n space false)
-            space
-            40
-            rows)
+        Figures.bigrams ("Jet trigrams: " + described) (Readings.describeTable isGlobal n space false) space 40 rows)
     if args.Contains Json then
         writeJson
             {|
@@ -136,7 +133,10 @@ let private execute (args: ParseResults<Args>) =
                 "first"
                 "second"
                 "next token"
-                (if space = ScoreSpace.Probability then "P(next | first second)" else "logit")
+                (if space = ScoreSpace.Probability then
+                     "P(next | first second)"
+                 else
+                     "logit")
             ]
             [ for t in triples -> [ piece t.First; piece t.Second; piece t.Next; format t.Score ] ]
     finish request.AllowNonFinite nonFinite

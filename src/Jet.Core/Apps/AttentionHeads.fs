@@ -21,9 +21,7 @@ module AttentionHeads =
                 | Attention a -> Some a
                 | _ -> None)
         match layer.Gamma with
-        | Sum branches ->
-            branches
-            |> List.tryPick (fun b -> attentionIn b |> Option.map (fun a -> b, a))
+        | Sum branches -> branches |> List.tryPick (fun b -> attentionIn b |> Option.map (fun a -> b, a))
         | gamma -> attentionIn gamma |> Option.map (fun a -> gamma, a)
 
     /// The query heads of residual layer l (1-based) of `net`, 0 when the layer has no attention.
@@ -42,8 +40,13 @@ module AttentionHeads =
             torch.tensor (heads |> Array.map (fun h -> int64 (h - 1)), dtype = torch.int64, device = x.device)
         let pick (t: Tensor) = t.index_select (1L, chosen)
         let q, k, v = pick q, pick k, pick v
-        let scores = SelfAttention.capScores Activations.apply a (q.matmul (k.transpose (-2L, -1L)) * SelfAttention.scale a)
-        let scores = scores.masked_fill ((SelfAttention.allowed a.Window seq x.device).logical_not (), System.Double.NegativeInfinity)
+        let scores =
+            SelfAttention.capScores Activations.apply a (q.matmul (k.transpose (-2L, -1L)) * SelfAttention.scale a)
+        let scores =
+            scores.masked_fill (
+                (SelfAttention.allowed a.Window seq x.device).logical_not (),
+                System.Double.NegativeInfinity
+            )
         // [batch, n, seq, dh] → [n, batch, seq, dh]
         let mixed = scores.softmax(-1L).matmul(v).transpose (0L, 1L)
         let dh = int64 a.HeadDim

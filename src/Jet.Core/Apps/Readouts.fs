@@ -246,11 +246,7 @@ module Readouts =
                             word
                     )
             | _ ->
-                fail (
-                    sprintf
-                        "%A names no head; write LAYER.hH with a head number from 1, for example attn1.h2."
-                        word
-                )
+                fail (sprintf "%A names no head; write LAYER.hH with a head number from 1, for example attn1.h2." word)
         | _ -> parseLayerStep net word
 
     and private parseLayerStep (net: Net) (word: string) : PathStep =

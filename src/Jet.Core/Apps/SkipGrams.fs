@@ -53,8 +53,7 @@ module SkipGrams =
 
     /// The skip-gram path of head `head` (1-based) of residual layer `layer`: U·LN(OVₗ,ₕ(Emb)).
     [<CompiledName("Readout")>]
-    let readout (layer: int) (head: int) =
-        Readout.Path(PathSource.Embedding, [ PathStep.Head(layer, head) ])
+    let readout (layer: int) (head: int) = Readout.Path(PathSource.Embedding, [ PathStep.Head(layer, head) ])
 
     /// The head's path step in notation: `OVₗ,ₕ`.
     [<CompiledName("Notation")>]
@@ -63,7 +62,11 @@ module SkipGrams =
     /// The layers of `net` that have attention heads (1-based residual layers).
     [<CompiledName("AttentionLayers")>]
     let attentionLayers (net: Net) : int[] =
-        [| for l in 1 .. net.Depth do if AttentionHeads.headCount net l > 0 then l |]
+        [|
+            for l in 1 .. net.Depth do
+                if AttentionHeads.headCount net l > 0 then
+                    l
+        |]
 
     /// The heads to sweep: `heads` (1-based), or every head of the layer when empty; checked against `net`.
     let private headsOf (net: Net) (layer: int) (heads: int[]) =
@@ -71,7 +74,14 @@ module SkipGrams =
             raise (MissingArgumentException "The heads are null; give an empty array for every head of the layer.")
         let heads =
             if heads.Length = 0 then
-                [| 1 .. max 1 (if layer >= 1 && layer <= net.Depth then AttentionHeads.headCount net layer else 1) |]
+                [|
+                    1 .. max
+                        1
+                        (if layer >= 1 && layer <= net.Depth then
+                             AttentionHeads.headCount net layer
+                         else
+                             1)
+                |]
             else
                 Array.distinct heads
         // The path check names valid layers and heads in its messages.
@@ -229,10 +239,5 @@ module SkipGrams =
                 let copying = copying.cpu().data<float>().ToArray()
                 let mass = mass.cpu().data<float>().ToArray()
                 for i in 0 .. heads.Length - 1 ->
-                    {
-                        Layer = layer
-                        Head = heads.[i]
-                        Copying = copying.[i] / count
-                        SetMass = mass.[i] / count
-                    }
+                    { Layer = layer; Head = heads.[i]; Copying = copying.[i] / count; SetMass = mass.[i] / count }
         |]

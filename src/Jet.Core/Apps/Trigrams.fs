@@ -168,8 +168,7 @@ module Trigrams =
                 use _ = torch.NewDisposeScope()
                 let count = min chunk (n2 - at)
                 let x = pairRows net steps' inputs firstMixing b1 (prefix.narrow (0L, at, count))
-                let pairIds =
-                    (firstIds.unsqueeze 1L * v + secondIds.narrow(0L, at, count).unsqueeze 0L).flatten ()
+                let pairIds = (firstIds.unsqueeze 1L * v + secondIds.narrow(0L, at, count).unsqueeze 0L).flatten ()
                 // Rows in product order: with chunks (one z₁ per batch) they follow z₂.
                 body (start * n2 + at) (Sweeps.batch workspace false x pairIds)
                 at <- at + count)
@@ -218,7 +217,13 @@ module Trigrams =
         let ids (s: int[]) = torch.tensor (s |> Array.map int64, dtype = torch.int64, device = net.Device)
         let prefix, firstMixing = secondPrefix net source steps (ids second)
         let x =
-            pairRows net (Array.ofList steps) (firstInputs net source steps (ids first)) firstMixing first.LongLength prefix
+            pairRows
+                net
+                (Array.ofList steps)
+                (firstInputs net source steps (ids first))
+                firstMixing
+                first.LongLength
+                prefix
         let logits = Decoder.logits net x
         let result =
             match options.Space with
@@ -285,12 +290,7 @@ module Trigrams =
                 Bigrams.freeBest best
         Array.init scores.Length (fun i ->
             let pair = flat.[i] / v
-            {
-                First = int (pair / v)
-                Second = int (pair % v)
-                Next = int (flat.[i] % v)
-                Score = scores.[i]
-            })
+            { First = int (pair / v); Second = int (pair % v); Next = int (flat.[i] % v); Score = scores.[i] })
 
     /// The rows of a `TrigramRowTopK` as triples, pair by pair, best first within a pair.
     [<CompiledName("TriplesOf")>]

@@ -23,11 +23,16 @@ module HeadHeatmap =
         : Scene =
         let scores = Array.ofSeq scores
         let layers = scores |> Array.map (fun s -> s.Layer) |> Array.distinct |> Array.sort
-        let heads = if scores.Length = 0 then 1 else scores |> Array.map (fun s -> s.Head) |> Array.max
+        let heads =
+            if scores.Length = 0 then
+                1
+            else
+                scores |> Array.map (fun s -> s.Head) |> Array.max
         let finite (x: float) = if Double.IsFinite x then x else 0.0
         let high = scores |> Array.fold (fun m s -> max m (finite (measure s))) 1e-12
         let labelWidth =
-            (layers |> Array.map (fun l -> Fonts.measure (layerName l) textSize false) |> Array.fold max 20.0) + 12.0
+            (layers |> Array.map (fun l -> Fonts.measure (layerName l) textSize false) |> Array.fold max 20.0)
+            + 12.0
         let left, top = margin + labelWidth, margin + 58.0
         let shapes =
             [
