@@ -42,7 +42,7 @@ let matmulGflops (m: int64) (k: int64) (n: int64) (repeats: int) =
 /// matmul of that batch's unembedding shape, so each batch is paired with a peak measured at the same moment: on a
 /// shared machine the load changes from minute to minute, and paired ratios are robust to it. Returns per-batch
 /// seconds and per-reference seconds (the reference time is not counted in the batches).
-let private pairedSweep (run: SweepOptions -> unit) (reference: unit -> unit) (batch: int) (limit: int option) =
+let pairedSweep (run: SweepOptions -> unit) (reference: unit -> unit) (batch: int) (limit: int option) =
     let batches, references = Collections.Generic.List<float>(), Collections.Generic.List<float>()
     use stop = new CancellationTokenSource()
     let clock = Stopwatch.StartNew()

@@ -62,16 +62,27 @@ let run () =
     let d, v = float width, float vocab
     let peak () = BigramSweepSuite.matmulGflops 512L (int64 width) (int64 vocab) 3
     let batch = 512
+    let u = net.Parameters.[net.Spec.Unembedding.Weight]
+    let x = torch.randn ([| int64 batch; int64 width |])
+    // The bare product U·xᵀ of one batch, timed right after each batch (the machine is shared: paired ratios are
+    // robust to its load changing), `times` over for the skip-grams' heads.
+    let reference (times: int) () =
+        for _ in 1..times do
+            (use _ = u.matmul (x.t ()) in ())
+    let productFlops = 2.0 * float batch * d * v
     // Skip-grams: per first token, every head's U product (2·d·V each), the fused QKV projection (6·d²) and each
     // head's W_O slice (2·d·d/heads per head).
     let peakSkip = peak ()
     BigramSweepSuite.trim ()
     let before = currentMb ()
     resetPeak ()
-    let skip = timedBatches (fun o -> SkipGrams.globalTopK net 1 [||] 100 o |> ignore) batch limit
+    let skipRun (o: SweepOptions) = SkipGrams.globalTopK net 1 [||] 100 o |> ignore
+    let skip, skipReference = BigramSweepSuite.pairedSweep skipRun (reference heads) batch (Some limit)
     let skipPeakMb = peakMb ()
     let skipFlops = float batch * (float heads * 2.0 * d * v + 6.0 * d * d + 2.0 * d * d)
-    let skipSeconds = median skip.[1..]
+    let skipSeconds = median skip
+    let skipRatios =
+        Array.init skip.Length (fun i -> (skipFlops / skip.[i]) / (float heads * productFlops / skipReference.[i]))
     emit
         {|
             suite = "head-ngrams"
@@ -84,27 +95,28 @@ let run () =
             gflops = skipFlops / skipSeconds / 1e9
             peak_matmul_gflops = peakSkip
             fraction_of_peak = skipFlops / skipSeconds / 1e9 / peakSkip
+            fraction_of_paired_peak_median = median skipRatios
             full_sweep_s_estimate = skipSeconds * v / float batch
             rss_before_mb = before
             peak_rss_mb = skipPeakMb
         |}
     // Trigrams through emb>attn1: per pair the U product, and the attention layer on two positions (≈ 2 × 8·d²; the
-    // first position is recomputed per pair), its norms negligible.
+    // first position is recomputed per pair), its norms negligible. One first token per batch of 512 second tokens,
+    // so each batch is one progress report; the per-pair cost is the same as over all 50,257 second tokens.
     let path = Readouts.parse net "emb>attn1"
-    let first = [| 0..255 |]
+    let first = [| 0 .. limit - 1 |]
+    let second = [| 0 .. batch - 1 |]
     let peakTri = peak ()
     BigramSweepSuite.trim ()
     let before = currentMb ()
     resetPeak ()
-    // One first token per batch here (50,257 second tokens > 512 pairs), so a "batch" of progress is 50,257 pairs;
-    // time a few chunks instead through a narrower second set of the same per-pair cost.
-    let second = [| 0 .. batch * limit - 1 |]
-    let clock = Stopwatch.StartNew()
-    Trigrams.globalTopK net path [| 0 |] second 100 { SweepOptions.Default with BatchSize = batch }
-    |> ignore
-    let sharedPerPair = clock.Elapsed.TotalSeconds / float second.Length
+    let triRun (o: SweepOptions) = Trigrams.globalTopK net path first second 100 o |> ignore
+    let tri, triReference = BigramSweepSuite.pairedSweep triRun (reference 1) batch None
     let triPeakMb = peakMb ()
     let pairFlops = 2.0 * d * v + 16.0 * d * d
+    let sharedPerPair = median tri / float batch
+    let triRatios =
+        Array.init tri.Length (fun i -> (pairFlops * float batch / tri.[i]) / (productFlops / triReference.[i]))
     // A fresh two-token forward of the path per pair (no sharing), then the same kernel.
     use workspace = Sweeps.workspace net batch
     let ids = torch.arange (int64 batch, dtype = torch.int64)
@@ -127,7 +139,8 @@ let run () =
             suite = "head-ngrams"
             record = "trigrams"
             sweep = "emb>attn1, global top-100, probability"
-            pairs_timed = second.Length
+            pairs_timed = tri.Length * batch
+            fraction_of_paired_peak_median = median triRatios
             pairs_per_s = 1.0 / sharedPerPair
             gflops = pairFlops / sharedPerPair / 1e9
             peak_matmul_gflops = peakTri
