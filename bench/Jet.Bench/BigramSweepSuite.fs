@@ -20,7 +20,7 @@ let private vocab, width = 50257, 768
 [<DllImport("libc", EntryPoint = "malloc_trim")>]
 extern int private mallocTrim(unativeint pad)
 
-let private trim () =
+let trim () =
     GC.Collect()
     GC.WaitForPendingFinalizers()
     try
@@ -30,7 +30,7 @@ let private trim () =
 
 /// GFLOP/s of the product of x [m, k] and W [n, k] in the faster of the layouts x·Wᵀ and W·xᵀ (the sweep's
 /// own matmul shape), median over runs.
-let private matmulGflops (m: int64) (k: int64) (n: int64) (repeats: int) =
+let matmulGflops (m: int64) (k: int64) (n: int64) (repeats: int) =
     use scope = torch.NewDisposeScope()
     let x = torch.randn ([| m; k |])
     let w = torch.randn ([| n; k |])
@@ -42,7 +42,7 @@ let private matmulGflops (m: int64) (k: int64) (n: int64) (repeats: int) =
 /// matmul of that batch's unembedding shape, so each batch is paired with a peak measured at the same moment: on a
 /// shared machine the load changes from minute to minute, and paired ratios are robust to it. Returns per-batch
 /// seconds and per-reference seconds (the reference time is not counted in the batches).
-let private pairedSweep (run: SweepOptions -> unit) (reference: unit -> unit) (batch: int) (limit: int option) =
+let pairedSweep (run: SweepOptions -> unit) (reference: unit -> unit) (batch: int) (limit: int option) =
     let batches, references = Collections.Generic.List<float>(), Collections.Generic.List<float>()
     use stop = new CancellationTokenSource()
     let clock = Stopwatch.StartNew()
@@ -176,7 +176,9 @@ let run () =
                         match net.Spec.Layers.[l - 1].Kind with
                         | LayerKind.Attention -> 8.0 * d * d
                         | _ -> 16.0 * d * d
-                    | PathStep.MlpBranch _ -> 16.0 * d * d)
+                    | PathStep.MlpBranch _ -> 16.0 * d * d
+                    // Per row: the fused q, k, v projection of one head's layer and W_O,h (GPT-2 shape).
+                    | PathStep.Head _ -> 8.0 * d * d)
             | Readout.Expansion _ -> 0.0
         2.0 * d * v + layers
     let sweep (name: string) (path: Readout) (kind: string) (sweepRun: SweepOptions -> unit) (batch: int) =

@@ -12,6 +12,7 @@ let suites: (string * (unit -> unit)) list =
         "load-dispose", CheckpointBench.runLoadDispose
         yield! JetEngines.suites
         "bigram-sweep", BigramSweepSuite.run
+        "head-ngrams", HeadNGramSuite.run
         "tokenize-1mb", TokenizerBench.run
     ]
 

@@ -56,6 +56,11 @@ public sealed class ReadoutPath : IEquatable<ReadoutPath>
     /// <summary>Adds residual layer <paramref name="layer"/> (1-based, as <see cref="JetModel.PathSteps"/> lists them).</summary>
     public ReadoutPath Layer(int layer) => Then("γ" + layer);
 
+    /// <summary>Adds head <paramref name="head"/> (1-based) of the attention in residual layer <paramref name="layer"/>
+    /// alone: its OV circuit W_O,h·V_h with its pre-norm, no output bias (notation OVₗ,ₕ). Emb then one head is a skip-gram
+    /// table; steps after it are allowed.</summary>
+    public ReadoutPath Head(int layer, int head) => Then("γ" + layer + ".h" + head);
+
     internal Jet.Core.Readout Resolve(JetModel model)
     {
         if (plan is null) return Apps.Readouts.Parse(model.Core.Net, grammar);

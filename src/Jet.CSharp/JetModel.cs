@@ -144,6 +144,39 @@ public sealed class JetModel : IDisposable
         return new(this, path);
     }
 
+    /// <summary>Jet skip-grams of the attention heads of residual layer <paramref name="layer"/> (1-based): one
+    /// vocabulary × vocabulary table per head, U·LN_f(OVₗ,ₕ(Emb)); set the heads and options, then ask for row or global
+    /// top-k.</summary>
+    public SkipGramSweep SkipGrams(int layer) => new(this, layer);
+
+    /// <summary>Ranks the heads of every attention layer (or of <paramref name="layers"/>) by how much they copy, mean
+    /// P(z | z), and promote a token set (default: the whole vocabulary) through their skip-gram tables.</summary>
+    /// <param name="tokenIds">The set S (ids; null: every token).</param>
+    /// <param name="layers">Residual layers to rank (null: every layer with attention).</param>
+    /// <param name="batchSize">First tokens per batch.</param>
+    /// <param name="progress">Receives the number of first tokens done after each batch.</param>
+    /// <param name="cancellation">Checked before every batch.</param>
+    public HeadRanking RankHeads(IEnumerable<int>? tokenIds = null, IEnumerable<int>? layers = null, int batchSize = 512,
+        IProgress<long>? progress = null, CancellationToken cancellation = default)
+    {
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        var set = tokenIds?.ToArray();
+        var options = new Jet.Core.Apps.SweepOptions(Jet.Core.Apps.ScoreSpace.Probability, false, batchSize,
+            progress is null ? Microsoft.FSharp.Core.FSharpOption<IProgress<long>>.None : Microsoft.FSharp.Core.FSharpOption<IProgress<long>>.Some(progress),
+            cancellation, Jet.Core.Apps.SweepOptions.Default.MaxFullBytes);
+        var scores = Jet.Core.Apps.SkipGrams.Rank(Core.Net, layers?.ToArray() ?? [], set ?? [], options);
+        return new(Source, set is { Length: > 0 } ? set.Distinct().Count() : Vocabulary,
+            scores.Select(s => new HeadScore(s.Layer, s.Head, Jet.Core.Apps.SkipGrams.Notation(s.Layer, s.Head), s.Copying, s.SetMass)).ToList());
+    }
+
+    /// <summary>Jet trigrams of <paramref name="path"/> (with at least one attention step) over pairs of tokens: set
+    /// the token sets and options, then ask for row or global top-k.</summary>
+    public TrigramSweep Trigrams(ReadoutPath path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        return new(this, path);
+    }
+
     /// <summary>The steps a readout path through this model may take, in order: every residual layer by name (as the
     /// path grammar reads it, for example "attn2"), its notation ("γ₃") and what it computes.</summary>
     public IReadOnlyList<PathStep> PathSteps() =>

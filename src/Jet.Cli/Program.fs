@@ -16,6 +16,8 @@ type Command =
     | [<CliPrefix(CliPrefix.None)>] Bigrams of ParseResults<BigramsCommand.Args>
     | [<CliPrefix(CliPrefix.None)>] Mass of ParseResults<MassCommand.Args>
     | [<CliPrefix(CliPrefix.None)>] Merge of ParseResults<Merge.Args>
+    | [<CliPrefix(CliPrefix.None)>] Skipgrams of ParseResults<SkipgramsCommand.Args>
+    | [<CliPrefix(CliPrefix.None)>] Trigrams of ParseResults<TrigramsCommand.Args>
 
     interface IArgParserTemplate with
         member c.Usage =
@@ -31,6 +33,8 @@ type Command =
             | Bigrams _ -> "jet bigrams of a path over the whole vocabulary."
             | Mass _ -> "the n-gram mass of a token set under a bigram path, for one or two models."
             | Merge _ -> "the shard files of a sweep run with --shard I/N, merged into what one unsharded run prints."
+            | Skipgrams _ -> "jet skip-grams of attention heads (U·LN(OVₗ,ₕ(Emb))), or heads ranked by copying."
+            | Trigrams _ -> "jet trigrams of a path with attention over pairs of tokens."
 
 [<EntryPoint>]
 let main argv =
@@ -47,3 +51,5 @@ let main argv =
     | Bigrams args -> BigramsCommand.run args
     | Mass args -> MassCommand.run args
     | Merge args -> Merge.run args
+    | Skipgrams args -> SkipgramsCommand.run args
+    | Trigrams args -> TrigramsCommand.run args

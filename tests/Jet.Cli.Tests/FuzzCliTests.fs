@@ -43,6 +43,15 @@ let private commands =
         "mass", [ "--model", "toy"; "--tokens", "tokens.txt"; "--path", "embed"; "--batch-size", "64" ]
         "tokenize", [ "--model", checkpoint; "--text", "the cat"; "--json", null ]
         "info", [ "--model", checkpoint; "--json", null ]
+        "skipgrams", [ "--model", checkpoint; "--layer", "1"; "--head", "1"; "--top", "2"; "--json", null ]
+        "trigrams",
+        [
+            "--model", checkpoint
+            "--path", "emb>attn1"
+            "--first", "0..3"
+            "--second", "0..3"
+            "--top", "2"
+        ]
         "run", [ "--model", checkpoint; "--prompt", "the cat"; "--top", "2"; "--dtype", "float16" ]
     ]
 

@@ -33,7 +33,8 @@ let private viaExpansions (net: Net) (readout: Readout) =
                 (fun centre step ->
                     match step with
                     | PathStep.Layer l -> Centre.Term(Expansion.atLayer l [ centre ] |> Expansion.withOrder 0, 0)
-                    | PathStep.MlpBranch _ -> failwith "not expressible as an expansion")
+                    | PathStep.MlpBranch _
+                    | PathStep.Head _ -> failwith "not expressible as an expansion")
                 start
         let z = torch.arange(int64 net.Vocab, dtype = torch.int64).unsqueeze 1L
         use session = Expand.session net z

@@ -70,7 +70,7 @@ type RowTopK =
 [<RequireQualifiedAccess>]
 module Bigrams =
 
-    let private checkOptions (net: Net) (options: SweepOptions) =
+    let internal checkOptions (net: Net) (options: SweepOptions) =
         if options.BatchSize < 1 then
             raise (InvalidPlanException(sprintf "The batch size must be ≥ 1; got %d." options.BatchSize))
         // A batch holds its rows' logits, probabilities and top-k candidates ([rows, vocab] several times) and the
@@ -201,7 +201,7 @@ module Bigrams =
             table.Dispose()
             reraise ()
 
-    let private checkK (net: Net) (options: SweepOptions) (k: int) (limit: int64) =
+    let internal checkK (net: Net) (options: SweepOptions) (k: int) (limit: int64) =
         let limit = min limit (int64 Int32.MaxValue)
         if k < 1 || int64 k > limit then
             let extra =
@@ -239,6 +239,52 @@ module Bigrams =
             bestScores.Dispose()
             reraise ()
 
+    /// An empty running best for a global top-k: scores (log-probability or logit) and flat indices, none yet. Its
+    /// tensors belong to no dispose scope (batches may run in nested scopes); `freeBest` frees them.
+    let internal emptyBest (net: Net) =
+        ref (
+            torch.empty([| 0L |], dtype = net.DType, device = net.Device).DetachFromDisposeScope(),
+            torch.empty([| 0L |], dtype = torch.int64, device = net.Device).DetachFromDisposeScope()
+        )
+
+    /// Merges a batch's global candidates (`Sweeps.globalCandidates`, flat indices First·vocab + z₂) into the running
+    /// best `best`, keeping k; once k are held, only rows whose best score beats the k-th best are ranked at all. The
+    /// merged tensors leave every dispose scope, the ones they replace are freed.
+    let internal offer (probability: bool) (k: int) (perRow: int) (best: (Tensor * Tensor) ref) (batch: SweepBatch) =
+        let bestScores, bestFlat = best.Value
+        let threshold =
+            if bestScores.shape.[0] < int64 k then
+                None
+            else
+                Some bestScores.[int64 (k - 1)]
+        match Sweeps.globalCandidates probability perRow threshold batch with
+        | None -> ()
+        | Some(scores, flat) ->
+            let allScores = torch.cat ([| bestScores; scores |], 0L)
+            let allFlat = torch.cat ([| bestFlat; flat |], 0L)
+            let struct (mergedScores, mergedAt) = allScores.topk (int (min (int64 k) allScores.shape.[0]))
+            let next =
+                mergedScores.DetachFromDisposeScope(), allFlat.index_select(0L, mergedAt).DetachFromDisposeScope()
+            bestScores.Dispose()
+            bestFlat.Dispose()
+            best.Value <- next
+
+    /// Frees a running best's tensors (`emptyBest`).
+    let internal freeBest (best: (Tensor * Tensor) ref) =
+        let scores, flat = best.Value
+        scores.Dispose()
+        flat.Dispose()
+
+    /// The running best as scores (probabilities or logits, as `space` says) and flat indices, best first.
+    let internal bestOf (space: ScoreSpace) (best: (Tensor * Tensor) ref) : float[] * int64[] =
+        use _ = torch.NewDisposeScope()
+        let bestScores, bestFlat = best.Value
+        let bestScores =
+            match space with
+            | ScoreSpace.Probability -> bestScores.exp ()
+            | ScoreSpace.Logit -> bestScores
+        bestScores.to_type(torch.float64).cpu().data<float>().ToArray(), bestFlat.cpu().data<int64>().ToArray()
+
     /// The k best (z₁, z₂) candidates of the first tokens swept (`options.Rows`, or all), in `PairCandidates.best`
     /// order. Each batch keeps only its rows' top k, merged with the running best, so memory is a few [batch, vocab]
     /// tensors; once k pairs are held, only rows whose best score beats the k-th best are ranked at all.
@@ -250,41 +296,22 @@ module Bigrams =
         Readouts.check net readout
         use _ = torch.no_grad ()
         use scope = torch.NewDisposeScope()
-        // The running best, ranked in log-probability or logit space: scores and flat pair indices z₁·V + z₂.
-        let best =
-            ref (
-                torch.empty ([| 0L |], dtype = net.DType, device = net.Device),
-                torch.empty ([| 0L |], dtype = torch.int64, device = net.Device)
-            )
+        let best = emptyBest net
         let perRow = min k (int net.Vocab - (if options.DropDiagonal then 1 else 0))
-        sweepBatches net readout options (fun _ _ batch ->
-            let bestScores, bestFlat = best.Value
-            let threshold =
-                if bestScores.shape.[0] < int64 k then
-                    None
-                else
-                    Some bestScores.[int64 (k - 1)]
-            match Sweeps.globalCandidates (options.Space = ScoreSpace.Probability) perRow threshold batch with
-            | None -> ()
-            | Some(scores, flat) ->
-                let allScores = torch.cat ([| bestScores; scores |], 0L)
-                let allFlat = torch.cat ([| bestFlat; flat |], 0L)
-                let struct (mergedScores, mergedAt) = allScores.topk (int (min (int64 k) allScores.shape.[0]))
-                let next =
-                    mergedScores.MoveToOuterDisposeScope(),
-                    allFlat.index_select(0L, mergedAt).MoveToOuterDisposeScope()
-                bestScores.Dispose()
-                bestFlat.Dispose()
-                best.Value <- next)
-        let bestRank, bestFlat = best.Value
-        // Reported scores are computed here, on the sweep's device and in its dtype, so a merge of shards only
-        // selects among them.
-        let bestScores =
-            match options.Space with
-            | ScoreSpace.Probability -> bestRank.exp ()
-            | ScoreSpace.Logit -> bestRank
-        { Rank = doubles bestRank; Flat = longs bestFlat; Scores = doubles bestScores }
-        |> PairCandidates.best k
+        try
+            sweepBatches net readout options (fun _ _ batch ->
+                offer (options.Space = ScoreSpace.Probability) k perRow best batch)
+            let bestRank, bestFlat = best.Value
+            // Reported scores are computed here, on the sweep's device and in its dtype, so a merge of shards only
+            // selects among them.
+            let bestScores =
+                match options.Space with
+                | ScoreSpace.Probability -> bestRank.exp ()
+                | ScoreSpace.Logit -> bestRank
+            { Rank = doubles bestRank; Flat = longs bestFlat; Scores = doubles bestScores }
+            |> PairCandidates.best k
+        finally
+            freeBest best
 
     /// Candidates as pairs of a vocabulary of `vocab` tokens, in their order.
     [<CompiledName("PairsOfCandidates")>]

@@ -113,3 +113,23 @@ module NonFiniteChecks =
                             r.To)
                         [ r.Before; r.After; r.Change ]
             ]
+
+    /// The head ranking's copying and set mass, head by head in the order printed.
+    [<CompiledName("HeadScores")>]
+    let headScores (scores: HeadScore seq) : NonFiniteReport option =
+        NonFinite.first
+            [
+                for s in scores ->
+                    values
+                        (sprintf "the copying and set mass of head %d of layer %d" s.Head s.Layer)
+                        [ s.Copying; s.SetMass ]
+            ]
+
+    /// Scored trigrams, in the order printed.
+    [<CompiledName("Triples")>]
+    let triples (rows: ScoredTriple seq) : NonFiniteReport option =
+        NonFinite.first
+            [
+                for r in rows ->
+                    values (sprintf "the score of the trigram ids %d %d → %d" r.First r.Second r.Next) [ r.Score ]
+            ]

@@ -45,7 +45,8 @@ module Readouts =
     let private layerOfStep (step: PathStep) =
         match step with
         | PathStep.Layer l
-        | PathStep.MlpBranch l -> l
+        | PathStep.MlpBranch l
+        | PathStep.Head(l, _) -> l
 
     let private describeKind (layer: ResidualLayer) =
         match layer.Kind with
@@ -96,10 +97,28 @@ module Readouts =
         match step with
         | PathStep.Layer l -> net.Spec.Layers.[l - 1].Gamma
         | PathStep.MlpBranch l -> (NetParts.mlpOfLayer net.Spec.Layers.[l - 1]).Value
+        | PathStep.Head(l, h) -> AttentionHeads.branch net l [| h |]
+
+    /// The names of the layers that have attention ("attn1, attn2, …"), for error messages.
+    let private attentionLayers (net: Net) =
+        let names =
+            net.Spec.Layers
+            |> List.filter (AttentionHeads.branchOf >> Option.isSome)
+            |> List.map (fun l -> l.Name)
+        if names.IsEmpty then "none" else String.Join(", ", names)
+
+    /// Applies one step of a path to a stream [batch, seq, d]: a head step returns [batch, seq, d] as well (one
+    /// head), the other steps their layer's update or branch.
+    [<CompiledName("ApplyStep")>]
+    let applyStep (net: Net) (step: PathStep) (h: Tensor) : Tensor =
+        Forward.apply net.Parameters (stepFunction net step) h
 
     let private checkStep (net: Net) (step: PathStep) =
         if isNull (box step) then
-            raise (MissingArgumentException "A path step is null; use PathStep.Layer l or PathStep.MlpBranch l.")
+            raise (
+                MissingArgumentException
+                    "A path step is null; use PathStep.Layer l, PathStep.MlpBranch l or PathStep.Head(l, h)."
+            )
         let l = layerOfStep step
         if l < 1 || l > net.Depth then
             raise (
@@ -122,6 +141,24 @@ module Readouts =
                         (describeKind layer)
                         l
                 )
+        | PathStep.Head(l, h) ->
+            let layer = net.Spec.Layers.[l - 1]
+            match AttentionHeads.branchOf layer with
+            | None ->
+                fail (
+                    sprintf
+                        "%s (%s) has no attention, so it has no heads; layers with attention: %s."
+                        (Print.step (PathStep.Layer l))
+                        (describeKind layer)
+                        (attentionLayers net)
+                )
+            | Some(_, a) when h < 1 || h > a.Heads ->
+                raise (
+                    IndexRangeException(
+                        sprintf "Head %d does not exist in %s; its heads are 1..%d." h layer.Name a.Heads
+                    )
+                )
+            | Some _ -> ()
         | PathStep.Layer _ -> ()
 
     /// Fails unless `readout` is valid for `net`: every step a residual layer of the network, the layers strictly in
@@ -178,7 +215,7 @@ module Readouts =
                 match source with
                 | PathSource.Embedding -> embedded
                 | PathSource.Encoder -> Trace.encode net embedded
-            let h = steps |> List.fold (fun h step -> Forward.apply net.Parameters (stepFunction net step) h) start
+            let h = steps |> List.fold (fun h step -> applyStep net step h) start
             (Decoder.normalize net h).squeeze 1L
         | Readout.Expansion plan ->
             use session = Expand.session net tokens
@@ -194,7 +231,25 @@ module Readouts =
     let logits (net: Net) (readout: Readout) (first: Tensor) : Tensor =
         Decoder.logits net (normedRows net readout first)
 
-    let private parseStep (net: Net) (word: string) : PathStep =
+    let rec private parseStep (net: Net) (word: string) : PathStep =
+        match word.LastIndexOf ".h" with
+        | at when at > 0 ->
+            match Int32.TryParse(word.Substring(at + 2)) with
+            | true, head ->
+                match parseStep net (word.Substring(0, at)) with
+                | PathStep.Layer l -> PathStep.Head(l, head)
+                | PathStep.MlpBranch _
+                | PathStep.Head _ ->
+                    fail (
+                        sprintf
+                            "%A names no head: .hH follows a layer with attention (attn1.h2, or block1.h2 in a parallel block)."
+                            word
+                    )
+            | _ ->
+                fail (sprintf "%A names no head; write LAYER.hH with a head number from 1, for example attn1.h2." word)
+        | _ -> parseLayerStep net word
+
+    and private parseLayerStep (net: Net) (word: string) : PathStep =
         let layers = net.Spec.Layers
         let byName = stepsOf net |> List.tryFind (fun s -> s.Name.ToLowerInvariant() = word)
         let number (prefix: string) =
@@ -256,7 +311,8 @@ module Readouts =
     /// Reads a path in the CLI's grammar: `SOURCE>STEP>…>STEP`, for example `emb>attn2>mlp3`. SOURCE is `emb`
     /// (the token embedding; also `embed`, `embedding`) or `enc` (plus position 0; also `encoder`), and may be left
     /// out (a path that starts with a step starts at `emb`); a STEP is a residual layer by name as `jet info` lists it
-    /// (`attn2`, `mlp3`, `block1`; `mlpB` of a parallel block is its MLP branch) or by number (`γ4`, `g4`, `layer4`);
+    /// (`attn2`, `mlp3`, `block1`; `mlpB` of a parallel block is its MLP branch) or by number (`γ4`, `g4`, `layer4`),
+    /// and `.hH` after a layer with attention picks its head H alone (1-based; `attn2.h5`, `block3.h1`, `γ4.h2`);
     /// a final `U` may close the path. `,` or `→` may stand for `>`. The older forms `embed` and `mlp:B` (and
     /// `attn:B`) still read as before. Case and spaces do not matter. The result is checked against `net`.
     [<CompiledName("Parse")>]
@@ -324,6 +380,8 @@ module Readouts =
                     | PathStep.Layer l when l >= 1 && l <= net.Depth -> net.Spec.Layers.[l - 1].Name
                     | PathStep.MlpBranch l when l >= 1 && l <= net.Depth ->
                         sprintf "mlp%d" net.Spec.Layers.[l - 1].Block
+                    | PathStep.Head(l, h) when l >= 1 && l <= net.Depth ->
+                        sprintf "%s.h%d" net.Spec.Layers.[l - 1].Name h
                     | s -> Print.step s)
             sprintf "%s (%s)" (Print.readout readout) (String.concat " > " (start :: names))
         | Readout.Expansion _ -> Print.readout readout

@@ -141,6 +141,10 @@ type PathStep =
     /// The MLP branch of the parallel residual layer l (GPT-NeoX: γ_l = attn(LN₁ h) + mlp(LN₂ h)), its norm
     /// included: `γₗ[mlp]`.
     | MlpBranch of int
+    /// Head h (1-based) of the attention in residual layer l alone, pre-norm (and any post-norm) included: its OV
+    /// circuit on a one-token input, W_O,h·V_h(LN_l(x)) with no output bias, `OVₗ,ₕ`. Grouped-query heads read the
+    /// value head they share; a parallel layer's head leaves the MLP branch out.
+    | Head of layer: int * head: int
 
 /// A vocabulary readout: a function of one token z read through the decoder as next-token logits, so that sweeping
 /// every z gives a V×V table (row z, column the next token). Readouts compare structurally and print as
@@ -396,11 +400,12 @@ module Print =
             | _, 0 -> sprintf "%s(%s)" name inner
             | _ -> sprintf "J%s%s(%s)" (Notation.superscript order) name inner
 
-    /// A path step: `γ₃`, or `γ₃[mlp]` for the MLP branch of a parallel layer.
+    /// A path step: `γ₃`, `γ₃[mlp]` for the MLP branch of a parallel layer, `OV₃,₅` for head 5 of layer 3.
     let step (s: PathStep) =
         match s with
         | PathStep.Layer l -> "γ" + Notation.subscript l
         | PathStep.MlpBranch l -> "γ" + Notation.subscript l + "[mlp]"
+        | PathStep.Head(l, h) -> "OV" + Notation.subscript l + "," + Notation.subscript h
 
     /// `uniform weights`, `weights [0.25, 0.75]` (shortest round-trip decimals) or `weights from float64[2] on cpu`.
     let weights (w: Weights) =
