@@ -15,6 +15,7 @@ type Command =
     | [<CliPrefix(CliPrefix.None)>] Joint_Lens of ParseResults<JointLensCommand.Args>
     | [<CliPrefix(CliPrefix.None)>] Bigrams of ParseResults<BigramsCommand.Args>
     | [<CliPrefix(CliPrefix.None)>] Mass of ParseResults<MassCommand.Args>
+    | [<CliPrefix(CliPrefix.None)>] Paths of ParseResults<PathsCommand.Args>
 
     interface IArgParserTemplate with
         member c.Usage =
@@ -29,6 +30,7 @@ type Command =
             | Joint_Lens _ -> "the joint jet lens of a prompt: stream contributions with fitted weights."
             | Bigrams _ -> "jet bigrams of a path over the whole vocabulary."
             | Mass _ -> "the n-gram mass of a token set under a bigram path, for one or two models."
+            | Paths _ -> "path search: the few input→output paths that carry a prediction, with their contributions."
 
 [<EntryPoint>]
 let main argv =
@@ -44,3 +46,4 @@ let main argv =
     | Joint_Lens args -> JointLensCommand.run args
     | Bigrams args -> BigramsCommand.run args
     | Mass args -> MassCommand.run args
+    | Paths args -> PathsCommand.run args
