@@ -13,6 +13,8 @@ let suites: (string * (unit -> unit)) list =
         yield! JetEngines.suites
         "bigram-sweep", BigramSweepSuite.run
         "tokenize-1mb", TokenizerBench.run
+        "path-search", PathSearchBench.run
+        "path-overlap", PathSearchBench.runOverlap
     ]
 
 [<EntryPoint>]

@@ -89,7 +89,7 @@ type PathSearchResult =
         Remainder: float
         /// The names of the residual layers 1..L, for pictures.
         LayerNames: string list
-        /// Prefixes evaluated: one γ application to a [seq, d] stream each.
+        /// Prefixes evaluated: one γ application each (scored at the read position alone where γ is position-wise).
         Evaluated: int64
         /// How many paths the options allow (2^L with no restriction).
         TotalPaths: float
@@ -398,19 +398,38 @@ module PathSearch =
         let maxLength = defaultArg options.MaxLength Int32.MaxValue
         // The beam: prefix values [B, seq, d] beside their steps (reversed) and contributions.
         let mutable beam = (trace.Stream 0).alias ()
-        let mutable meta = [| [], (contributions readout.W p beam).[0] |]
+        // The read position inside `beam`: p, or 0 once the beam holds that position alone.
+        let mutable at = p
+        let mutable meta = [| [], (contributions readout.W at beam).[0] |]
         let found = ResizeArray(meta)
         let mutable evaluated, pruned = 0L, 0L
+        let mixes = steps |> List.map (snd >> NetParts.mixesPositions) |> Array.ofList
+        let replace (next: Tensor) =
+            next.MoveToOuterDisposeScope() |> ignore
+            beam.Dispose()
+            beam <- next
         steps
         |> List.iteri (fun i (step, f) ->
             let remaining = steps.Length - i
             use scope = torch.NewDisposeScope()
+            // Once no layer left mixes positions, every prefix is only ever read at the position: keep it alone.
+            if beam.shape.[1] > 1L && not (Array.exists id mixes.[i..]) then
+                replace (beam.narrow(1L, int64 at, 1L).contiguous ())
+                at <- 0
             let growing = meta |> Array.indexed |> Array.filter (fun (_, (s, _)) -> List.length s < maxLength)
             if growing.Length > 0 then
-                let index =
-                    torch.tensor (growing |> Array.map (fst >> int64), dtype = torch.int64, device = beam.device)
-                let children = Forward.apply net.Parameters f (beam.index_select (0L, index))
-                let scores = contributions readout.W p children
+                let rowsOf (from: Tensor) (rows: int64[]) =
+                    from.index_select (0L, torch.tensor (rows, dtype = torch.int64, device = from.device))
+                let input = rowsOf beam (growing |> Array.map (fst >> int64))
+                // A position-wise layer is scored at the read position alone; whole streams are computed below for the
+                // children the beam keeps.
+                let whole = mixes.[i] || beam.shape.[1] = 1L
+                let scored =
+                    if whole then
+                        Forward.apply net.Parameters f input
+                    else
+                        Forward.apply net.Parameters f (input.narrow (1L, int64 at, 1L))
+                let scores = contributions readout.W (if whole then at else 0) scored
                 evaluated <- evaluated + int64 growing.Length
                 let childMeta = Array.map2 (fun (_, (s, _)) c -> step :: s, c) growing scores
                 found.AddRange childMeta
@@ -426,22 +445,23 @@ module PathSearch =
                     else
                         pruned <- pruned + int64 (candidates.Length - options.Beam)
                         candidates |> Array.sortByDescending (fun (_, _, (_, c)) -> abs c) |> Array.take options.Beam
-                let pick (which: int) (from: Tensor) =
-                    let rows = kept |> Array.filter (fun (w, _, _) -> w = which) |> Array.map (fun (_, j, _) -> int64 j)
-                    if rows.Length = 0 then
-                        None
-                    else
-                        Some(from.index_select (0L, torch.tensor (rows, dtype = torch.int64, device = from.device)))
-                let next = [ pick 0 beam; pick 1 children ] |> List.choose id
-                let kept = Array.append (kept |> Array.filter (fun (w, _, _) -> w = 0)) (kept |> Array.filter (fun (w, _, _) -> w = 1))
+                let keptOf (which: int) = kept |> Array.filter (fun (w, _, _) -> w = which)
+                let rows (which: int) = keptOf which |> Array.map (fun (_, j, _) -> int64 j)
+                let next =
+                    [
+                        if (rows 0).Length > 0 then
+                            rowsOf beam (rows 0)
+                        if (rows 1).Length > 0 then
+                            if whole then
+                                rowsOf scored (rows 1)
+                            else
+                                Forward.apply net.Parameters f (rowsOf input (rows 1))
+                    ]
                 if next.IsEmpty then
                     meta <- [||]
                 else
-                    let stacked = torch.cat (Array.ofList next, 0L)
-                    stacked.MoveToOuterDisposeScope() |> ignore
-                    beam.Dispose()
-                    beam <- stacked
-                    meta <- kept |> Array.map (fun (_, _, m) -> m))
+                    replace (torch.cat (Array.ofList next, 0L))
+                    meta <- Array.append (keptOf 0) (keptOf 1) |> Array.map (fun (_, _, m) -> m))
         beam.Dispose()
         let carried = readout.Target - readout.Constant
         let ranked =
