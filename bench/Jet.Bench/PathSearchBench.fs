@@ -42,7 +42,10 @@ let run () =
         // One warm-up run, then the median of three.
         PathSearch.search net tokens PathTarget.TopLogProb options |> ignore
         let mutable result = None
-        let ms = medianMs 0 3 (fun () -> result <- Some(PathSearch.search net tokens PathTarget.TopLogProb options))
+        let cpu = Process.GetCurrentProcess().TotalProcessorTime
+        let ms =
+            medianMs 0 3 (fun () -> result <- Some(PathSearch.search net tokens PathTarget.TopLogProb options))
+        let cpuS = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalSeconds / 3.0
         let r = result.Value
         emit
             {|
@@ -52,6 +55,8 @@ let run () =
                 top = 20
                 beam = beam
                 wall_s = ms / 1000.0
+                cpu_s_per_run = cpuS
+                load_average = (IO.File.ReadAllText "/proc/loadavg").Split(' ').[0]
                 evaluated = r.Evaluated
                 total_paths = r.TotalPaths
                 pruned = r.Pruned
@@ -62,16 +67,23 @@ let run () =
 
 let private overlap (net: Net) (tokens: Tensor) (beams: int list) =
     let brute = PathSearch.decompose net tokens PathTarget.TopLogProb PathLayers.All None
-    let best = brute.Paths |> List.sortByDescending (snd >> abs) |> List.truncate 10 |> List.map fst |> Set.ofList
+    let best =
+        brute.Paths |> List.sortByDescending (snd >> abs) |> List.truncate 10 |> List.map fst |> Set.ofList
     [
         for beam in beams ->
-            let r = PathSearch.search net tokens PathTarget.TopLogProb { PathSearchOptions.Default with Top = 10; Beam = beam }
+            let r =
+                PathSearch.search
+                    net
+                    tokens
+                    PathTarget.TopLogProb
+                    { PathSearchOptions.Default with Top = 10; Beam = beam }
             beam, (Set.intersect best (r.Paths |> List.map (fun p -> p.Steps) |> Set.ofList)).Count, r.Evaluated
     ]
 
 let private report (model: string) (rows: (int * int * int64) list list) =
     for beam, _, evaluated in rows.Head do
-        let overlaps = rows |> List.map (List.find (fun (b, _, _) -> b = beam)) |> List.map (fun (_, o, _) -> float o)
+        let overlaps =
+            rows |> List.map (List.find (fun (b, _, _) -> b = beam)) |> List.map (fun (_, o, _) -> float o)
         emit
             {|
                 suite = "path-overlap"
@@ -102,4 +114,6 @@ let runOverlap () =
         ]
     report "stories260K" [ for t in texts -> (use tokens = Model.encode stories t in overlap stories.Net tokens beams) ]
     use random = SyntheticNets.gpt2Like 12 { SyntheticNets.small with Blocks = 6 } torch.float32
-    report "random gpt2-like, L = 12" [ for seed in 1..8 -> (use tokens = prompt random.Vocab 8 seed in overlap random tokens beams) ]
+    report
+        "random gpt2-like, L = 12"
+        [ for seed in 1..8 -> (use tokens = prompt random.Vocab 8 seed in overlap random tokens beams) ]

@@ -76,8 +76,7 @@ let private familyTests =
             }
         ]
 
-let private stories () =
-    Model.load (Jet.Tests.Fixtures.path [ "stories260K" ]) torch.float64 torch.CPU
+let private stories () = Model.load (Jet.Tests.Fixtures.path [ "stories260K" ]) torch.float64 torch.CPU
 
 let private storiesTests =
     testList
@@ -130,13 +129,7 @@ let private randomNetTests =
                         net
                         tokens
                         (PathTarget.Token 4)
-                        {
-                            PathSearchOptions.Default with
-                                Top = 100
-                                Beam = 100
-                                Layers = layers
-                                MaxLength = maxLength
-                        }
+                        { PathSearchOptions.Default with Top = 100; Beam = 100; Layers = layers; MaxLength = maxLength }
                 let kindOf (s: PathStep) =
                     match s with
                     | PathStep.Layer l
@@ -156,9 +149,14 @@ let private randomNetTests =
                 Expect.floatClose
                     Accuracy.high
                     (all.Paths |> List.sumBy (fun p -> p.Contribution))
-                    (all.Carried - (PathSearch.decompose net tokens (PathTarget.Token 4) PathLayers.All None).Interaction)
+                    (all.Carried
+                     - (PathSearch.decompose net tokens (PathTarget.Token 4) PathLayers.All None).Interaction)
                     "all 64 paths add up to what they carry, less the interaction"
-                Expect.floatClose Accuracy.high (List.last all.Paths).CumulativeShare (1.0 - all.Remainder / all.Carried) "shares"
+                Expect.floatClose
+                    Accuracy.high
+                    (List.last all.Paths).CumulativeShare
+                    (1.0 - all.Remainder / all.Carried)
+                    "shares"
                 let custom =
                     PathSearch.search
                         net
@@ -174,7 +172,8 @@ let private randomNetTests =
                 use tokens = prompt net.Vocab 4 1
                 let options = PathSearchOptions.Default
                 Expect.throwsT<IndexRangeException>
-                    (fun () -> PathSearch.search net tokens (PathTarget.Token 4) { options with Position = Some 4 } |> ignore)
+                    (fun () ->
+                        PathSearch.search net tokens (PathTarget.Token 4) { options with Position = Some 4 } |> ignore)
                     "position past the prompt"
                 Expect.throwsT<IndexRangeException>
                     (fun () -> PathSearch.search net tokens (PathTarget.Token 50) options |> ignore)

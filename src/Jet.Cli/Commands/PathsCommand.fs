@@ -34,8 +34,7 @@ type Args =
             | Target _ ->
                 "what the paths explain: 'token T' (T's logit), 'diff A B' (logit A − logit B) or 'top' (the log-probability of the model's top token; default). A token is written as tables print it, as text that encodes to one token, or as #ID."
             | Top _ -> "how many paths to list, ≥ 1 (default 10)."
-            | Beam _ ->
-                "prefixes kept between layers, ≥ 1 (default 64); the search is exact when nothing is pruned."
+            | Beam _ -> "prefixes kept between layers, ≥ 1 (default 64); the search is exact when nothing is pruned."
             | Only _ -> "attn or mlp: paths through attention layers only, or through MLPs only."
             | Max_Length _ -> "the most layers a path may use, ≥ 0 (default: no limit)."
             | Plot _ -> "write the picture of the paths (.png or .svg)."
@@ -51,7 +50,10 @@ let private token (model: Model) (text: string) =
         if id < 0 || id >= model.Net.Vocab then
             raise (
                 IndexRangeException(
-                    sprintf "--target token #%d is outside the vocabulary; valid ids are 0..%d." id (model.Net.Vocab - 1)
+                    sprintf
+                        "--target token #%d is outside the vocabulary; valid ids are 0..%d."
+                        id
+                        (model.Net.Vocab - 1)
                 )
             )
         id
@@ -69,10 +71,10 @@ let private target (model: Model) (words: string list) =
 let private layers (text: string option) =
     match text |> Option.map (fun t -> t.Trim().ToLowerInvariant()) with
     | None -> PathLayers.All
-    | Some("attn"
-    | "attention") -> PathLayers.Attention
+    | Some("attn" | "attention") -> PathLayers.Attention
     | Some "mlp" -> PathLayers.Mlp
-    | Some other -> raise (InvalidPlanException(sprintf "--only %s is not a layer kind; write --only attn or --only mlp." other))
+    | Some other ->
+        raise (InvalidPlanException(sprintf "--only %s is not a layer kind; write --only attn or --only mlp." other))
 
 let private execute (args: ParseResults<Args>) =
     let plot = checkOutputs "--plot" (args.TryGetResult Plot)
@@ -101,10 +103,10 @@ let private execute (args: ParseResults<Args>) =
         NonFinite.tryFindValues
             "the path search (target, constant and contributions)"
             (result.Target :: result.Constant :: [ for p in result.Paths -> p.Contribution ])
+    // The checkpoint folder's name (or "toy"), not its whole path, heads the table and the picture.
+    let source = IO.Path.GetFileName(model.Source.TrimEnd('/'))
     savePicture plot (fun () ->
-        PathFigure.scene
-            (sprintf "%s, position %d (%s): %s" (IO.Path.GetFileName(model.Source.TrimEnd('/'))) result.Position read described)
-            result)
+        PathFigure.scene (sprintf "%s, position %d (%s): %s" source result.Position read described) result)
     if args.Contains Json then
         writeJson
             {|
@@ -135,7 +137,7 @@ let private execute (args: ParseResults<Args>) =
     else
         printfn
             "Paths of %s for %s at position %d (%s) = %.6g; paths carry %.6g, the constant (biases, curvature) %.6g."
-            model.Source
+            source
             described
             result.Position
             read

@@ -43,14 +43,7 @@ type PathSearchOptions =
     }
 
     /// Last position, top 10, beam 64, every layer, any length.
-    static member Default =
-        {
-            Position = None
-            Top = 10
-            Beam = 64
-            Layers = PathLayers.All
-            MaxLength = None
-        }
+    static member Default = { Position = None; Top = 10; Beam = 64; Layers = PathLayers.All; MaxLength = None }
 
 /// One path p_S = γ_{s_m}(…γ_{s_1}(Enc)…) with its contribution to the target.
 type PathContribution =
@@ -129,13 +122,7 @@ type PathDecomposition =
 module PathSearch =
 
     /// The linear readout at one position: w [d] (float64) and the target pieces.
-    type private Readout =
-        {
-            W: Tensor
-            Target: float
-            Constant: float
-            Name: string
-        }
+    type private Readout = { W: Tensor; Target: float; Constant: float; Name: string }
 
     let private scalarOf (t: Tensor) = t.to_type(torch.float64).cpu().item<float> ()
 
@@ -170,7 +157,10 @@ module PathSearch =
                         sprintf
                             "The custom target %s must return one number (a scalar tensor); it returned %s."
                             named.Name
-                            (if isNull value then "null" else sprintf "shape %A" value.shape)
+                            (if isNull value then
+                                 "null"
+                             else
+                                 sprintf "shape %A" value.shape)
                     )
                 )
             value.reshape [||], named.Name
@@ -234,12 +224,7 @@ module PathSearch =
             | None -> 0.0
         // target = w·h + uᵀβ + gᵀb + (f(z) − gᵀz): the frozen scale makes LN_f exact at h itself.
         let curvature = target - scalarOf (g64.dot (preCap.to_type torch.float64))
-        {
-            W = w
-            Target = target
-            Constant = normBias + unembedBias + curvature
-            Name = name
-        }
+        { W = w; Target = target; Constant = normBias + unembedBias + curvature; Name = name }
 
     /// The steps paths may take, in layer order, with the function each applies.
     let private allowedSteps (net: Net) (layers: PathLayers) : (PathStep * Fn) list =
@@ -258,8 +243,7 @@ module PathSearch =
                     | _, Some mlp -> Some(PathStep.Layer l, mlp)
                     | _, None -> None)
         if steps.IsEmpty then
-            let kinds =
-                net.Spec.Layers |> List.map (fun l -> sprintf "%s (%A)" l.Name l.Kind) |> String.concat ", "
+            let kinds = net.Spec.Layers |> List.map (fun l -> sprintf "%s (%A)" l.Name l.Kind) |> String.concat ", "
             raise (
                 InvalidPlanException(
                     sprintf
@@ -306,7 +290,7 @@ module PathSearch =
                     sprintf "The position must be 0..%d (the prompt has %d tokens); got %d." (length - 1) length p
                 )
             )
-        tokens.narrow(1L, 0L, int64 (p + 1)), p
+        tokens.narrow (1L, 0L, int64 (p + 1)), p
 
     /// Σ_{k ≤ maxLength} C(n, k): the number of paths through n allowed steps.
     let private countPaths (n: int) (maxLength: int option) =
@@ -317,8 +301,7 @@ module PathSearch =
             binomial <- binomial * float (n - k) / float (k + 1)
         total
 
-    let private notation (steps: PathStep list) =
-        Print.readout (Readout.Path(PathSource.Encoder, steps))
+    let private notation (steps: PathStep list) = Print.readout (Readout.Path(PathSource.Encoder, steps))
 
     /// "enc > attn2 > mlp3": the words `Readouts.describe` puts after the notation.
     let private names (net: Net) (steps: PathStep list) =
@@ -465,10 +448,7 @@ module PathSearch =
         beam.Dispose()
         let carried = readout.Target - readout.Constant
         let ranked =
-            found
-            |> Seq.sortByDescending (fun (_, c) -> abs c)
-            |> Seq.truncate options.Top
-            |> List.ofSeq
+            found |> Seq.sortByDescending (fun (_, c) -> abs c) |> Seq.truncate options.Top |> List.ofSeq
         let share c = if carried = 0.0 then nan else c / carried
         let paths =
             ranked

@@ -62,7 +62,14 @@ module PathFigure =
                 text margin (margin + 28.0) subtitle 9.0 Colour.grey Anchor.Start false
                 for c, name in columns do
                     Shape.Line(x c, top - 8.0, x c, bottom - 8.0, Colour.lightGrey, 1.0)
-                    text (x c) (top - 20.0) (Fonts.fit name 9.0 (c = 0 || c = layers + 1) (column - 4.0)) 9.0 Colour.ink Anchor.Middle false
+                    text
+                        (x c)
+                        (top - 20.0)
+                        (Fonts.fit name 9.0 (c = 0 || c = layers + 1) (column - 4.0))
+                        9.0
+                        Colour.ink
+                        Anchor.Middle
+                        false
                 text tableLeft (top - 20.0) "contribution" 9.0 Colour.ink Anchor.Start true
                 text (tableLeft + 84.0) (top - 20.0) "cumulative" 9.0 Colour.ink Anchor.Start true
                 text (tableLeft + 160.0) (top - 20.0) "path" 9.0 Colour.ink Anchor.Start true
@@ -84,7 +91,14 @@ module PathFigure =
                     for c in used do
                         Shape.Circle(x c, y, 2.0 + width / 2.0, colour)
                     text tableLeft y (sprintf "%+.4g" p.Contribution) textSize Colour.ink Anchor.Start false
-                    text (tableLeft + 84.0) y (sprintf "%.1f%%" (100.0 * p.CumulativeShare)) textSize Colour.grey Anchor.Start false
+                    text
+                        (tableLeft + 84.0)
+                        y
+                        (sprintf "%.1f%%" (100.0 * p.CumulativeShare))
+                        textSize
+                        Colour.grey
+                        Anchor.Start
+                        false
                     text (tableLeft + 160.0) y p.Notation textSize Colour.ink Anchor.Start false
                 text margin (bottom + 8.0) footer 9.0 Colour.grey Anchor.Start false
             ]
