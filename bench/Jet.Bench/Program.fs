@@ -14,6 +14,8 @@ let suites: (string * (unit -> unit)) list =
         "bigram-sweep", BigramSweepSuite.run
         "head-ngrams", HeadNGramSuite.run
         "tokenize-1mb", TokenizerBench.run
+        "path-search", PathSearchBench.run
+        "path-overlap", PathSearchBench.runOverlap
     ]
 
 [<EntryPoint>]

@@ -18,6 +18,7 @@ type Command =
     | [<CliPrefix(CliPrefix.None)>] Merge of ParseResults<Merge.Args>
     | [<CliPrefix(CliPrefix.None)>] Skipgrams of ParseResults<SkipgramsCommand.Args>
     | [<CliPrefix(CliPrefix.None)>] Trigrams of ParseResults<TrigramsCommand.Args>
+    | [<CliPrefix(CliPrefix.None)>] Paths of ParseResults<PathsCommand.Args>
 
     interface IArgParserTemplate with
         member c.Usage =
@@ -35,6 +36,7 @@ type Command =
             | Merge _ -> "the shard files of a sweep run with --shard I/N, merged into what one unsharded run prints."
             | Skipgrams _ -> "jet skip-grams of attention heads (U·LN(OVₗ,ₕ(Emb))), or heads ranked by copying."
             | Trigrams _ -> "jet trigrams of a path with attention over pairs of tokens."
+            | Paths _ -> "path search: the few input→output paths that carry a prediction, with their contributions."
 
 [<EntryPoint>]
 let main argv =
@@ -53,3 +55,4 @@ let main argv =
     | Merge args -> Merge.run args
     | Skipgrams args -> SkipgramsCommand.run args
     | Trigrams args -> TrigramsCommand.run args
+    | Paths args -> PathsCommand.run args
