@@ -41,7 +41,53 @@ let private shapes =
         "transformer.ln_f.bias", [| d |]
     ]
 
-/// Writes config.json and a float32 model.safetensors of random weights; returns the file's size in bytes.
+/// Writes `path` as one safetensors file holding `shapes` as `dtype` ("F32" or "BF16"); returns its size in bytes.
+/// The values repeat one 64 MiB block of N(0, 0.02²) samples: loading cost does not depend on them, and this keeps
+/// writing a multi-gigabyte file as fast as the disk.
+let writeSafetensors (path: string) (dtype: string) (shapes: (string * int64[]) list) =
+    let elementBytes, torchType =
+        match dtype with
+        | "F32" -> 4L, torch.float32
+        | "BF16" -> 2L, torch.bfloat16
+        | other -> failwithf "the bench writes F32 or BF16, not %s" other
+    let mutable offset = 0L
+    let entries =
+        shapes
+        |> List.map (fun (name, shape) ->
+            let bytes = elementBytes * Array.fold (*) 1L shape
+            let e =
+                sprintf
+                    "%s:{\"dtype\":\"%s\",\"shape\":[%s],\"data_offsets\":[%d,%d]}"
+                    (JsonSerializer.Serialize name)
+                    dtype
+                    (shape |> Array.map string |> String.concat ",")
+                    offset
+                    (offset + bytes)
+            offset <- offset + bytes
+            e)
+    let header =
+        Encoding.UTF8.GetBytes("{\"__metadata__\":{\"format\":\"pt\"}," + String.concat "," entries + "}")
+    let header = Array.append header (Array.create ((8 - header.Length % 8) % 8) (byte ' '))
+    let block =
+        use g = new torch.Generator(1UL)
+        use t =
+            torch.randn ([| 64L * 1024L * 1024L / elementBytes |], dtype = torch.float32, generator = g) * 0.02
+        use typed = t.to_type torchType
+        typed.bytes.ToArray()
+    use stream = File.Create path
+    stream.Write(BitConverter.GetBytes(uint64 header.Length), 0, 8)
+    stream.Write(header, 0, header.Length)
+    let mutable left = offset
+    let mutable at = 0
+    while left > 0L do
+        let count = int (min left (int64 (block.Length - at)))
+        stream.Write(block, at, count)
+        left <- left - int64 count
+        at <- (at + count) % block.Length
+    stream.Flush()
+    stream.Length
+
+/// Writes config.json and a float32 model.safetensors of random GPT-2-small weights; returns the file's size.
 let private writeCheckpoint (dir: string) =
     let config =
         {|
@@ -56,34 +102,75 @@ let private writeCheckpoint (dir: string) =
             layer_norm_epsilon = 1e-5
         |}
     File.WriteAllText(Path.Combine(dir, "config.json"), JsonSerializer.Serialize config)
-    let mutable offset = 0L
-    let entries =
-        shapes
-        |> List.map (fun (name, shape) ->
-            let bytes = 4L * Array.fold (*) 1L shape
-            let e =
-                sprintf
-                    "%s:{\"dtype\":\"F32\",\"shape\":[%s],\"data_offsets\":[%d,%d]}"
-                    (JsonSerializer.Serialize name)
-                    (shape |> Array.map string |> String.concat ",")
-                    offset
-                    (offset + bytes)
-            offset <- offset + bytes
-            e)
-    let header =
-        Encoding.UTF8.GetBytes("{\"__metadata__\":{\"format\":\"pt\"}," + String.concat "," entries + "}")
-    let header = Array.append header (Array.create ((8 - header.Length % 8) % 8) (byte ' '))
-    let path = Path.Combine(dir, "model.safetensors")
-    use stream = File.Create path
-    stream.Write(BitConverter.GetBytes(uint64 header.Length), 0, 8)
-    stream.Write(header, 0, header.Length)
-    use g = new torch.Generator(1UL)
-    for _, shape in shapes do
-        use scope = torch.NewDisposeScope()
-        let t = torch.randn (shape, dtype = torch.float32, generator = g) * 0.02
-        stream.Write(t.bytes)
-    stream.Flush()
-    stream.Length
+    writeSafetensors (Path.Combine(dir, "model.safetensors")) "F32" shapes
+
+/// The tensors of a TinyLlama-1.1B-shaped Llama (hidden 2,048, intermediate 5,632, 32 heads over 4 KV heads,
+/// vocabulary 32,000, untied head) with `layers` blocks.
+let tinyLlamaShapes (layers: int) =
+    let d, inner, kv, vocab = 2048L, 5632L, 256L, 32000L
+    [
+        "model.embed_tokens.weight", [| vocab; d |]
+        for l in 0 .. layers - 1 do
+            let p n = sprintf "model.layers.%d.%s" l n
+            p "input_layernorm.weight", [| d |]
+            p "self_attn.q_proj.weight", [| d; d |]
+            p "self_attn.k_proj.weight", [| kv; d |]
+            p "self_attn.v_proj.weight", [| kv; d |]
+            p "self_attn.o_proj.weight", [| d; d |]
+            p "post_attention_layernorm.weight", [| d |]
+            p "mlp.gate_proj.weight", [| inner; d |]
+            p "mlp.up_proj.weight", [| inner; d |]
+            p "mlp.down_proj.weight", [| d; inner |]
+        "model.norm.weight", [| d |]
+        "lm_head.weight", [| vocab; d |]
+    ]
+
+/// Writes config.json and model.safetensors of a random TinyLlama-shaped checkpoint with `layers` blocks stored as
+/// `dtype` ("F32" or "BF16"); returns the file's size in bytes.
+let writeTinyLlama (dir: string) (layers: int) (dtype: string) =
+    let config =
+        {|
+            architectures = [ "LlamaForCausalLM" ]
+            model_type = "llama"
+            vocab_size = 32000
+            hidden_size = 2048
+            intermediate_size = 5632
+            num_hidden_layers = layers
+            num_attention_heads = 32
+            num_key_value_heads = 4
+            max_position_embeddings = 2048
+            rms_norm_eps = 1e-5
+            rope_theta = 10000.0
+            hidden_act = "silu"
+            tie_word_embeddings = false
+            torch_dtype = (if dtype = "BF16" then "bfloat16" else "float32")
+        |}
+    File.WriteAllText(Path.Combine(dir, "config.json"), JsonSerializer.Serialize config)
+    writeSafetensors (Path.Combine(dir, "model.safetensors")) dtype (tinyLlamaShapes layers)
+
+/// Reads a file into fresh native memory (what a loader's tensors must also fill), from the page cache.
+let private readNative (path: string) =
+    let length = FileInfo(path).Length
+    let memory = NativeMemory.Alloc(unativeint length)
+    try
+        use handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read)
+        let mutable offset = 0L
+        while offset < length do
+            let count = int (min (16L * 1024L * 1024L) (length - offset))
+            // Native-int arithmetic: files pass 2 GB.
+            let span =
+                Span<byte>(
+                    NativePtr.toVoidPtr (
+                        NativePtr.ofNativeInt<byte> (
+                            NativePtr.toNativeInt (NativePtr.ofVoidPtr<byte> memory) + nativeint offset
+                        )
+                    ),
+                    count
+                )
+            let read = RandomAccess.Read(handle, span, offset)
+            offset <- if read = 0 then length else offset + int64 read
+    finally
+        NativeMemory.Free memory
 
 let private settle () =
     GC.Collect()
@@ -119,24 +206,7 @@ let run () =
         // reused buffer (no fresh memory at all), both from the page cache after a warm-up read.
         let readFreshMs = medianMs 1 5 (fun () -> File.ReadAllBytes path |> ignore)
         // The same into fresh native memory (no managed-array zeroing), as a loader's tensors are.
-        let readNativeMs =
-            medianMs 1 5 (fun () ->
-                let length = int64 fileBytes
-                let memory = NativeMemory.Alloc(unativeint length)
-                try
-                    use handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read)
-                    let mutable offset = 0L
-                    while offset < length do
-                        let count = int (min (16L * 1024L * 1024L) (length - offset))
-                        let span =
-                            Span<byte>(
-                                NativePtr.toVoidPtr (NativePtr.add (NativePtr.ofVoidPtr<byte> memory) (int offset)),
-                                count
-                            )
-                        let read = RandomAccess.Read(handle, span, offset)
-                        offset <- if read = 0 then length else offset + int64 read
-                finally
-                    NativeMemory.Free memory)
+        let readNativeMs = medianMs 1 5 (fun () -> readNative path)
         let buffer = Array.zeroCreate<byte> (16 * 1024 * 1024)
         let readStreamMs =
             medianMs 1 5 (fun () ->
@@ -224,3 +294,67 @@ let runLoadDispose () =
             |}
     finally
         Directory.Delete(dir, true)
+
+/// Loading time against checkpoint size: TinyLlama-shaped float32 checkpoints of several layer counts (0.9 to
+/// 2.5 GB by default; JETDSL_BENCH_LAYERS="2,11,22" chooses others), each written, loaded and deleted in turn. One
+/// record per size (load time, the time to read the file into fresh memory, milliseconds per GB), then a summary:
+/// the largest checkpoint's milliseconds per GB over the smallest's (target ≤ 1.5: loading is linear in the bytes)
+/// and the worst load-over-read ratio (target ≤ 2).
+let runScaling () =
+    let layerCounts =
+        match Environment.GetEnvironmentVariable "JETDSL_BENCH_LAYERS" with
+        | null
+        | "" -> [ 2; 6; 11 ]
+        | text -> text.Split(',') |> Array.map (fun s -> int (s.Trim())) |> List.ofArray
+    let rows =
+        [
+            for layers in layerCounts do
+                let dir = Path.Combine(Path.GetTempPath(), "jetdsl-bench-llama-" + Guid.NewGuid().ToString("N"))
+                Directory.CreateDirectory dir |> ignore
+                try
+                    let fileBytes = writeTinyLlama dir layers "F32"
+                    let path = Path.Combine(dir, "model.safetensors")
+                    let gb = float fileBytes / 1e9
+                    settleNative ()
+                    let readMs = medianMs 1 3 (fun () -> readNative path)
+                    // Wall time suffers from other processes on a shared machine; the kernel time spent in this
+                    // process (page faults, copies from the page cache) does not.
+                    let self = Process.GetCurrentProcess()
+                    let kernelBefore = self.PrivilegedProcessorTime.TotalMilliseconds
+                    let loads = 4
+                    let loadMs = medianMs 1 (loads - 1) (fun () -> release (Model.load dir torch.float32 torch.CPU))
+                    self.Refresh()
+                    let kernelMs = (self.PrivilegedProcessorTime.TotalMilliseconds - kernelBefore) / float loads
+                    let row =
+                        {|
+                            suite = "checkpoint-load-scaling"
+                            model = sprintf "tinyllama-shaped random, %d layers, float32" layers
+                            layers = layers
+                            file_mb = Math.Round(float fileBytes / 1048576.0, 1)
+                            read_native_ms = Math.Round(readMs, 1)
+                            load_ms = Math.Round(loadMs, 1)
+                            load_ms_per_gb = Math.Round(loadMs / gb, 1)
+                            load_over_read_native = Math.Round(loadMs / readMs, 2)
+                            load_kernel_ms = Math.Round(kernelMs, 1)
+                            load_kernel_ms_per_gb = Math.Round(kernelMs / gb, 1)
+                        |}
+                    emit row
+                    yield row
+                finally
+                    Directory.Delete(dir, true)
+        ]
+    let smallest = rows |> List.minBy (fun r -> r.file_mb)
+    let largest = rows |> List.maxBy (fun r -> r.file_mb)
+    emit
+        {|
+            suite = "checkpoint-load-scaling"
+            summary = true
+            smallest_mb = smallest.file_mb
+            largest_mb = largest.file_mb
+            per_gb_largest_over_smallest = Math.Round(largest.load_ms_per_gb / smallest.load_ms_per_gb, 2)
+            kernel_per_gb_largest_over_smallest =
+                Math.Round(largest.load_kernel_ms_per_gb / smallest.load_kernel_ms_per_gb, 2)
+            worst_load_over_read_native = rows |> List.map (fun r -> r.load_over_read_native) |> List.max
+            target_per_gb_ratio = 1.5
+            target_load_over_read = 2.0
+        |}

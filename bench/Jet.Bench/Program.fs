@@ -10,6 +10,7 @@ let suites: (string * (unit -> unit)) list =
     [
         "checkpoint-load", CheckpointBench.run
         "load-dispose", CheckpointBench.runLoadDispose
+        "checkpoint-load-scaling", CheckpointBench.runScaling
         yield! JetEngines.suites
         "bigram-sweep", BigramSweepSuite.run
         "head-ngrams", HeadNGramSuite.run

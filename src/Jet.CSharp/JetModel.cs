@@ -117,6 +117,18 @@ public sealed class JetModel : IDisposable
     /// <summary>A readable rendering of one token.</summary>
     public string Piece(int id) => Core.Tokenizer.Piece(id);
 
+    /// <summary>The <paramref name="count"/> token ids greedy decoding appends to one token sequence ([seq] or
+    /// [1, seq]): each step takes the most likely next token (one full forward pass per step, no cache).</summary>
+    public int[] Generate(Tensor tokens, int count) => Jet.Core.Apps.Generate.Greedy(Core.Net, tokens, count);
+
+    /// <summary>The greedy continuation of a prompt, <paramref name="count"/> tokens: their ids and text.</summary>
+    public (int[] Ids, string Text) Generate(string prompt, int count)
+    {
+        using var tokens = Encode(prompt);
+        var ids = Generate(tokens, count);
+        return (ids, Decode(ids));
+    }
+
     /// <summary>Runs the model once on a token batch ([batch, seq] or [seq]) for expansions.</summary>
     public Analysis Analyse(Tensor tokens) => new(Expand.Session(Core.Net, tokens));
 

@@ -27,6 +27,21 @@ public class CheckpointTests
     }
 
     [Fact]
+    public void Stories260KContinuesTheStoryGreedily()
+    {
+        using var model = JetModel.Load(Fixtures.Path("stories260K"));
+        var (ids, text) = model.Generate("Once upon a time", 12);
+        Assert.Equal(12, ids.Length);
+        // The published greedy story from <s> (its SOURCE.md); the prompt is its first four tokens.
+        Assert.StartsWith("Once upon a time" + text, "Once upon a time, there was a little girl named Lily. She loved to play");
+        using var start = torch.tensor(new long[] { 1 });
+        using var prompt = model.Encode("Once upon a time");
+        using var row = prompt[0];
+        Assert.Equal(row.data<long>().Skip(1).Select(i => (int)i).ToArray(), model.Generate(start, 4));
+        Assert.Throws<Jet.Core.IndexRangeException>(() => model.Generate(start, 512));
+    }
+
+    [Fact]
     public void NonFiniteWeightsAreRefusedUnlessAllowed()
     {
         // A copy of the tiny fixture whose first stored float is NaN.

@@ -153,6 +153,26 @@ let tests =
                 Expect.equal r.ExitCode 0 (sprintf "exit code (stderr: %s)" r.Stderr)
                 Expect.stringContains r.Stdout "top 2 next tokens" "header"
             }
+            test "run --continue on stories260K prints the published greedy continuation" {
+                let stories = Jet.Tests.Fixtures.path [ "stories260K" ]
+                let prompt = "Once upon a time"
+                let r = run [ "run"; "--model"; stories; "--prompt"; prompt; "--continue"; "20"; "--json" ]
+                Expect.equal r.ExitCode 0 (sprintf "exit code (stderr: %s)" r.Stderr)
+                let continuation = (json r).GetProperty "continuation"
+                Expect.equal (continuation.GetProperty("ids").GetArrayLength()) 20 "20 new tokens"
+                let text = continuation.GetProperty("text").GetString()
+                // The prompt is the published story's first four tokens after <s>, so greedy decoding goes on with it
+                // (the model card's text; tests/Jet.Core.Tests/Stories260KTests.fs checks 99 tokens from <s>).
+                let published =
+                    "Once upon a time, there was a little girl named Lily. She loved to play outside in the park."
+                Expect.stringStarts published (prompt + text) "the published continuation"
+                Expect.isGreaterThan text.Length 40 "20 tokens of text"
+                let table = run [ "run"; "--model"; stories; "--prompt"; prompt; "--continue"; "5" ]
+                Expect.equal table.ExitCode 0 (sprintf "exit code (stderr: %s)" table.Stderr)
+                Expect.stringContains table.Stdout "greedy continuation (5 tokens):" "table mode names the continuation"
+                run [ "run"; "--model"; "toy"; "--prompt"; "abc"; "--continue"; "-1" ]
+                |> failsWith [ "--continue -1"; "0 or more" ]
+            }
             test "a missing directory" {
                 run [ "run"; "--model"; "/no/such/model"; "--prompt"; "hi" ]
                 |> failsWith [ "/no/such/model"; "does not exist" ]

@@ -389,6 +389,20 @@ let promptTests =
                     (fun () -> Trace.run model.Net (torch.tensor [| 1L; 40L |]) |> ignore)
                     "id 40"
             }
+            test "a weights file truncated after it was opened is an error, not a crash" {
+                let dir = gpt2Dir ()
+                use checkpoint = Checkpoint.openDirectory dir
+                let last = checkpoint.Names |> List.maxBy (fun n -> (checkpoint.TryEntry n).Value.Begin)
+                // Reads go through positioned reads: bytes gone from the file end the read early (a memory map
+                // would fault with SIGBUS and kill the process).
+                use stream = new FileStream(weightsOf dir, FileMode.Open, FileAccess.Write, FileShare.ReadWrite)
+                stream.SetLength(stream.Length - 4L)
+                stream.Dispose()
+                rejects<CheckpointException>
+                    [ "model.safetensors"; "truncated after it was opened" ]
+                    (fun () -> checkpoint.ReadRaw(last).Dispose())
+                    "a shortened file"
+            }
         ]
 
 [<Tests>]
