@@ -17,6 +17,7 @@ type Args =
     | No_Diagonal
     | Batch_Size of rows: int
     | Dtype of name: string
+    | Compute_Dtype of name: string
     | Device of name: string
     | Allow_Nonfinite
     | Json
@@ -35,13 +36,15 @@ type Args =
             | Batch_Size _ ->
                 "first tokens per batch of the vocabulary sweep, ≥ 1 and within the memory available (default: 512)."
             | Dtype _ -> ModelArgs.dtypeUsage
+            | Compute_Dtype _ -> ModelArgs.computeDtypeUsage
             | Device _ -> ModelArgs.deviceUsage
             | Allow_Nonfinite -> allowNonFiniteUsage
             | Json -> "print one JSON object instead of lines."
 
 let private execute (args: ParseResults<Args>) =
     let file = requireFile "--tokens" (args.GetResult Tokens)
-    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @> <@ Allow_Nonfinite @>
+    let request =
+        ModelArgs.read args <@ Model @> <@ Dtype @> <@ Compute_Dtype @> <@ Device @> <@ Allow_Nonfinite @>
     let compared =
         args.TryGetResult Compare |> Option.map (fun dir -> { request with Source = ModelArgs.source dir })
     let models =

@@ -14,6 +14,7 @@ type Args =
     | [<Mandatory>] Prompt of text: string
     | Top of k: int
     | Dtype of name: string
+    | Compute_Dtype of name: string
     | Device of name: string
     | Allow_Nonfinite
     | Json
@@ -25,12 +26,14 @@ type Args =
             | Prompt _ -> "the prompt text."
             | Top _ -> "how many next tokens to show per position, 1..vocabulary size (default 5)."
             | Dtype _ -> ModelArgs.dtypeUsage
+            | Compute_Dtype _ -> ModelArgs.computeDtypeUsage
             | Device _ -> ModelArgs.deviceUsage
             | Allow_Nonfinite -> allowNonFiniteUsage
             | Json -> "print one JSON object instead of a table."
 
 let private execute (args: ParseResults<Args>) =
-    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @> <@ Allow_Nonfinite @>
+    let request =
+        ModelArgs.read args <@ Model @> <@ Dtype @> <@ Compute_Dtype @> <@ Device @> <@ Allow_Nonfinite @>
     use model = ModelArgs.load request
     let k = args.GetResult(Top, 5)
     if k < 1 || k > model.Net.Vocab then
