@@ -122,8 +122,13 @@ let private measure (suite: string) (name: string) (shape: LlamaShape) (shards: 
     let prompt = String.replicate 8 "The quick brown fox jumps over the lazy dog while the cat sleeps. "
     use all = Model.encode model prompt
     use tokens = all.narrow (1L, 0L, 32L)
+    // $JET_BENCH_REPEATS timed passes after one warm-up (default 3).
+    let repeats =
+        match Int32.TryParse(Environment.GetEnvironmentVariable "JET_BENCH_REPEATS") with
+        | true, n when n > 0 -> n
+        | _ -> 3
     let forwardMs =
-        medianMs 1 (if shape.Hidden >= 4096 then 1 else 3) (fun () ->
+        medianMs 1 repeats (fun () ->
             use trace = Trace.run model.Net tokens
             use _ = Trace.logits trace
             ())
@@ -145,16 +150,40 @@ let private measure (suite: string) (name: string) (shape: LlamaShape) (shards: 
     let d, v = int64 shape.Hidden, int64 shape.Vocab
     let batch = SweepOptions.Default.BatchSize
     let peak, _ = matmulGflops torch.float32 (int64 batch) d v 3
+    // $JET_BENCH_SWEEP_BATCHES=N stops after N batches (the rate is per batch; a whole sweep is V / batch of them).
+    let limit =
+        match Int32.TryParse(Environment.GetEnvironmentVariable "JET_BENCH_SWEEP_BATCHES") with
+        | true, n when n > 0 -> Some n
+        | _ -> None
+    let batches = ref 0
+    use stop = new Threading.CancellationTokenSource()
+    let progress =
+        { new IProgress<int64> with
+            member _.Report _ =
+                batches.Value <- batches.Value + 1
+                if limit |> Option.exists (fun n -> batches.Value >= n) then
+                    stop.Cancel()
+        }
     let sweepClock = Stopwatch.StartNew()
-    Bigrams.globalTopK model.Net Readouts.embedding 100 SweepOptions.Default |> ignore
+    try
+        Bigrams.globalTopK
+            model.Net
+            Readouts.embedding
+            100
+            { SweepOptions.Default with Progress = Some progress; Cancellation = stop.Token }
+        |> ignore
+    with :? OperationCanceledException ->
+        ()
     let sweepS = sweepClock.Elapsed.TotalSeconds
-    let sweepGflops = 2.0 * float v * float v * float d / sweepS / 1e9
+    let rows = min v (int64 batches.Value * int64 batch)
+    let sweepGflops = 2.0 * float rows * float v * float d / sweepS / 1e9
     let peakAfter, _ = matmulGflops torch.float32 (int64 batch) d v 3
     emit
         {|
             suite = suite
             record = "sweep-e-u-top100"
             vocab = v
+            rows_swept = rows
             sweep_s = sweepS
             sweep_gflops = sweepGflops
             float32_matmul_gflops_before = peak
@@ -170,6 +199,32 @@ let private measure (suite: string) (name: string) (shape: LlamaShape) (shards: 
             peak_rss_mb = peakMb ()
             peak_growth_mb = peakMb () - baseline
             target_mb = float bytes / 1048576.0 + 3072.0
+        |}
+
+    // Last (it loads a second copy): the same pass on weights converted to float32 at load (twice the memory, no
+    // widening), where memory allows.
+    let float32StorageMs =
+        if 2L * bytes > Memory.available () / 2L then
+            nan
+        else
+            settleNative ()
+            use converted =
+                Model.loadWith
+                    { LoadOptions.Default with StorageDType = Some torch.float32 }
+                    dir
+                    torch.float32
+                    torch.CPU
+            medianMs 1 repeats (fun () ->
+                use trace = Trace.run converted.Net tokens
+                use _ = Trace.logits trace
+                ())
+    emit
+        {|
+            suite = suite
+            record = "widening-overhead"
+            forward_ms = forwardMs
+            forward_float32_storage_ms = float32StorageMs
+            widening_overhead = forwardMs / float32StorageMs
         |}
 
 /// The TinyLlama-1.1B-shaped suite (one 2.2 GB file).
