@@ -33,19 +33,26 @@ public sealed class JetModel : IDisposable
     /// <summary>Loads a Hugging Face checkpoint directory (config.json, model.safetensors or its shards, tokenizer
     /// files). Families: GPT-2, GPT-Neo, GPT-NeoX (Pythia), Llama, Mistral, Gemma.</summary>
     /// <param name="directory">The checkpoint directory.</param>
-    /// <param name="dtype">The element type to convert the weights to (float32 by default).</param>
+    /// <param name="dtype">The element type the network computes in (float32 by default). bfloat16 and float16
+    /// weights stay as stored and are widened to it layer by layer, just in time.</param>
     /// <param name="device">Where to put the weights (the CPU by default).</param>
     /// <param name="allowNonFinite">Load weights that hold NaN or ±Inf instead of throwing a
     /// <see cref="NonFiniteException"/> naming them (false by default).</param>
+    /// <param name="storageDType">The element type to keep the weights in (null, the default: as stored, unless
+    /// <paramref name="dtype"/> is narrower).</param>
     public static JetModel Load(
         string directory,
         ScalarType dtype = ScalarType.Float32,
         Device? device = null,
-        bool allowNonFinite = false)
+        bool allowNonFinite = false,
+        ScalarType? storageDType = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(directory);
         Native.Ensure();
-        return new(Model.Load(directory, dtype, device ?? torch.CPU, new LoadOptions(allowNonFinite)));
+        var storage = storageDType is { } s
+            ? Microsoft.FSharp.Core.FSharpOption<ScalarType>.Some(s)
+            : Microsoft.FSharp.Core.FSharpOption<ScalarType>.None;
+        return new(Model.Load(directory, dtype, device ?? torch.CPU, new LoadOptions(allowNonFinite, storage)));
     }
 
     /// <summary>"toy" for the built-in toy network, or a checkpoint directory (as the jet command's --model).</summary>
@@ -67,6 +74,13 @@ public sealed class JetModel : IDisposable
 
     /// <summary>The network (syntax and parameters), owned by this model: it is disposed with it.</summary>
     public Net Network => Core.Net;
+
+    /// <summary>The element type the network computes in.</summary>
+    public ScalarType ComputeDType => Core.Net.DType;
+
+    /// <summary>The element type the weights are kept in (the checkpoint's, for example bfloat16, unless
+    /// converted).</summary>
+    public ScalarType StorageDType => Core.Net.StorageDType;
 
     /// <summary>The tokenizer.</summary>
     public ITokenizer Tokenizer => Core.Tokenizer;

@@ -1,6 +1,6 @@
-/// The model arguments every command that opens a model shares: `--model toy|DIR`, `--dtype` and `--device`.
-/// Argu cannot share union cases between commands, so each command's arguments repeat the cases `Model`, `Dtype`
-/// and `Device` with the usage texts below, and `read` reads them (`tokenize`, which reads no weights, takes only
+/// The model arguments every command that opens a model shares: `--model toy|DIR`, `--dtype`, `--compute-dtype` and
+/// `--device`. Argu cannot share union cases between commands, so each command's arguments repeat the cases `Model`,
+/// `Dtype`, `Compute_Dtype` and `Device` with the usage texts below, and `read` reads them (`tokenize`, which reads no weights, takes only
 /// `--model`).
 module Jet.Cli.ModelArgs
 
@@ -20,7 +20,12 @@ let tokenizerUsage =
     "toy, or a directory with Hugging Face tokenizer files (tokenizer.json, vocab.json + merges.txt, or tokenizer.model)."
 
 /// The usage text of `--dtype`.
-let dtypeUsage = "float32 (default), float64, bfloat16 or float16: the element type of the weights."
+let dtypeUsage =
+    "float32, float64, bfloat16 or float16: the element type to keep the weights in (default: as stored); alone, the compute dtype too."
+
+/// The usage text of `--compute-dtype`.
+let computeDtypeUsage =
+    "float32, float64, bfloat16 or float16: the element type layers compute in (default: float32 on the CPU, with bfloat16/float16 weights widened layer by layer; the weights' dtype on a GPU)."
 
 /// The usage text of `--device`.
 let deviceUsage =
@@ -30,7 +35,10 @@ let deviceUsage =
 type ModelRequest =
     {
         Source: string
-        DType: torch.ScalarType
+        /// --dtype: the element type to keep the weights in (None: as stored).
+        DType: torch.ScalarType option
+        /// --compute-dtype: the element type layers compute in (None: `computeDType` decides).
+        ComputeDType: torch.ScalarType option
         Device: torch.Device
         /// --allow-nonfinite: load weights holding NaN or ±Inf (reported on stderr) and accept non-finite results.
         AllowNonFinite: bool
@@ -51,14 +59,16 @@ let source (spec: string) =
         raise (MissingArgumentException "--model is empty; give toy or a checkpoint directory.")
     spec.Trim()
 
-/// The element type named by `--dtype` (default float32); fails listing the valid names.
-let dtype (name: string option) =
-    let name = defaultArg name "float32"
+/// The element type named by an option (`flag`, for the message); fails listing the valid names.
+let private named (flag: string) (name: string) =
     match dtypes |> List.tryFind (fun (n, _) -> n = name) with
     | Some(_, t) -> t
     | None ->
         let valid = dtypes |> List.map fst |> String.concat ", "
-        raise (DTypeException(sprintf "Unknown --dtype '%s'; choose one of: %s." name valid))
+        raise (DTypeException(sprintf "Unknown %s '%s'; choose one of: %s." flag name valid))
+
+/// The element type named by `--dtype` (default float32); fails listing the valid names.
+let dtype (name: string option) = named "--dtype" (defaultArg name "float32")
 
 /// The device named by `--device` (default cpu): cpu, cuda or cuda:N. CUDA on a build without it (the CPU-only
 /// TorchSharp package this repository references) fails saying how to switch.
@@ -95,28 +105,40 @@ let device (name: string option) =
             )
         torch.device (DeviceType.CUDA, index)
 
-/// Reads a command's model arguments, given its `Model`, `Dtype`, `Device` and `Allow_Nonfinite` cases; every name
-/// is checked here, before any weights are read.
+/// Reads a command's model arguments, given its `Model`, `Dtype`, `Compute_Dtype`, `Device` and `Allow_Nonfinite`
+/// cases; every name is checked here, before any weights are read.
 let read
     (args: ParseResults<'T>)
     (model: Expr<string -> 'T>)
     (dtypeCase: Expr<string -> 'T>)
+    (computeCase: Expr<string -> 'T>)
     (deviceCase: Expr<string -> 'T>)
     (allowCase: Expr<'T>)
     =
     {
         Source = source (args.GetResult model)
-        DType = dtype (args.TryGetResult dtypeCase)
+        DType = args.TryGetResult dtypeCase |> Option.map (named "--dtype")
+        ComputeDType = args.TryGetResult computeCase |> Option.map (named "--compute-dtype")
         Device = device (args.TryGetResult deviceCase)
         AllowNonFinite = args.Contains allowCase
     }
 
-/// Opens the model a request names: the built-in toy or a checkpoint directory, in its dtype on its device.
-/// Non-finite weights fail the load unless the request allows them; then the first one is reported on stderr.
+/// The element type a request computes in: --compute-dtype, else --dtype, else float32 on the CPU (half-precision
+/// matmuls there are slow and less accurate; docs/performance.md) and the weights' stored dtype on a GPU.
+let computeDType (request: ModelRequest) =
+    match request.ComputeDType, request.DType with
+    | Some c, _ -> c
+    | None, Some d -> d
+    | None, None when request.Device.``type`` = DeviceType.CPU || request.Source = "toy" -> torch.float32
+    | None, None -> Architectures.storedDType request.Source
+
+/// Opens the model a request names: the built-in toy or a checkpoint directory, its weights kept in their dtype,
+/// computing in its compute dtype on its device. Non-finite weights fail the load unless the request allows them;
+/// then the first one is reported on stderr.
 let load (request: ModelRequest) : Model =
     Native.ensure ()
-    let model =
-        Model.resolveWith { AllowNonFinite = request.AllowNonFinite } request.Source request.DType request.Device
+    let options = { AllowNonFinite = request.AllowNonFinite; StorageDType = request.DType }
+    let model = Model.resolveWith options request.Source (computeDType request) request.Device
     if request.AllowNonFinite then
         NonFiniteChecks.weights model.Net
         |> Option.iter (fun r -> eprintfn "warning: the weights are not finite: %s." (r.Describe()))

@@ -42,6 +42,22 @@ public class CheckpointTests
     }
 
     [Fact]
+    public void StorageAndComputeDTypesAreSeparateChoices()
+    {
+        var dir = Fixtures.Path("lm-buddy-tiny-gpt2-toyvocab");
+        using var asStored = JetModel.Load(dir);
+        Assert.Equal(ScalarType.Float32, asStored.StorageDType);
+        Assert.Equal(ScalarType.Float32, asStored.ComputeDType);
+        // Kept in bfloat16, computed in float64: widening bfloat16 is exact, so the stored values come out unchanged.
+        using var narrow = JetModel.Load(dir, ScalarType.Float64, storageDType: ScalarType.BFloat16);
+        Assert.Equal(ScalarType.BFloat16, narrow.StorageDType);
+        Assert.Equal(ScalarType.Float64, narrow.ComputeDType);
+        using var tokens = torch.tensor(new long[] { 1, 2, 3 });
+        using var analysis = narrow.Analyse(tokens);
+        Assert.Equal(ScalarType.Float64, analysis.Stream(narrow.Depth).dtype);
+    }
+
+    [Fact]
     public void NonFiniteWeightsAreRefusedUnlessAllowed()
     {
         // A copy of the tiny fixture whose first stored float is NaN.

@@ -30,11 +30,50 @@ let private brokenCheckpoint (weights: (byte[] -> byte[]) option) =
         ))
     dir
 
+/// A small random Llama checkpoint stored in bfloat16, with the Llama-2 tokenizer (vocabulary 32,000).
+let private bf16Llama =
+    lazy
+        (Jet.Core.Native.ensure ()
+         let dir = tempDir ()
+         let shape =
+             { Jet.Tests.RandomLlama.tinyLlama with
+                 Layers = 2
+                 Hidden = 64
+                 Intermediate = 128
+                 Heads = 4
+                 KvHeads = 2
+             }
+         Jet.Tests.RandomLlama.write dir shape 1 5
+         let tokenizer = Jet.Tests.Fixtures.path [ "llama2-tokenizer-json" ]
+         File.Copy(Path.Combine(tokenizer, "llama_tokenizer.json"), Path.Combine(dir, "tokenizer.json"))
+         File.Copy(Path.Combine(tokenizer, "llama_tokenizer_config.json"), Path.Combine(dir, "tokenizer_config.json"))
+         dir, Jet.Tests.RandomLlama.weightBytes shape)
+
 [<Tests>]
 let tests =
     testList
         "jet info, tokenize, run"
         [
+            test "bfloat16 weights stay bfloat16 and compute in float32 unless --dtype or --compute-dtype say otherwise" {
+                let dir, bytes = bf16Llama.Value
+                let info (extra: string list) =
+                    let root = json (run ([ "info"; "--model"; dir; "--json" ] @ extra))
+                    root.GetProperty("dtype").GetString(), root.GetProperty("storage_dtype").GetString()
+                Expect.equal (info []) ("float32", "bfloat16") "default: kept as stored, computed in float32"
+                Expect.equal (info [ "--compute-dtype"; "float64" ]) ("float64", "bfloat16") "--compute-dtype"
+                Expect.equal (info [ "--dtype"; "float32" ]) ("float32", "float32") "--dtype alone converts at load"
+                Expect.equal (info [ "--dtype"; "bfloat16" ]) ("bfloat16", "bfloat16") "--dtype alone computes in it"
+                let root = json (run [ "info"; "--model"; dir; "--json" ])
+                Expect.equal (root.GetProperty("weight_bytes").GetInt64()) bytes "two bytes per weight"
+                // bfloat16 values are exact in float32: widening per layer and converting at load compute the same.
+                let predictions (extra: string list) =
+                    let r = run ([ "run"; "--model"; dir; "--prompt"; "Hello world"; "--top"; "3"; "--json" ] @ extra)
+                    (json r).GetProperty("positions").GetRawText()
+                Expect.equal (predictions []) (predictions [ "--dtype"; "float32" ]) "same predictions"
+                failsWith
+                    [ "Unknown --compute-dtype 'int8'"; "float32, float64, bfloat16, float16" ]
+                    (run [ "run"; "--model"; dir; "--prompt"; "a"; "--compute-dtype"; "int8" ])
+            }
             test "info on the GPT-2 fixture" {
                 let root = json (run [ "info"; "--model"; fakeGpt2; "--json" ])
                 Expect.equal (root.GetProperty("family").GetString()) "gpt2" "family"

@@ -58,6 +58,41 @@ let checkAgainstReference (accuracy: Accuracy) (case: FamilyCase) (model: Model)
             (sprintf "γ%d = h%d − h%d" l l i))
     Expect.tensorClose accuracy (Trace.logits trace).[0] reference.Logits "logits"
 
+/// The checkpoint of `case` rewritten with its (already rounded) weights stored as F32 in a new directory.
+let asFloat32Checkpoint (case: FamilyCase) =
+    let dir = tempDir ()
+    for file in Directory.GetFiles case.Dir do
+        if Path.GetFileName file <> Checkpoint.WeightsFile then
+            File.Copy(file, Path.Combine(dir, Path.GetFileName file))
+    writeSafetensors (Path.Combine(dir, Checkpoint.WeightsFile)) "F32" (Map.toList case.Weights)
+    dir
+
+/// Two networks holding the same float32 values (one widened just in time from half precision, one stored in float32)
+/// give the same streams, logits and expansions with both engines. Both compute the same float32 operations on the
+/// same values; the only freedom is the memory layout of the widened weights (a transposed Conv1D view widens to a
+/// contiguous copy), which may change a matmul kernel's summation order: the bound is then a few float32 rounding
+/// steps of a width-≤64 dot product, |Δ| ≲ 64 · 2⁻²⁴ · Σ|xᵢwᵢ| ≈ 4·10⁻⁶ relative; 1e-5 leaves room for that.
+let sameFloat32Results (kept: Net) (stored: Net) =
+    let close = Accuracy.Of(1e-5, 1e-5)
+    use t1 = Trace.run kept (torch.tensor tokens)
+    use t2 = Trace.run stored (torch.tensor tokens)
+    for l in 0 .. kept.Depth do
+        Expect.tensorClose close (t1.Stream l) (t2.Stream l) (sprintf "h%d" l)
+    Expect.tensorClose close (Trace.logits t1) (Trace.logits t2) "logits"
+    use s1 = Expand.session kept (torch.tensor tokens)
+    use s2 = Expand.session stored (torch.tensor tokens)
+    for engine in [ Engine.Taylor; Engine.Jvp ] do
+        for plan in
+            [
+                Expansion.atLayer kept.Depth [ Centre.Encoder; Centre.Stream(kept.Depth - 1) ]
+                Expansion.atDecoder [ Centre.Stream 1; Centre.Encoder ]
+            ] do
+            let plan = plan |> Expansion.withOrder 2 |> Expansion.withEngine engine
+            let a, b = s1.Expand plan, s2.Expand plan
+            for ta, tb in List.zip a.Terms b.Terms do
+                Expect.tensorClose close ta.Value tb.Value (sprintf "%A term" engine)
+            Expect.tensorClose close a.Remainder b.Remainder (sprintf "%A remainder" engine)
+
 /// Each family against its reference, stored in every dtype (ModernFamilyTests runs these on more families).
 let referenceTestsFor (title: string) (families: (string * (string -> FamilyCase)) list) =
     testList
@@ -76,6 +111,20 @@ let referenceTestsFor (title: string) (families: (string * (string -> FamilyCase
                         use model = load case.Dir torch.float64
                         Expect.equal model.Net.DType torch.float64 "parameters converted to float64"
                         checkAgainstReference exact case model
+                    }
+                for stored, dtype in [ "BF16", torch.bfloat16; "F16", torch.float16 ] do
+                    test (sprintf "%s stored as %s, kept as stored, computed in float32" name stored) {
+                        let case = make stored
+                        use model = load case.Dir torch.float32
+                        Expect.equal model.Net.StorageDType dtype "the weights are kept as stored"
+                        Expect.equal model.Net.DType torch.float32 "computed in float32"
+                        Expect.isTrue
+                            (model.Net.Parameters.Tensors.Values |> Seq.forall (fun t -> t.dtype = dtype))
+                            "no parameter was converted at load"
+                        use float32 = load (asFloat32Checkpoint case) torch.float32
+                        Expect.equal float32.Net.StorageDType torch.float32 "the float32 checkpoint"
+                        sameFloat32Results model.Net float32.Net
+                        checkAgainstReference (Accuracy.Of(2e-4, 2e-4)) case model
                     }
                 test (sprintf "%s stored as F32, computed in float32" name) {
                     let case = make "F32"

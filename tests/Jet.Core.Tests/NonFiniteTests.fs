@@ -92,7 +92,8 @@ let loading =
                     [ "transformer.wte.weight"; "NaN"; "[5, 0]"; "16 of 640"; "--allow-nonfinite" ]
                     (fun () -> load dir)
                     "a NaN row"
-                use model = Model.loadWith { AllowNonFinite = true } dir torch.float32 torch.CPU
+                use model =
+                    Model.loadWith { LoadOptions.Default with AllowNonFinite = true } dir torch.float32 torch.CPU
                 let r = (NonFiniteChecks.weights model.Net).Value
                 Expect.equal (r.Where, r.Index) ("weight 'wte.weight'", [| 5L; 0L |]) "allowed, and still found"
             }

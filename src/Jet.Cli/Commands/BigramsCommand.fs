@@ -22,6 +22,7 @@ type Args =
     | Batch_Size of rows: int
     | Out of file: string
     | Dtype of name: string
+    | Compute_Dtype of name: string
     | Device of name: string
     | Allow_Nonfinite
     | Json
@@ -47,6 +48,7 @@ type Args =
             | Out _ ->
                 "write the bigram table picture, or with --compare the risers and fallers chart (.png or .svg; at most 40 rows)."
             | Dtype _ -> ModelArgs.dtypeUsage
+            | Compute_Dtype _ -> ModelArgs.computeDtypeUsage
             | Device _ -> ModelArgs.deviceUsage
             | Allow_Nonfinite -> allowNonFiniteUsage
             | Json -> "print one JSON object instead of a table."
@@ -246,7 +248,8 @@ let private execute (args: ParseResults<Args>) =
             ScoreSpace.Logit
         else
             ScoreSpace.Probability
-    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @> <@ Allow_Nonfinite @>
+    let request =
+        ModelArgs.read args <@ Model @> <@ Dtype @> <@ Compute_Dtype @> <@ Device @> <@ Allow_Nonfinite @>
     use model = ModelArgs.load request
     let n = args.GetResult(Top, 10)
     let path = Readouts.parse model.Net (args.GetResult Path)

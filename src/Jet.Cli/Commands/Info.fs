@@ -10,6 +10,7 @@ open Jet.Cli.Console
 type Args =
     | [<Mandatory>] Model of source: string
     | Dtype of name: string
+    | Compute_Dtype of name: string
     | Device of name: string
     | Allow_Nonfinite
     | Json
@@ -19,13 +20,15 @@ type Args =
             match a with
             | Model _ -> ModelArgs.modelUsage
             | Dtype _ -> ModelArgs.dtypeUsage
+            | Compute_Dtype _ -> ModelArgs.computeDtypeUsage
             | Device _ -> ModelArgs.deviceUsage
             | Allow_Nonfinite ->
                 "load weights holding NaN or ±Inf (the first is reported on stderr and in the JSON's non_finite field)."
             | Json -> "print one JSON object instead of text."
 
 let private execute (args: ParseResults<Args>) =
-    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @> <@ Allow_Nonfinite @>
+    let request =
+        ModelArgs.read args <@ Model @> <@ Dtype @> <@ Compute_Dtype @> <@ Device @> <@ Allow_Nonfinite @>
     use model = ModelArgs.load request
     // Without --allow-nonfinite the load has already refused non-finite weights.
     let nonFinite =
@@ -53,6 +56,8 @@ let private execute (args: ParseResults<Args>) =
                 max_positions = Option.toNullable s.MaxPositions
                 parameters = s.Parameters
                 dtype = s.DType
+                storage_dtype = s.StorageDType
+                weight_bytes = s.WeightBytes
                 layers = layers
                 path_steps =
                     [| for st in steps -> {| name = st.Name; notation = st.Notation; description = st.Description |} |]
@@ -82,7 +87,8 @@ let private execute (args: ParseResults<Args>) =
                      | None -> "unlimited")
                 ]
                 [ "parameters"; s.Parameters.ToString("N0", System.Globalization.CultureInfo.InvariantCulture) ]
-                [ "dtype"; s.DType ]
+                [ "compute dtype"; s.DType ]
+                [ "weights"; sprintf "%s, %s" s.StorageDType (Memory.format (float s.WeightBytes)) ]
             ]
         printfn ""
         printfn "%O" model.Net

@@ -18,6 +18,7 @@ type Args =
     | Lr of rate: float
     | Out of file: string
     | Dtype of name: string
+    | Compute_Dtype of name: string
     | Device of name: string
     | Allow_Nonfinite
     | Json
@@ -34,6 +35,7 @@ type Args =
             | Lr _ -> "Adam's learning rate, a finite number > 0 (default: 0.05)."
             | Out _ -> "write the joint-lens table picture (.png or .svg)."
             | Dtype _ -> ModelArgs.dtypeUsage
+            | Compute_Dtype _ -> ModelArgs.computeDtypeUsage
             | Device _ -> ModelArgs.deviceUsage
             | Allow_Nonfinite -> allowNonFiniteUsage
             | Json -> "print one JSON object instead of tables."
@@ -43,7 +45,8 @@ let private execute (args: ParseResults<Args>) =
     if args.Contains Layers then
         raise (InvalidPlanException RenamedLayers)
     let out = checkOutputs "--out" (args.TryGetResult Out)
-    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @> <@ Allow_Nonfinite @>
+    let request =
+        ModelArgs.read args <@ Model @> <@ Dtype @> <@ Compute_Dtype @> <@ Device @> <@ Allow_Nonfinite @>
     use model = ModelArgs.load request
     warnReplacementCharacters "--prompt" (args.GetResult Prompt)
     let tokens = Model.encode model (args.GetResult Prompt)

@@ -18,6 +18,7 @@ type Args =
     | Out of file: string
     | Plot of file: string
     | Dtype of name: string
+    | Compute_Dtype of name: string
     | Device of name: string
     | Allow_Nonfinite
     | Json
@@ -35,6 +36,7 @@ type Args =
             | Out _ -> "write the lens table picture (.png or .svg)."
             | Plot _ -> "write the per-stream metric plot (.png or .svg)."
             | Dtype _ -> ModelArgs.dtypeUsage
+            | Compute_Dtype _ -> ModelArgs.computeDtypeUsage
             | Device _ -> ModelArgs.deviceUsage
             | Allow_Nonfinite -> allowNonFiniteUsage
             | Json -> "print one JSON object instead of tables."
@@ -45,7 +47,8 @@ let private execute (args: ParseResults<Args>) =
         raise (InvalidPlanException RenamedLayers)
     let out = checkOutputs "--out" (args.TryGetResult Out)
     let plot = checkOutputs "--plot" (args.TryGetResult Plot)
-    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @> <@ Allow_Nonfinite @>
+    let request =
+        ModelArgs.read args <@ Model @> <@ Dtype @> <@ Compute_Dtype @> <@ Device @> <@ Allow_Nonfinite @>
     use model = ModelArgs.load request
     warnReplacementCharacters "--prompt" (args.GetResult Prompt)
     let tokens = Model.encode model (args.GetResult Prompt)

@@ -18,6 +18,7 @@ type Args =
     | No_Diagonal
     | Batch_Size of rows: int
     | Dtype of name: string
+    | Compute_Dtype of name: string
     | Device of name: string
     | Allow_Nonfinite
     | Json
@@ -38,6 +39,7 @@ type Args =
             | Batch_Size _ ->
                 "first tokens per batch of the vocabulary sweep, ≥ 1 and within the memory available (default: 512)."
             | Dtype _ -> ModelArgs.dtypeUsage
+            | Compute_Dtype _ -> ModelArgs.computeDtypeUsage
             | Device _ -> ModelArgs.deviceUsage
             | Allow_Nonfinite -> allowNonFiniteUsage
             | Json -> "print one JSON object instead of lines."
@@ -179,7 +181,7 @@ let render (json: bool) (allowNonFinite: bool) (tokenizer: Jet.Core.Models.IToke
 
 let private execute (args: ParseResults<Args>) =
     let file = requireFile "--tokens" (args.GetResult Tokens)
-    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @> <@ Allow_Nonfinite @>
+    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Compute_Dtype @> <@ Device @> <@ Allow_Nonfinite @>
     let shard = Sharding.request (args.TryGetResult Shard) (args.TryGetResult Shard_Dir)
     if shard.IsSome && args.Contains Compare then
         raise (InvalidPlanException "--shard does not apply to --compare yet; shard each model's mass on its own.")

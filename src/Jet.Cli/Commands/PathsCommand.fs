@@ -21,6 +21,7 @@ type Args =
     | Max_Length of n: int
     | Plot of file: string
     | Dtype of name: string
+    | Compute_Dtype of name: string
     | Device of name: string
     | Allow_Nonfinite
     | Json
@@ -39,6 +40,7 @@ type Args =
             | Max_Length _ -> "the most layers a path may use, ≥ 0 (default: no limit)."
             | Plot _ -> "write the picture of the paths (.png or .svg)."
             | Dtype _ -> ModelArgs.dtypeUsage
+            | Compute_Dtype _ -> ModelArgs.computeDtypeUsage
             | Device _ -> ModelArgs.deviceUsage
             | Allow_Nonfinite -> allowNonFiniteUsage
             | Json -> "print one JSON object instead of a table."
@@ -78,7 +80,7 @@ let private layers (text: string option) =
 
 let private execute (args: ParseResults<Args>) =
     let plot = checkOutputs "--plot" (args.TryGetResult Plot)
-    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @> <@ Allow_Nonfinite @>
+    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Compute_Dtype @> <@ Device @> <@ Allow_Nonfinite @>
     use model = ModelArgs.load request
     warnReplacementCharacters "--prompt" (args.GetResult Prompt)
     use tokens = Model.encode model (args.GetResult Prompt)

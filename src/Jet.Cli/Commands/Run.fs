@@ -16,6 +16,7 @@ type Args =
     | Top of k: int
     | Continue of tokens: int
     | Dtype of name: string
+    | Compute_Dtype of name: string
     | Device of name: string
     | Allow_Nonfinite
     | Json
@@ -29,12 +30,14 @@ type Args =
             | Continue _ ->
                 "also continue the prompt greedily by this many tokens (the most likely token each step; 0 or more)."
             | Dtype _ -> ModelArgs.dtypeUsage
+            | Compute_Dtype _ -> ModelArgs.computeDtypeUsage
             | Device _ -> ModelArgs.deviceUsage
             | Allow_Nonfinite -> allowNonFiniteUsage
             | Json -> "print one JSON object instead of a table."
 
 let private execute (args: ParseResults<Args>) =
-    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @> <@ Allow_Nonfinite @>
+    let request =
+        ModelArgs.read args <@ Model @> <@ Dtype @> <@ Compute_Dtype @> <@ Device @> <@ Allow_Nonfinite @>
     use model = ModelArgs.load request
     let k = args.GetResult(Top, 5)
     if k < 1 || k > model.Net.Vocab then

@@ -26,6 +26,7 @@ type Args =
     | Batch_Size of rows: int
     | [<AltCommandLine("--plot")>] Out of file: string
     | Dtype of name: string
+    | Compute_Dtype of name: string
     | Device of name: string
     | Allow_Nonfinite
     | Json
@@ -51,6 +52,7 @@ type Args =
                 "first tokens per batch of the vocabulary sweep, ≥ 1 and within the memory available (default: 512)."
             | Out _ -> "write the table (first head) or the --rank heatmap as a picture (.png or .svg)."
             | Dtype _ -> ModelArgs.dtypeUsage
+            | Compute_Dtype _ -> ModelArgs.computeDtypeUsage
             | Device _ -> ModelArgs.deviceUsage
             | Allow_Nonfinite -> allowNonFiniteUsage
             | Json -> "print one JSON object instead of tables."
@@ -153,7 +155,7 @@ let private execute (args: ParseResults<Args>) =
         raise (InvalidPlanException "--prob and --logit exclude each other; give one.")
     if args.Contains Global_Top && args.Contains Top then
         raise (InvalidPlanException "--global-top N is --global --top N; give one of them.")
-    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @> <@ Allow_Nonfinite @>
+    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Compute_Dtype @> <@ Device @> <@ Allow_Nonfinite @>
     use model = ModelArgs.load request
     let net = model.Net
     if args.Contains Rank then

@@ -21,6 +21,7 @@ type Args =
     | Batch_Size of pairs: int
     | [<AltCommandLine("--plot")>] Out of file: string
     | Dtype of name: string
+    | Compute_Dtype of name: string
     | Device of name: string
     | Allow_Nonfinite
     | Json
@@ -42,6 +43,7 @@ type Args =
             | Batch_Size _ -> "pairs per batch of the sweep, ≥ 1 and within the memory available (default: 512)."
             | Out _ -> "write the table as a picture (.png or .svg; at most 40 rows)."
             | Dtype _ -> ModelArgs.dtypeUsage
+            | Compute_Dtype _ -> ModelArgs.computeDtypeUsage
             | Device _ -> ModelArgs.deviceUsage
             | Allow_Nonfinite -> allowNonFiniteUsage
             | Json -> "print one JSON object instead of a table."
@@ -52,7 +54,7 @@ let private execute (args: ParseResults<Args>) =
         raise (InvalidPlanException "--prob and --logit exclude each other; give one.")
     if args.Contains Global_Top && args.Contains Top then
         raise (InvalidPlanException "--global-top N is --global --top N; give one of them.")
-    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Device @> <@ Allow_Nonfinite @>
+    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Compute_Dtype @> <@ Device @> <@ Allow_Nonfinite @>
     use model = ModelArgs.load request
     let net = model.Net
     let path = Readouts.parse net (args.GetResult Path)

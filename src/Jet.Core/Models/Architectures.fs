@@ -10,10 +10,15 @@ type LoadOptions =
         /// Load weights that hold NaN or ±∞ instead of failing with a NonFiniteException (false by default); results
         /// computed from them are then flagged where their first non-finite value appears.
         AllowNonFinite: bool
+        /// The dtype the weights are kept in. None (the default) keeps each tensor as the checkpoint stores it whenever
+        /// the compute dtype holds its values exactly (bfloat16 or float16 computed in float32 or float64, float32 in
+        /// float64): one copy of the weights, each layer widened just in time. Otherwise (a narrower compute dtype)
+        /// they are converted to the compute dtype once, at load.
+        StorageDType: torch.ScalarType option
     }
 
-    /// Non-finite weights refused.
-    static member Default = { AllowNonFinite = false }
+    /// Non-finite weights refused; weights kept as stored.
+    static member Default = { AllowNonFinite = false; StorageDType = None }
 
 /// The supported architecture families and loading a checkpoint directory into a network.
 [<RequireQualifiedAccess>]
@@ -77,10 +82,42 @@ module Architectures =
                 DTypeException(sprintf "Models load as float32, float64, float16 or bfloat16; %O was asked for." dtype)
             )
 
-    /// Lowers the checkpoint in `directory` to a network whose parameters are `dtype` on `device`; returns the
-    /// network (the caller owns it) and its family. Every header, name and shape is checked before any tensor is
-    /// read, tensors the network would not use are refused, and the weights are checked for NaN and ±∞ as they are
-    /// read (refused unless the options allow them); on failure every tensor read is freed.
+    /// True when every value of `stored` is exactly representable in `compute` (so widening loses nothing).
+    let widensExactly (stored: torch.ScalarType) (compute: torch.ScalarType) =
+        let rank (t: torch.ScalarType) =
+            if t = torch.float64 then 3
+            elif t = torch.float32 then 2
+            else 1
+        stored = compute || rank compute > rank stored
+
+    /// The dtype a tensor stored as `stored` is kept in when the network computes in `compute` (see
+    /// LoadOptions.StorageDType).
+    let storageFor (options: LoadOptions) (compute: torch.ScalarType) (stored: torch.ScalarType) =
+        match options.StorageDType with
+        | Some dtype -> dtype
+        | None when widensExactly stored compute -> stored
+        | None -> compute
+
+    /// The dtype most of a checkpoint's weight bytes are stored in (read from the headers alone), for example to
+    /// compute in the stored dtype on a GPU.
+    let storedDType (directory: string) : torch.ScalarType =
+        Checkpoint.requireDirectory directory
+        use checkpoint = Checkpoint.openDirectory directory
+        checkpoint.Names
+        |> List.choose checkpoint.TryEntry
+        |> List.filter (fun e -> Safetensors.isFloating e.DType)
+        |> List.groupBy (fun e -> e.DType)
+        |> List.map (fun (dtype, entries) -> dtype, entries |> List.sumBy (fun e -> e.ByteCount))
+        |> List.sortByDescending snd
+        |> List.tryHead
+        |> Option.bind (fun (dtype, _) -> Safetensors.scalarType dtype)
+        |> Option.defaultValue torch.float32
+
+    /// Lowers the checkpoint in `directory` to a network that computes in `dtype` on `device`; returns the
+    /// network (the caller owns it) and its family. The weights are kept as `options.StorageDType` says (by default
+    /// as stored, widened to `dtype` just in time, layer by layer). Every header, name and shape is checked before any
+    /// tensor is read, tensors the network would not use are refused, and the weights are checked for NaN and ±∞ as
+    /// they are read (refused unless the options allow them); on failure every tensor read is freed.
     let loadNetWith
         (options: LoadOptions)
         (directory: string)
@@ -88,14 +125,24 @@ module Architectures =
         (device: torch.Device)
         : Net * Family =
         requireFloatingDType dtype
+        options.StorageDType |> Option.iter requireFloatingDType
         Checkpoint.requireDirectory directory
         let config = HfConfig.load directory
         let family = find config
         use checkpoint = Checkpoint.openDirectory directory
         let lowering = family.Lower config checkpoint.Contains
         Lowering.requireAllUsed checkpoint family.Name lowering
+        let shapes = lowering.Tensors |> List.map (fun r -> r.Parameter, r.Shape) |> dict
+        let widening = Net.wideningFor lowering.Spec (fun name -> shapes.[name]) dtype
         let parameters =
-            Lowering.materializeWith options.AllowNonFinite checkpoint family.Name lowering.Tensors dtype device
+            Lowering.materializeWith
+                options.AllowNonFinite
+                checkpoint
+                family.Name
+                lowering.Tensors
+                (storageFor options dtype)
+                (Some widening)
+                device
         try
             Net.create lowering.Spec parameters, family
         with _ ->

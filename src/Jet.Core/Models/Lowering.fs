@@ -412,16 +412,18 @@ module Lowering =
                     hint
             raise (CheckpointException message)
 
-    /// Reads the requested tensors (each source once), converts them to `dtype` on `device` and returns the
-    /// parameter store. Every tensor is checked for NaN and ±∞ after conversion (so a value that overflows `dtype`
-    /// counts too): unless `allowNonFinite`, a NonFiniteException names each tensor that has some and how many.
-    /// Tensors outlive any caller's dispose scope; on failure everything read is freed.
+    /// Reads the requested tensors (each source once), keeps each in the dtype `storage` picks for its stored dtype
+    /// (the stored one itself avoids any conversion copy), moves them to `device` and returns the parameter store,
+    /// which hands them out as `widening` says. Every tensor is checked for NaN and ±∞ after conversion (so a value
+    /// that overflows its storage dtype counts too): unless `allowNonFinite`, a NonFiniteException names each tensor
+    /// that has some and how many. Tensors outlive any caller's dispose scope; on failure everything read is freed.
     let materializeWith
         (allowNonFinite: bool)
         (checkpoint: Checkpoint)
         (family: string)
         (requests: TensorRequest list)
-        (dtype: torch.ScalarType)
+        (storage: torch.ScalarType -> torch.ScalarType)
+        (widening: Widening option)
         (device: torch.Device)
         =
         validate checkpoint family requests
@@ -430,6 +432,7 @@ module Lowering =
         let bySource = Dictionary<string, Tensor>()
         let parameters = Dictionary<string, Tensor>()
         let nonFinite = ResizeArray<NonFiniteReport>()
+        let mutable converted = None
         // Sources are read in batches of about `batchBytes`: the copies of a batch run in parallel, then each
         // tensor is converted and moved, so a conversion never holds more than one batch of raw bytes besides
         // the finished parameters.
@@ -449,6 +452,9 @@ module Lowering =
         for batch in batches do
             let raws = checkpoint.ReadRawMany(batch, parallelism)
             for source, raw in List.zip batch raws do
+                let dtype = storage raw.dtype
+                if dtype <> raw.dtype then
+                    converted <- Some dtype
                 let typed =
                     if raw.dtype = dtype then
                         raw
@@ -478,10 +484,10 @@ module Lowering =
                 sprintf
                     "The checkpoint in %s has non-finite weights (NaN or ±Inf%s): %s%s. Every result would be garbage; to load it anyway (for example to inspect it), pass --allow-nonfinite (LoadOptions.AllowNonFinite in the library)."
                     checkpoint.Directory
-                    (if dtype = torch.float32 || dtype = torch.float64 then
-                         ""
-                     else
-                         sprintf ", after conversion to %O" dtype)
+                    (match converted with
+                     | Some dtype when dtype <> torch.float32 && dtype <> torch.float64 ->
+                         sprintf ", after conversion to %O" dtype
+                     | _ -> "")
                     listed
                     more
             raise (NonFiniteException message)
@@ -494,8 +500,8 @@ module Lowering =
                 | StoredAs.Rows(start, _) -> stored.narrow (0L, start, r.Shape.[0])
         for t in parameters.Values |> Seq.distinct do
             t.DetachFromDisposeScope() |> ignore
-        new ParameterStore(parameters :> IReadOnlyDictionary<_, _>)
+        new ParameterStore(parameters :> IReadOnlyDictionary<_, _>, widening)
 
-    /// `materializeWith` refusing non-finite weights.
-    let materialize checkpoint family requests dtype device =
-        materializeWith false checkpoint family requests dtype device
+    /// `materializeWith` refusing non-finite weights, every tensor converted to `dtype` and handed out as stored.
+    let materialize checkpoint family requests (dtype: torch.ScalarType) device =
+        materializeWith false checkpoint family requests (fun _ -> dtype) None device

@@ -58,7 +58,9 @@ module Model =
     let ToySeed = 0
 
     /// Loads a Hugging Face checkpoint directory (config.json, model.safetensors or its shards, tokenizer files)
-    /// as a network of `dtype` on `device` with its tokenizer. Families: gpt2, gpt_neo, gpt_neox, llama, mistral, gemma,
+    /// as a network that computes in `dtype` on `device`, with its tokenizer. The weights stay in their stored dtype
+    /// (bfloat16 and float16 computed in float32 are widened layer by layer, just in time) unless
+    /// `options.StorageDType` names another or `dtype` is narrower than they are. Families: gpt2, gpt_neo, gpt_neox, llama, mistral, gemma,
     /// qwen2, qwen3.
     /// The caller owns the model (dispose it); when loading fails, every tensor read so far is freed.
     [<CompiledName("LoadWith")>]
@@ -134,7 +136,12 @@ module Model =
             MaxPositions: int option
             /// Scalars in the parameters, tied tensors counted once.
             Parameters: int64
+            /// The dtype the network computes in.
             DType: string
+            /// The dtype the token embedding's weights are kept in (for example bfloat16 computed in float32).
+            StorageDType: string
+            /// Bytes of the weights as kept, tied tensors counted once.
+            WeightBytes: int64
         }
 
     /// The first attention primitive inside a γ, if any.
@@ -161,6 +168,8 @@ module Model =
             MaxPositions = net.Spec.MaxPositions
             Parameters = net.Parameters.ScalarCount
             DType = (string net.DType).ToLowerInvariant()
+            StorageDType = (string net.StorageDType).ToLowerInvariant()
+            WeightBytes = net.Parameters.StoredBytes
         }
 
 /// The model functions under .NET names, for C# (the `Model` module compiles to `ModelModule`).
@@ -168,7 +177,8 @@ type Model with
     /// The built-in toy network (seed, width) with its character tokenizer. The caller owns the model (dispose it).
     static member Toy(seed: int, width: int, dtype: torch.ScalarType) = Model.toy seed width dtype
 
-    /// Loads a Hugging Face checkpoint directory as a network of `dtype` on `device` with its tokenizer.
+    /// Loads a Hugging Face checkpoint directory as a network computing in `dtype` on `device` with its tokenizer;
+    /// the weights stay as stored where `dtype` holds them exactly.
     static member Load(directory: string, dtype: torch.ScalarType, device: torch.Device) =
         Model.load directory dtype device
 

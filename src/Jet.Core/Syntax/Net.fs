@@ -15,9 +15,17 @@ type Net(spec: NetSpec, parameters: ParameterStore) =
     member _.Vocab = spec.Vocab
     member _.Width = spec.Width
 
-    /// The element type of the token embedding (the network's working dtype).
-    member _.DType = parameters.[spec.Encoder.TokenEmbedding].dtype
-    member _.Device = parameters.[spec.Encoder.TokenEmbedding].device
+    /// The dtype the network computes in: every parameter is handed to the interpreters in it (widened just in time
+    /// when the weights are stored narrower), and streams, jets and results have it.
+    member _.DType =
+        match parameters.Widening with
+        | Some w -> w.ComputeDType
+        | None -> parameters.Tensors.[spec.Encoder.TokenEmbedding].dtype
+
+    /// The dtype the token embedding is stored in (the checkpoint's, for example bfloat16, unless converted).
+    member _.StorageDType = parameters.Tensors.[spec.Encoder.TokenEmbedding].dtype
+
+    member _.Device = parameters.Tensors.[spec.Encoder.TokenEmbedding].device
 
     /// Frees the network's weights (its parameter store); later calls do nothing.
     member _.Dispose() = parameters.Dispose()
@@ -41,10 +49,11 @@ module Net =
             @ Fn.parameterNames spec.FinalNorm
             @ [ spec.Unembedding.Weight ]
             @ Option.toList spec.Unembedding.Bias
+        // Stored tensors: validating must not widen anything.
         for n in names do
-            net.Parameters.[n] |> ignore
+            net.Parameters.Stored n |> ignore
         let expectShape (what: string) (name: string) (expected: int64[]) =
-            let actual = net.Parameters.[name].shape
+            let actual = (net.Parameters.Stored name).shape
             if actual <> expected then
                 let message =
                     sprintf
@@ -68,6 +77,29 @@ module Net =
         | None, _ -> ()
         net
 
+    /// Widened bytes the unpinned parameters may hold at least (small networks stay widened whole).
+    [<Literal>]
+    let MinWideningBudget = 64L * 1024L * 1024L
+
+    /// How a network over `spec` whose parameters have the shapes `shapeOf` hands them out in `compute`: the
+    /// embeddings, final norm and unembedding widened once and kept; the layers' weights widened just in time, with
+    /// room for two residual layers at a time (or MinWideningBudget, whichever is larger).
+    let wideningFor (spec: NetSpec) (shapeOf: string -> int64[]) (compute: torch.ScalarType) : Widening =
+        let bytes (name: string) =
+            (shapeOf name |> Array.fold (*) 1L) * int64 (TensorExtensionMethods.ElementSize compute)
+        let layerBytes =
+            spec.Layers |> List.map (fun l -> Fn.parameterNames l.Gamma |> List.distinct |> List.sumBy bytes)
+        let pinned =
+            [ spec.Encoder.TokenEmbedding; spec.Unembedding.Weight ]
+            @ Option.toList spec.Encoder.Positions
+            @ Option.toList spec.Unembedding.Bias
+            @ Fn.parameterNames spec.FinalNorm
+        {
+            ComputeDType = compute
+            Pinned = set pinned
+            BudgetBytes = max MinWideningBudget (2L * (0L :: layerBytes |> List.max))
+        }
+
     /// A validated network over `spec` and `parameters`. On success the network owns the store (disposing the network
     /// disposes it); when validation fails the caller still owns it.
     [<CompiledName("Create")>]
@@ -76,7 +108,7 @@ module Net =
     /// A new network with every parameter mapped by `convert` (tied parameters stay shared); `net` is untouched.
     /// `convert` must return a tensor with its own storage (a copy), so that neither network's Dispose frees the
     /// other's weights. On failure every converted tensor is freed.
-    let private mapParameters (convert: Tensor -> Tensor) (net: Net) =
+    let private mapParameters (convert: Tensor -> Tensor) (widening: Widening option) (net: Net) =
         let source = net.Parameters.Tensors
         Native.ensure ()
         // The scope frees the detached views and, when a conversion fails, the tensors converted so far.
@@ -92,17 +124,19 @@ module Net =
         let pairs = [ for kv in source -> kv.Key, once kv.Value ]
         for c in converted.Values do
             c.DetachFromDisposeScope() |> ignore
-        new Net(net.Spec, ParameterStore.OfSeq pairs)
+        new Net(net.Spec, ParameterStore.OfSeq(pairs, widening))
 
     /// A new network, with its own weights, whose parameters are `net`'s converted to `dtype` (float32 or float64).
     /// `net` is untouched and still owned by the caller; dispose each network on its own. The weights are copied even
     /// when they already have this dtype, so the two never share memory.
-    let toDType (dtype: torch.ScalarType) (net: Net) = mapParameters (fun t -> t.to_type (dtype, copy = true)) net
+    let toDType (dtype: torch.ScalarType) (net: Net) = mapParameters (fun t -> t.to_type (dtype, copy = true)) None net
 
     /// A new network, with its own weights, whose parameters are `net`'s moved to `device` (for example `torch.CUDA`
     /// with a CUDA build of TorchSharp). `net` is untouched and still owned by the caller; dispose each network on its
-    /// own. The weights are copied even when they are already on `device`, so the two never share memory.
-    let toDevice (device: torch.Device) (net: Net) = mapParameters (fun t -> t.``to`` (device, copy = true)) net
+    /// own. The weights are copied even when they are already on `device`, so the two never share memory; they keep
+    /// their dtype and the network its compute dtype.
+    let toDevice (device: torch.Device) (net: Net) =
+        mapParameters (fun t -> t.``to`` (device, copy = true)) net.Parameters.Widening net
 
     /// The residual layers (1-based) of a block (1-based); fails with the valid range.
     [<CompiledName("LayersOfBlock")>]

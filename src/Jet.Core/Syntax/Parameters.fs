@@ -3,14 +3,24 @@ namespace Jet.Core
 open System
 open System.Collections.Generic
 open System.Threading
+open TorchSharp
 
 /// Named tensors of a network, and their owner: `Dispose` frees each distinct native tensor once (a tensor that tied
 /// parameters share is freed once). Lookups of a missing name fail with the name and what is available; every access
 /// after `Dispose` fails with an ObjectDisposedException instead of touching freed memory.
+/// With a `Widening`, the tensors stay in their stored dtype and every lookup hands out the parameter in the compute
+/// dtype, widened just in time (the one place where storage and compute dtypes meet: every interpreter, lens, sweep
+/// and readout reads weights through `Item`).
 [<Sealed>]
-type ParameterStore(tensors: IReadOnlyDictionary<string, Tensor>) =
+type ParameterStore(tensors: IReadOnlyDictionary<string, Tensor>, widening: Widening option) =
     // 0 while the tensors are live, 1 once Dispose has started (Interlocked, so two Dispose calls free nothing twice).
     let mutable disposed = 0
+    let cache = widening |> Option.map (fun w -> new WideningCache(w))
+
+    let computed (name: string) (t: Tensor) =
+        match cache, widening with
+        | Some c, Some w when t.dtype <> w.ComputeDType -> c.Get(name, t)
+        | _ -> t
 
     let live () =
         if Volatile.Read &disposed <> 0 then
@@ -20,31 +30,59 @@ type ParameterStore(tensors: IReadOnlyDictionary<string, Tensor>) =
             raise (ObjectDisposedException("ParameterStore", message))
         tensors
 
-    member _.Item
-        with get (name: string) =
-            let tensors = live ()
-            match tensors.TryGetValue name with
-            | true, t -> t
-            | _ ->
-                let known = tensors.Keys |> Seq.sort |> Seq.truncate 12 |> String.concat ", "
-                raise (
-                    InvalidPlanException(
-                        sprintf
-                            "The network has no parameter named '%s' (it has: %s%s)."
-                            name
-                            known
-                            (if tensors.Count > 12 then ", …" else "")
-                    )
-                )
+    /// The parameter in the compute dtype (widened just in time when stored narrower); fails naming what exists.
+    member s.Item
+        with get (name: string) = computed name (s.Stored name)
 
+    /// The parameter as stored (never widened): for shapes, checks and conversions.
+    member _.Stored(name: string) : Tensor =
+        let tensors = live ()
+        match tensors.TryGetValue name with
+        | true, t -> t
+        | _ ->
+            let known = tensors.Keys |> Seq.sort |> Seq.truncate 12 |> String.concat ", "
+            raise (
+                InvalidPlanException(
+                    sprintf
+                        "The network has no parameter named '%s' (it has: %s%s)."
+                        name
+                        known
+                        (if tensors.Count > 12 then ", …" else "")
+                )
+            )
+
+    /// The parameter in the compute dtype, if the store has it.
     member _.TryFind(name: string) =
         match (live ()).TryGetValue name with
-        | true, t -> Some t
+        | true, t -> Some(computed name t)
         | _ -> None
+
+    /// A store owning `tensors`, each handed out as stored.
+    new(tensors: IReadOnlyDictionary<string, Tensor>) = new ParameterStore(tensors, None)
 
     member _.Names = (live ()).Keys |> Seq.sort |> List.ofSeq
     member _.Count = (live ()).Count
+    /// The tensors as stored (not widened): for conversions, checks and byte counts.
     member _.Tensors = live ()
+
+    /// How lookups widen stored tensors (None: handed out as stored).
+    member _.Widening = widening
+
+    /// The dtype lookups hand out: the widening's compute dtype, else that of the tensors as stored (None when the
+    /// store is empty).
+    member _.ComputeDType =
+        match widening with
+        | Some w -> Some w.ComputeDType
+        | None -> (live ()).Values |> Seq.tryHead |> Option.map (fun t -> t.dtype)
+
+    /// Bytes of the tensors as stored, counting tied tensors once.
+    member _.StoredBytes =
+        (live ()).Values
+        |> Seq.distinctBy (fun t -> t.Handle)
+        |> Seq.sumBy (fun t -> t.numel () * int64 (TensorExtensionMethods.ElementSize t.dtype))
+
+    /// Bytes of widened copies held now (0 without a widening).
+    member _.WidenedBytes = cache |> Option.map (fun c -> c.HeldBytes) |> Option.defaultValue 0L
 
     /// The total number of scalars, counting tied tensors once.
     member _.ScalarCount =
@@ -56,6 +94,7 @@ type ParameterStore(tensors: IReadOnlyDictionary<string, Tensor>) =
     /// Frees every distinct tensor once (tied parameters share one); later calls do nothing.
     member _.Dispose() =
         if Interlocked.Exchange(&disposed, 1) = 0 then
+            cache |> Option.iter (fun c -> c.Dispose())
             // A tensor its caller disposed already has no handle left to compare or free.
             for t in tensors.Values |> Seq.filter (fun t -> not t.IsInvalid) |> Seq.distinctBy (fun t -> t.Handle) do
                 t.Dispose()
@@ -66,3 +105,7 @@ type ParameterStore(tensors: IReadOnlyDictionary<string, Tensor>) =
     /// A store that owns the given tensors: disposing it disposes them.
     static member OfSeq(pairs: seq<string * Tensor>) =
         new ParameterStore(Dictionary(dict pairs) :> IReadOnlyDictionary<_, _>)
+
+    /// A store that owns the given tensors and hands them out widened as `widening` says.
+    static member OfSeq(pairs: seq<string * Tensor>, widening: Widening option) =
+        new ParameterStore(Dictionary(dict pairs) :> IReadOnlyDictionary<_, _>, widening)
