@@ -233,10 +233,15 @@ public sealed class BigramSweep
 
     internal static Apps.ScoreSpace Core(ScoreSpace space) => space == ScoreSpace.Logit ? Apps.ScoreSpace.Logit : Apps.ScoreSpace.Probability;
 
-    private Apps.SweepOptions Options(IProgress<long>? progress, CancellationToken cancellation) =>
-        new(Core(space), dropDiagonal, batchSize,
+    /// <summary>The core's sweep options over every first token: one place builds them for every sweep of the facade.</summary>
+    internal static Apps.SweepOptions CoreOptions(Apps.ScoreSpace space, bool dropDiagonal, int batchSize,
+        IProgress<long>? progress, CancellationToken cancellation, long maxFullBytes) =>
+        new(space, dropDiagonal, batchSize,
             progress is null ? FSharpOption<IProgress<long>>.None : FSharpOption<IProgress<long>>.Some(progress), cancellation, maxFullBytes,
             FSharpOption<Apps.RowRange>.None);
+
+    private Apps.SweepOptions Options(IProgress<long>? progress, CancellationToken cancellation) =>
+        CoreOptions(Core(space), dropDiagonal, batchSize, progress, cancellation, maxFullBytes);
 
     private BigramTable Table(bool global, int k, IEnumerable<Apps.ScoredPair> pairs) =>
         new(path, path.Notation(model), space, global, k, dropDiagonal, Apps.Bigrams.Decode(model.Core.Tokenizer, pairs)

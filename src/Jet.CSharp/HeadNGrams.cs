@@ -73,8 +73,7 @@ public sealed class SkipGramSweep
     public SkipGramSweep BatchSize(int rows) => new(model, layer, heads, space, dropDiagonal, rows);
 
     private Apps.SweepOptions Options(IProgress<long>? progress, CancellationToken cancellation) =>
-        new(BigramSweep.Core(space), dropDiagonal, batchSize,
-            progress is null ? FSharpOption<IProgress<long>>.None : FSharpOption<IProgress<long>>.Some(progress), cancellation,
+        BigramSweep.CoreOptions(BigramSweep.Core(space), dropDiagonal, batchSize, progress, cancellation,
             Apps.SweepOptions.Default.MaxFullBytes);
 
     private BigramTable Table(int head, bool global, int k, IEnumerable<Apps.ScoredPair> pairs)
@@ -168,8 +167,7 @@ public sealed class TrigramSweep
     }
 
     private Apps.SweepOptions Options(IProgress<long>? progress, CancellationToken cancellation) =>
-        new(BigramSweep.Core(space), false, batchSize,
-            progress is null ? FSharpOption<IProgress<long>>.None : FSharpOption<IProgress<long>>.Some(progress), cancellation,
+        BigramSweep.CoreOptions(BigramSweep.Core(space), false, batchSize, progress, cancellation,
             Apps.SweepOptions.Default.MaxFullBytes);
 
     private TrigramTable Table(bool global, int k, IEnumerable<Apps.ScoredTriple> triples)

@@ -187,8 +187,7 @@ public sealed class JetModel : IDisposable
     {
         using var scope = TorchSharp.torch.NewDisposeScope();
         var set = tokenIds?.ToArray();
-        var options = new Jet.Core.Apps.SweepOptions(Jet.Core.Apps.ScoreSpace.Probability, false, batchSize,
-            progress is null ? Microsoft.FSharp.Core.FSharpOption<IProgress<long>>.None : Microsoft.FSharp.Core.FSharpOption<IProgress<long>>.Some(progress),
+        var options = BigramSweep.CoreOptions(Jet.Core.Apps.ScoreSpace.Probability, false, batchSize, progress,
             cancellation, Jet.Core.Apps.SweepOptions.Default.MaxFullBytes);
         var scores = Jet.Core.Apps.SkipGrams.Rank(Core.Net, layers?.ToArray() ?? [], set ?? [], options);
         return new(Source, set is { Length: > 0 } ? set.Distinct().Count() : Vocabulary,

@@ -133,7 +133,8 @@ let private randomNetTests =
                 let kindOf (s: PathStep) =
                     match s with
                     | PathStep.Layer l
-                    | PathStep.MlpBranch l -> net.Spec.Layers.[l - 1].Kind
+                    | PathStep.MlpBranch l
+                    | PathStep.Head(l, _) -> net.Spec.Layers.[l - 1].Kind
                 let attention = search PathLayers.Attention None
                 Expect.equal attention.Paths.Length 8 "2^3 paths through the 3 attention layers"
                 for p in attention.Paths do

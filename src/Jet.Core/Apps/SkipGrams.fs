@@ -27,15 +27,16 @@ type HeadScore = { Layer: int; Head: int; Copying: float; SetMass: float }
 module internal FirstTokens =
 
     /// Calls `body start ids` for consecutive batches of at most `batch` first tokens, `ids` [n] int64 on the network's
-    /// device and `start` the place of the first of them in the sweep's order,
-    /// device: the tokens `only` when given, else the whole vocabulary. Runs each batch in its own dispose scope, with
-    /// the options' progress (first tokens done) and cancellation.
+    /// device and `start` the place of the first of them in the list swept: the tokens `only` when given, else the
+    /// whole vocabulary, restricted to the places `options.Rows` when given (a shard). Runs each batch in its own
+    /// dispose scope, with the options' progress (first tokens done) and cancellation.
     let sweep (net: Net) (options: SweepOptions) (batch: int) (only: int64[] option) (body: int64 -> Tensor -> unit) =
         let total =
             match only with
             | Some ids -> ids.Length
             | None -> net.Vocab
-        Vocabulary.sweep total batch options.Progress options.Cancellation (fun start count ->
+        let rows = Vocabulary.checkRows total options.Rows
+        Vocabulary.sweepRows rows batch options.Progress options.Cancellation (fun start count ->
             let ids =
                 match only with
                 | Some ids ->
@@ -121,15 +122,17 @@ module SkipGrams =
         use _ = torch.no_grad ()
         (rows net layer heads first).[0L]
 
-    /// The k best next tokens z₃ of every z₁ for heads `heads` of layer `layer` (1-based; empty: all heads), one
-    /// `HeadRowTopK` per head in the order given, each [vocab, k]. The caller disposes them.
+    /// The k best next tokens z₃ of every z₁ (of `options.Rows` when given) for heads `heads` of layer `layer`
+    /// (1-based; empty: all heads), one `HeadRowTopK` per head in the order given, each [rows, k]. The caller disposes
+    /// them.
     [<CompiledName("RowTopK")>]
     let rowTopK (net: Net) (layer: int) (heads: int[]) (k: int) (options: SweepOptions) : HeadRowTopK[] =
         Bigrams.checkOptions net options
         Bigrams.checkK net options k (int64 net.Vocab - (if options.DropDiagonal then 1L else 0L))
         let heads = headsOf net layer heads
         use _ = torch.no_grad ()
-        let v = int64 net.Vocab
+        let range = Vocabulary.checkRows net.Vocab options.Rows
+        let r = int64 range.Count
         let results =
             heads
             |> Array.map (fun h ->
@@ -138,15 +141,17 @@ module SkipGrams =
                     Head = h
                     Best =
                         {
-                            Ids = torch.empty ([| v; int64 k |], dtype = torch.int64, device = net.Device)
-                            Scores = torch.empty ([| v; int64 k |], dtype = net.DType, device = net.Device)
+                            Ids = torch.empty ([| r; int64 k |], dtype = torch.int64, device = net.Device)
+                            Scores = torch.empty ([| r; int64 k |], dtype = net.DType, device = net.Device)
+                            First = range.Start
                         }
                 })
         try
             sweep net layer heads options None (fun i start batch ->
                 let values, ids = Sweeps.rowTopK (options.Space = ScoreSpace.Probability) k batch
-                results.[i].Best.Scores.narrow(0L, start, batch.Count).copy_ values |> ignore
-                results.[i].Best.Ids.narrow(0L, start, batch.Count).copy_ ids |> ignore)
+                let at = start - int64 range.Start
+                results.[i].Best.Scores.narrow(0L, at, batch.Count).copy_ values |> ignore
+                results.[i].Best.Ids.narrow(0L, at, batch.Count).copy_ ids |> ignore)
             results
         with _ ->
             for r in results do

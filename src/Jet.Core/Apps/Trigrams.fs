@@ -231,6 +231,12 @@ module Trigrams =
             | ScoreSpace.Logit -> logits
         result.MoveToOuterDisposeScope()
 
+    /// The first tokens of the shard `options.Rows` (places in `first`, all when not given), and options that leave
+    /// the sweep to them.
+    let private shardOf (options: SweepOptions) (first: int[]) =
+        let rows = Vocabulary.checkRows first.Length options.Rows
+        first.[rows.Start .. rows.Stop - 1], { options with Rows = None }
+
     /// The k best next tokens of every pair of `first` × `second` (null or empty: every token, refused above 2²⁴
     /// pairs), pair by pair in the product's order.
     [<CompiledName("RowTopK")>]
@@ -246,6 +252,7 @@ module Trigrams =
         Bigrams.checkK net options k (int64 net.Vocab)
         check net readout |> ignore
         let first, second = setsOf net readout options first second
+        let first, options = shardOf options first
         use _ = torch.no_grad ()
         let pairs = first.LongLength * second.LongLength
         let ids = torch.empty ([| pairs; int64 k |], dtype = torch.int64, device = net.Device)
@@ -255,7 +262,11 @@ module Trigrams =
                 let values, at = Sweeps.rowTopK (options.Space = ScoreSpace.Probability) k batch
                 scores.narrow(0L, start, batch.Count).copy_ values |> ignore
                 ids.narrow(0L, start, batch.Count).copy_ at |> ignore)
-            { First = first; Second = second; Best = { Ids = ids; Scores = scores } }
+            {
+                First = first
+                Second = second
+                Best = { Ids = ids; Scores = scores; First = 0 }
+            }
         with _ ->
             ids.Dispose()
             scores.Dispose()

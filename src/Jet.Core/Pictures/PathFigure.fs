@@ -19,7 +19,8 @@ module PathFigure =
     let private layerOf (step: PathStep) =
         match step with
         | PathStep.Layer l
-        | PathStep.MlpBranch l -> l
+        | PathStep.MlpBranch l
+        | PathStep.Head(l, _) -> l
 
     /// A scene of a path search result; `title` heads it (for example the model and the prompt).
     [<CompiledName("Scene")>]
