@@ -48,6 +48,9 @@ module Memory =
         |> fun l -> float (l.Split([| ' '; '\t' |], StringSplitOptions.RemoveEmptyEntries).[1]) / 1024.0
 
     let currentMb () = statusMb "VmRSS"
+
+    /// Resident anonymous memory (heap and tensor storage; not file pages mapped for reading) in MB.
+    let anonymousMb () = statusMb "RssAnon"
     let peakMb () = statusMb "VmHWM"
 
     /// Resets the peak counter; false where the kernel refuses (then callers sample the current size instead).

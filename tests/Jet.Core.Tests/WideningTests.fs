@@ -92,7 +92,8 @@ let widening =
 /// Set in the child process that measures loading alone.
 let private childVariable = "JETDSL_LOAD_MEMORY_CHILD"
 
-/// Loads a 202 MB bfloat16 checkpoint and fails unless the process's peak memory grew by at most 1.1 × its bytes.
+/// Loads a 202 MB bfloat16 checkpoint and fails unless the process's anonymous memory grew by at most 1.1 × its bytes
+/// at any time during the load.
 let private measureLoad () =
     // 4 layers, hidden 1024, vocabulary 32,000: 202 MB of bfloat16, enough that allocator noise (a few MB) is small
     // against the 10% allowance, while a float32 copy would add 100%.
@@ -107,12 +108,25 @@ let private measureLoad () =
     let dir = tempDir ()
     Jet.Tests.RandomLlama.write dir shape 2 7
     let bytes = Jet.Tests.RandomLlama.weightBytes shape
-    let baseline = Memory.settledMb ()
-    let exact = Memory.resetPeak ()
-    Expect.isTrue exact "this kernel lets a process reset its peak RSS (/proc/self/clear_refs)"
+    Memory.settledMb () |> ignore
+    let baseline = Memory.anonymousMb ()
+    // Anonymous memory, sampled every millisecond during the load: the loader copies through read-only views of the
+    // file (up to 64 MB at a time), whose page-cache pages count in VmHWM but are not memory the weights take. A
+    // float32 copy would be long-lived anonymous memory (twice the bytes), which sampling cannot miss.
+    let peak = ref baseline
+    use stop = new System.Threading.CancellationTokenSource()
+    let sampler =
+        System.Threading.Tasks.Task.Run(
+            System.Action(fun () ->
+                while not stop.IsCancellationRequested do
+                    peak.Value <- max peak.Value (Memory.anonymousMb ())
+                    System.Threading.Thread.Sleep 1)
+        )
     let net, _ = Architectures.loadNet dir torch.float32 torch.CPU
     use net = net
-    let growth = (Memory.peakMb () - baseline) * 1024.0 * 1024.0
+    stop.Cancel()
+    sampler.Wait()
+    let growth = (max peak.Value (Memory.anonymousMb ()) - baseline) * 1024.0 * 1024.0
     Expect.equal net.StorageDType torch.bfloat16 "kept as stored"
     Expect.isLessThanOrEqual
         growth
