@@ -155,7 +155,8 @@ let private execute (args: ParseResults<Args>) =
         raise (InvalidPlanException "--prob and --logit exclude each other; give one.")
     if args.Contains Global_Top && args.Contains Top then
         raise (InvalidPlanException "--global-top N is --global --top N; give one of them.")
-    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Compute_Dtype @> <@ Device @> <@ Allow_Nonfinite @>
+    let request =
+        ModelArgs.read args <@ Model @> <@ Dtype @> <@ Compute_Dtype @> <@ Device @> <@ Allow_Nonfinite @>
     use model = ModelArgs.load request
     let net = model.Net
     if args.Contains Rank then

@@ -262,11 +262,7 @@ module Trigrams =
                 let values, at = Sweeps.rowTopK (options.Space = ScoreSpace.Probability) k batch
                 scores.narrow(0L, start, batch.Count).copy_ values |> ignore
                 ids.narrow(0L, start, batch.Count).copy_ at |> ignore)
-            {
-                First = first
-                Second = second
-                Best = { Ids = ids; Scores = scores; First = 0 }
-            }
+            { First = first; Second = second; Best = { Ids = ids; Scores = scores; First = 0 } }
         with _ ->
             ids.Dispose()
             scores.Dispose()
