@@ -59,6 +59,9 @@ let source (spec: string) =
         raise (MissingArgumentException "--model is empty; give toy or a checkpoint directory.")
     spec.Trim()
 
+/// A model's name for titles: its checkpoint folder's name (or "toy"), not its whole path.
+let displayName (source: string) = IO.Path.GetFileName(source.TrimEnd('/', '\\'))
+
 /// The element type named by an option (`flag`, for the message); fails listing the valid names.
 let private named (flag: string) (name: string) =
     match dtypes |> List.tryFind (fun (n, _) -> n = name) with

@@ -125,7 +125,12 @@ let private compare
         | ChangeSpace.LogProbability -> "log-probability", 1.0
     savePicture out (fun () ->
         Figures.bigramChanges
-            ("Jet bigrams, " + other.Source + " against " + model.Source + ": " + described)
+            ("Jet bigrams, "
+             + ModelArgs.displayName other.Source
+             + " against "
+             + ModelArgs.displayName model.Source
+             + ": "
+             + described)
             (sprintf "%s change, %s" unit (if isGlobal then "global" else "per first token"))
             space
             40

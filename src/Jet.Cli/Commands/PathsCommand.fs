@@ -106,8 +106,7 @@ let private execute (args: ParseResults<Args>) =
         NonFinite.tryFindValues
             "the path search (target, constant and contributions)"
             (result.Target :: result.Constant :: [ for p in result.Paths -> p.Contribution ])
-    // The checkpoint folder's name (or "toy"), not its whole path, heads the table and the picture.
-    let source = IO.Path.GetFileName(model.Source.TrimEnd('/'))
+    let source = ModelArgs.displayName model.Source
     savePicture plot (fun () ->
         PathFigure.scene (sprintf "%s, position %d (%s): %s" source result.Position read described) result)
     if args.Contains Json then

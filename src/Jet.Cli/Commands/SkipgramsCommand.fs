@@ -110,7 +110,7 @@ let private rank (args: ParseResults<Args>) (request: ModelArgs.ModelRequest) (m
     let layerName (l: int) = net.Spec.Layers.[l - 1].Name
     savePicture out (fun () ->
         HeadHeatmap.ofScores
-            ("Copying by head: mean P(z | z) through U·LN(OVₗ,ₕ(Emb)), " + model.Source)
+            ("Copying by head: mean P(z | z) through U·LN(OVₗ,ₕ(Emb)), " + ModelArgs.displayName model.Source)
             (sprintf "over %s; rows are layers, columns heads" setName)
             layerName
             (fun s -> s.Copying)

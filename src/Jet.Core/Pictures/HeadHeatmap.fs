@@ -59,7 +59,7 @@ module HeadHeatmap =
                         Shape.Text(
                             x + cell / 2.0,
                             y + cell / 2.0,
-                            sprintf "%.2f" value,
+                            sprintf "%.2g" value,
                             8.0,
                             (if fill.Luminance < 0.5 then Colour.white else Colour.ink),
                             Anchor.Middle,
