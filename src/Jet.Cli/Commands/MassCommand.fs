@@ -181,8 +181,7 @@ let render (json: bool) (allowNonFinite: bool) (tokenizer: Jet.Core.Models.IToke
 
 let private execute (args: ParseResults<Args>) =
     let file = requireFile "--tokens" (args.GetResult Tokens)
-    let request =
-        ModelArgs.read args <@ Model @> <@ Dtype @> <@ Compute_Dtype @> <@ Device @> <@ Allow_Nonfinite @>
+    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Compute_Dtype @> <@ Device @> <@ Allow_Nonfinite @>
     let shard = Sharding.request (args.TryGetResult Shard) (args.TryGetResult Shard_Dir)
     if shard.IsSome && args.Contains Compare then
         raise (InvalidPlanException "--shard does not apply to --compare yet; shard each model's mass on its own.")

@@ -80,8 +80,7 @@ let private layers (text: string option) =
 
 let private execute (args: ParseResults<Args>) =
     let plot = checkOutputs "--plot" (args.TryGetResult Plot)
-    let request =
-        ModelArgs.read args <@ Model @> <@ Dtype @> <@ Compute_Dtype @> <@ Device @> <@ Allow_Nonfinite @>
+    let request = ModelArgs.read args <@ Model @> <@ Dtype @> <@ Compute_Dtype @> <@ Device @> <@ Allow_Nonfinite @>
     use model = ModelArgs.load request
     warnReplacementCharacters "--prompt" (args.GetResult Prompt)
     use tokens = Model.encode model (args.GetResult Prompt)
