@@ -8,22 +8,25 @@ open Jet.Cli.Tests.ShardCliTests
 
 let private stories = lazy (Jet.Tests.Fixtures.path [ "stories260K" ])
 
-/// For N = 1 and 3 shards of `args` run at once, `jet merge --json` prints the unsharded `--json` output; with N = 3
-/// the merged table is the unsharded table too.
-let private mergesToWhole (args: string list) =
+/// For each N of `counts`, N shards of `args` run at once merge (`jet merge --json`) to the unsharded `--json` output;
+/// with `table`, the merged table of the last N is the unsharded table too. (Each process loads TorchSharp, so the
+/// cases share out N = 1 and the table check to keep CI short.)
+let private mergesToWhole (counts: int list) (table: bool) (args: string list) =
     let whole = run (args @ [ "--json" ])
     succeeded "unsharded" whole
-    let table = run args
-    succeeded "unsharded table" table
-    for n in [ 1; 3 ] do
+    let mutable last = ""
+    for n in counts do
         let dir = shardsAtOnce args n
         let merged = run [ "merge"; dir; "--json" ]
         succeeded "merge" merged
         Expect.equal merged.Stdout whole.Stdout (sprintf "%d shards: the same JSON" n)
-        if n = 3 then
-            let mergedTable = run [ "merge"; dir ]
-            succeeded "merge, table" mergedTable
-            Expect.equal mergedTable.Stdout table.Stdout "3 shards: the same table"
+        last <- dir
+    if table then
+        let unsharded = run args
+        succeeded "unsharded table" unsharded
+        let merged = run [ "merge"; last ]
+        succeeded "merge, table" merged
+        Expect.equal merged.Stdout unsharded.Stdout "the same table"
 
 [<Tests>]
 let tests =
@@ -31,13 +34,17 @@ let tests =
         "shards of skip-grams and trigrams (CLI)"
         [
             // stories260K has 512 tokens: 100 first tokens per batch make 6 batches, so 3 shards get 2 each.
-            test "skipgrams row top-k of every head of a layer: merged = unsharded" {
+            test "skipgrams row top-k of every head of a layer: 3 shards merge to the unsharded JSON and table" {
                 mergesToWhole
+                    [ 3 ]
+                    true
                     [ "skipgrams"; "--model"; stories.Value; "--layer"; "3"; "--top"; "2"; "--batch-size"; "100" ]
             }
 
-            test "skipgrams global top-k (logits, no diagonal): merged = unsharded" {
+            test "skipgrams global top-k (logits, no diagonal): 1 and 3 shards merge to the unsharded JSON" {
                 mergesToWhole
+                    [ 1; 3 ]
+                    false
                     [
                         "skipgrams"
                         "--model"
@@ -56,8 +63,10 @@ let tests =
             }
 
             // 21 first × 8 second tokens in blocks of 24 pairs: 3 first tokens per block, 7 blocks.
-            test "trigrams row top-k over a first and a second set: merged = unsharded" {
+            test "trigrams row top-k over a first and a second set: 3 shards merge to the unsharded JSON and table" {
                 mergesToWhole
+                    [ 3 ]
+                    true
                     [
                         "trigrams"
                         "--model"
@@ -76,8 +85,10 @@ let tests =
             }
 
             // 30 second tokens in blocks of 16 pairs: one first token per block, its row split in two.
-            test "trigrams global top-k with rows longer than a block: merged = unsharded" {
+            test "trigrams global top-k with rows longer than a block: 1 and 3 shards merge to the unsharded JSON" {
                 mergesToWhole
+                    [ 1; 3 ]
+                    false
                     [
                         "trigrams"
                         "--model"
