@@ -55,15 +55,16 @@ let setting (result: ShardResult) (name: string) : string =
             )
         )
 
-/// Runs a vocabulary sweep of `model`: whole, with `render` printing its parts, or as the shard `request` names, its
+/// Runs a sweep of `model` over `rowCount` rows (first tokens, or places in a first-token set): whole, with `render` printing its parts, or as the shard `request` names, its
 /// parts written to the shard folder (one line on stdout says which rows went where, or that the shard was complete
 /// already). `compute` gets the first-token range to sweep (None: all); `settings` are every option the result
 /// depends on, which all shards of a merge must share; `render` is also what `jet merge` calls on merged results.
-let run
+let runRows
     (request: Request option)
     (kind: string)
     (model: Model)
     (settings: Map<string, string>)
+    (rowCount: int)
     (batchSize: int)
     (compute: RowRange option -> (string * SweepPart) list)
     (render: ShardResult -> int)
@@ -77,16 +78,16 @@ let run
                 Model = model.Source
                 Fingerprint = ""
                 Options = settings
-                Vocab = model.Net.Vocab
+                Vocab = rowCount
                 BatchSize = batchSize
                 Shard = 0
                 Shards = 1
-                Rows = { Start = 0; Stop = model.Net.Vocab }
+                Rows = { Start = 0; Stop = rowCount }
                 Version = Shards.version
             }
         render { Manifest = manifest; Parts = parts }
     | Some r ->
-        let manifest = Shards.manifest kind model.Source settings model.Net.Vocab batchSize r.Shard r.Shards
+        let manifest = Shards.manifest kind model.Source settings rowCount batchSize r.Shard r.Shards
         let rows = manifest.Rows
         match Shards.run r.Dir manifest (fun rows -> compute (Some rows)) with
         | ShardOutcome.Written file ->
@@ -98,3 +99,15 @@ let run
             printfn "shard %d/%d: %s written to %s" r.Shard r.Shards covered file
         | ShardOutcome.Skipped file -> printfn "shard %d/%d: %s is complete already; skipped" r.Shard r.Shards file
         0
+
+/// `runRows` over the whole vocabulary: a sweep whose rows are the first tokens 0..V−1.
+let run
+    (request: Request option)
+    (kind: string)
+    (model: Model)
+    (settings: Map<string, string>)
+    (batchSize: int)
+    (compute: RowRange option -> (string * SweepPart) list)
+    (render: ShardResult -> int)
+    : int =
+    runRows request kind model settings model.Net.Vocab batchSize compute render

@@ -10,11 +10,11 @@ let private stories = lazy (Jet.Tests.Fixtures.path [ "stories260K" ])
 
 let private words = lazy (Jet.Tests.Fixtures.repositoryFile [ "docs"; "examples"; "refusal-words.txt" ])
 
-let private succeeded (what: string) (r: CliResult) =
+let succeeded (what: string) (r: CliResult) =
     Expect.equal r.ExitCode 0 (sprintf "%s: exit code (stderr: %s)" what r.Stderr)
 
 /// Runs shards 0..N−1 of `args` as N processes at once into a fresh folder; returns the folder.
-let private shardsAtOnce (args: string list) (shards: int) =
+let shardsAtOnce (args: string list) (shards: int) =
     let dir = tempDir ()
     let results =
         [|
@@ -27,7 +27,7 @@ let private shardsAtOnce (args: string list) (shards: int) =
     dir
 
 /// The one-line error of a failed command.
-let private failedWith (r: CliResult) (part: string) =
+let failedWith (r: CliResult) (part: string) =
     Expect.equal r.ExitCode 1 (sprintf "exit code (stdout: %s)" r.Stdout)
     let lines = r.Stderr.Trim().Split '\n' |> Array.filter (fun l -> not (l.StartsWith "warning"))
     Expect.equal lines.Length 1 (sprintf "one line on stderr, not a trace: %s" r.Stderr)

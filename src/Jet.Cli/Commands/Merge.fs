@@ -25,6 +25,8 @@ let private printers: Map<string, bool -> bool -> Models.ITokenizer -> ShardResu
         [
             "bigrams", (fun json allow tokenizer -> BigramsCommand.render json allow tokenizer ignore)
             "mass", MassCommand.render
+            "skipgrams", (fun json allow tokenizer -> SkipgramsCommand.render json allow tokenizer ignore)
+            "trigrams", (fun json allow tokenizer -> TrigramsCommand.render json allow tokenizer ignore)
         ]
 
 let private execute (args: ParseResults<Args>) =

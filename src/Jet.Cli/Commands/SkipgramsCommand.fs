@@ -30,6 +30,8 @@ type Args =
     | Device of name: string
     | Allow_Nonfinite
     | Json
+    | Shard of shard: string
+    | Shard_Dir of dir: string
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -56,6 +58,8 @@ type Args =
             | Device _ -> ModelArgs.deviceUsage
             | Allow_Nonfinite -> allowNonFiniteUsage
             | Json -> "print one JSON object instead of tables."
+            | Shard _ -> Sharding.shardUsage + " Not with --rank."
+            | Shard_Dir _ -> Sharding.shardDirUsage
 
 /// A token set from the command line: `all` (None), an id range `A..B` (inclusive), or a file of tokens, one per line
 /// as tables print them (`Vocabulary.tokenSet`).
@@ -149,8 +153,113 @@ let private rank (args: ParseResults<Args>) (request: ModelArgs.ModelRequest) (m
             ]
     finish request.AllowNonFinite nonFinite
 
+/// Prints a skip-gram sweep's result (whole, or merged from shards; one part per head, named `head H`) as tables or
+/// JSON, after `draw` gets the first head's rows; returns the exit code.
+let render
+    (json: bool)
+    (allowNonFinite: bool)
+    (tokenizer: ITokenizer)
+    (draw: BigramRow[] -> unit)
+    (result: ShardResult)
+    : int =
+    let setting = Sharding.setting result
+    let layer = int (setting "layer")
+    let space =
+        if setting "space" = spaceName ScoreSpace.Logit then
+            ScoreSpace.Logit
+        else
+            ScoreSpace.Probability
+    let isGlobal = setting "global" = string true
+    let headOf (name: string) =
+        match name.Split ' ' with
+        | [| "head"; h |] when fst (Int32.TryParse h) -> Int32.Parse h
+        | _ ->
+            raise (
+                ShardException(
+                    sprintf
+                        "The skipgrams shards hold a part %s, not a head; they were written by another version."
+                        name
+                )
+            )
+    let decoded =
+        [|
+            for name, part in result.Parts ->
+                let pairs =
+                    match part with
+                    | SweepPart.Rows(k, ids, scores) -> Bigrams.pairsOfRows result.Manifest.Rows.Start k ids scores
+                    | SweepPart.Candidates(_, c) -> Bigrams.pairsOfCandidates result.Manifest.Vocab c
+                    | SweepPart.Sums _ ->
+                        raise (
+                            ShardException
+                                "The skipgrams shards hold sums, not top-k parts; they were written by another version."
+                        )
+                let h = headOf name
+                h, setting (sprintf "described %d" h), Bigrams.decode tokenizer pairs
+        |]
+    let nonFinite = NonFinite.first [ for _, _, rows in decoded -> fun () -> NonFiniteChecks.bigrams rows ]
+    if decoded.Length > 0 then
+        let _, _, rows = decoded.[0]
+        draw rows
+    if json then
+        writeJson
+            {|
+                layer = layer
+                space = spaceName space
+                ``global`` = isGlobal
+                heads =
+                    [|
+                        for h, _, rows in decoded ->
+                            {|
+                                head = h
+                                path = string (SkipGrams.readout layer h)
+                                rows =
+                                    [|
+                                        for r in rows ->
+                                            {|
+                                                from = r.From
+                                                ``to`` = r.To
+                                                from_token = r.FromToken
+                                                to_token = r.ToToken
+                                                score = r.Score
+                                            |}
+                                    |]
+                            |}
+                    |]
+                non_finite = nonFiniteJson nonFinite
+            |}
+    else
+        let format (s: float) =
+            match space with
+            | ScoreSpace.Probability -> sprintf "%.3f%%" (100.0 * s)
+            | ScoreSpace.Logit -> sprintf "%.4f" s
+        for _, described, rows in decoded do
+            printfn "%s:" described
+            printTable
+                [
+                    "token"
+                    "next token"
+                    (if space = ScoreSpace.Probability then
+                         "P(next | token earlier)"
+                     else
+                         "logit")
+                ]
+                [ for r in rows -> [ r.FromToken; r.ToToken; format r.Score ] ]
+            printfn ""
+    finish allowNonFinite nonFinite
+
 let private execute (args: ParseResults<Args>) =
     let out = checkOutputs "--out" (args.TryGetResult Out)
+    let shard = Sharding.request (args.TryGetResult Shard) (args.TryGetResult Shard_Dir)
+    if shard.IsSome && args.Contains Rank then
+        raise (
+            InvalidPlanException
+                "--shard does not apply to --rank, which sweeps every attention layer once; run the ranking whole."
+        )
+    if shard.IsSome && out.IsSome then
+        raise (
+            InvalidPlanException
+                "--out draws the whole table, which one shard does not have; draw it from an unsharded run."
+        )
     if args.Contains Prob && args.Contains Logit then
         raise (InvalidPlanException "--prob and --logit exclude each other; give one.")
     if args.Contains Global_Top && args.Contains Top then
@@ -179,80 +288,71 @@ let private execute (args: ParseResults<Args>) =
                 ScoreSpace.Logit
             else
                 ScoreSpace.Probability
-        let heads = args.TryGetResult Head |> Option.toArray
         let isGlobal = args.Contains Global || args.Contains Global_Top
         let n =
             match args.TryGetResult Global_Top with
             | Some n -> n
             | None -> args.GetResult(Top, 10)
-        let options =
-            BigramsCommand.sweepOptions
-                space
-                (args.Contains No_Diagonal)
-                (args.GetResult(Batch_Size, SweepOptions.Default.BatchSize))
-                (sprintf "skip-grams of layer %d" layer)
-                (int64 net.Vocab)
-        let tables =
+        let heads =
+            match args.TryGetResult Head with
+            | Some h -> [| h |]
+            | None when layer >= 1 && layer <= net.Depth -> [| 1 .. max 1 (AttentionHeads.headCount net layer) |]
+            | None -> [| 1 |]
+        // The path check names valid layers and heads in its messages.
+        for h in heads do
+            Readouts.check net (SkipGrams.readout layer h)
+        let batchSize = args.GetResult(Batch_Size, SweepOptions.Default.BatchSize)
+        let settings =
+            Map(
+                [
+                    "layer", string layer
+                    "heads", heads |> Array.map string |> String.concat ","
+                    "space", spaceName space
+                    "global", string isGlobal
+                    "top", string n
+                    "no_diagonal", string (args.Contains No_Diagonal)
+                    "dtype", string net.DType
+                ]
+                @ [ for h in heads -> sprintf "described %d" h, Readouts.describe net (SkipGrams.readout layer h) ]
+            )
+        let compute (rows: RowRange option) =
+            let range = Vocabulary.checkRows net.Vocab rows
+            let options =
+                { BigramsCommand.sweepOptions
+                      space
+                      (args.Contains No_Diagonal)
+                      batchSize
+                      (sprintf "skip-grams of layer %d" layer)
+                      (int64 range.Count) with
+                    Rows = rows
+                }
             if isGlobal then
-                SkipGrams.globalTopK net layer heads n options |> Array.map (fun t -> t.Layer, t.Head, t.Pairs)
+                [
+                    for c in SkipGrams.globalCandidates net layer heads n options ->
+                        sprintf "head %d" c.Head, SweepPart.Candidates(n, c.Candidates)
+                ]
             else
-                SkipGrams.rowTopKPairs net layer heads n options |> Array.map (fun t -> t.Layer, t.Head, t.Pairs)
-        let decoded = tables |> Array.map (fun (l, h, pairs) -> l, h, Bigrams.decode model.Tokenizer pairs)
-        let nonFinite = NonFinite.first [ for _, _, rows in decoded -> fun () -> NonFiniteChecks.bigrams rows ]
-        let describe l h = Readouts.describe net (SkipGrams.readout l h)
-        savePicture out (fun () ->
-            let l, h, rows = decoded.[0]
-            Figures.bigrams
-                ("Jet skip-grams: " + describe l h)
-                (Readings.describeTable isGlobal n space (args.Contains No_Diagonal))
-                space
-                40
-                rows)
-        if args.Contains Json then
-            writeJson
-                {|
-                    layer = layer
-                    space = spaceName space
-                    ``global`` = isGlobal
-                    heads =
-                        [|
-                            for l, h, rows in decoded ->
-                                {|
-                                    head = h
-                                    path = string (SkipGrams.readout l h)
-                                    rows =
-                                        [|
-                                            for r in rows ->
-                                                {|
-                                                    from = r.From
-                                                    ``to`` = r.To
-                                                    from_token = r.FromToken
-                                                    to_token = r.ToToken
-                                                    score = r.Score
-                                                |}
-                                        |]
-                                |}
-                        |]
-                    non_finite = nonFiniteJson nonFinite
-                |}
-        else
-            let format (s: float) =
-                match space with
-                | ScoreSpace.Probability -> sprintf "%.3f%%" (100.0 * s)
-                | ScoreSpace.Logit -> sprintf "%.4f" s
-            for l, h, rows in decoded do
-                printfn "%s:" (describe l h)
-                printTable
-                    [
-                        "token"
-                        "next token"
-                        (if space = ScoreSpace.Probability then
-                             "P(next | token earlier)"
-                         else
-                             "logit")
-                    ]
-                    [ for r in rows -> [ r.FromToken; r.ToToken; format r.Score ] ]
-                printfn ""
-        finish request.AllowNonFinite nonFinite
+                [
+                    for best in SkipGrams.rowTopK net layer heads n options ->
+                        use best = best
+                        let ids, scores = Bigrams.rowArrays best.Best
+                        sprintf "head %d" best.Head, SweepPart.Rows(n, ids, scores)
+                ]
+        let draw (rows: BigramRow[]) =
+            savePicture out (fun () ->
+                Figures.bigrams
+                    ("Jet skip-grams: " + Readouts.describe net (SkipGrams.readout layer heads.[0]))
+                    (Readings.describeTable isGlobal n space (args.Contains No_Diagonal))
+                    space
+                    40
+                    rows)
+        Sharding.run
+            shard
+            "skipgrams"
+            model
+            settings
+            batchSize
+            compute
+            (render (args.Contains Json) request.AllowNonFinite model.Tokenizer draw)
 
 let run (args: ParseResults<Args>) = guard (fun () -> execute args)

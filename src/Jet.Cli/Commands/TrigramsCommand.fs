@@ -25,6 +25,8 @@ type Args =
     | Device of name: string
     | Allow_Nonfinite
     | Json
+    | Shard of shard: string
+    | Shard_Dir of dir: string
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -47,67 +49,72 @@ type Args =
             | Device _ -> ModelArgs.deviceUsage
             | Allow_Nonfinite -> allowNonFiniteUsage
             | Json -> "print one JSON object instead of a table."
+            | Shard _ -> Sharding.shardUsage + " Here the shards split the --first set."
+            | Shard_Dir _ -> Sharding.shardDirUsage
 
-let private execute (args: ParseResults<Args>) =
-    let out = checkOutputs "--out" (args.TryGetResult Out)
-    if args.Contains Prob && args.Contains Logit then
-        raise (InvalidPlanException "--prob and --logit exclude each other; give one.")
-    if args.Contains Global_Top && args.Contains Top then
-        raise (InvalidPlanException "--global-top N is --global --top N; give one of them.")
-    let request =
-        ModelArgs.read args <@ Model @> <@ Dtype @> <@ Compute_Dtype @> <@ Device @> <@ Allow_Nonfinite @>
-    use model = ModelArgs.load request
-    let net = model.Net
-    let path = Readouts.parse net (args.GetResult Path)
-    Trigrams.check net path |> ignore
-    let set option (arg: string option) =
-        arg |> Option.bind (SkipgramsCommand.readTokenSet option model.Tokenizer net.Vocab) |> Option.toObj
-    let first = set "--first" (args.TryGetResult First)
-    let second = set "--second" (args.TryGetResult Second)
+/// A token set as runs of consecutive ids, "A..B" or "A", joined by commas: how a manifest records the sets.
+let private encodeSet (set: int[]) =
+    let runs = ResizeArray<int * int>()
+    for t in set do
+        match runs.Count with
+        | n when n > 0 && snd runs.[n - 1] + 1 = t -> runs.[n - 1] <- (fst runs.[n - 1], t)
+        | _ -> runs.Add((t, t))
+    runs
+    |> Seq.map (fun (a, b) -> if a = b then string a else sprintf "%d..%d" a b)
+    |> String.concat ","
+
+/// The set `encodeSet` wrote, in its order.
+let private decodeSet (text: string) : int[] =
+    if text = "" then
+        [||]
+    else
+        [|
+            for run in text.Split ',' do
+                match run.Split ".." with
+                | [| a; b |] -> yield! [| int a .. int b |]
+                | _ -> int run
+        |]
+
+/// Prints a trigram sweep's result (whole, or merged from shards) as a table or JSON, after `draw` gets its triples;
+/// returns the exit code. Row top-k results are one `SweepPart.Rows` whose row i holds the k best next tokens of every
+/// pair (first.[i], z₂), z₂ in second-set order.
+let render
+    (json: bool)
+    (allowNonFinite: bool)
+    (tokenizer: Models.ITokenizer)
+    (draw: ScoredTriple[] -> unit)
+    (result: ShardResult)
+    : int =
+    let setting = Sharding.setting result
     let space =
-        if args.Contains Logit then
+        if setting "space" = "logit" then
             ScoreSpace.Logit
         else
             ScoreSpace.Probability
-    let isGlobal = args.Contains Global || args.Contains Global_Top
-    let n =
-        match args.TryGetResult Global_Top with
-        | Some n -> n
-        | None -> args.GetResult(Top, 10)
-    let firstCount = if isNull first then net.Vocab else first.Length
-    let options =
-        BigramsCommand.sweepOptions
-            space
-            false
-            (args.GetResult(Batch_Size, SweepOptions.Default.BatchSize))
-            (sprintf "trigrams %s" (args.GetResult Path))
-            (int64 firstCount)
+    let isGlobal = setting "global" = string true
     let triples =
-        if isGlobal then
-            Trigrams.globalTopK net path first second n options
-        else
-            use best = Trigrams.rowTopK net path first second n options
-            Trigrams.triplesOf best
-    let piece = LogitMetrics.piece model.Tokenizer
+        match result.Parts with
+        | [ _, SweepPart.Rows(_, ids, scores) ] ->
+            let first = decodeSet (setting "first")
+            let second = decodeSet (setting "second")
+            Trigrams.triplesOfRows
+                first.[result.Manifest.Rows.Start .. result.Manifest.Rows.Stop - 1]
+                second
+                (int (setting "top"))
+                ids
+                scores
+        | [ _, SweepPart.Candidates(_, c) ] -> Trigrams.triplesOfCandidates (int (setting "vocab")) c
+        | _ ->
+            raise (
+                ShardException "The trigrams shards hold parts of another kind; they were written by another version."
+            )
+    let piece = LogitMetrics.piece tokenizer
     let nonFinite = NonFiniteChecks.triples triples
-    let described = Readouts.describe net path
-    savePicture out (fun () ->
-        let rows =
-            [
-                for t in triples ->
-                    {
-                        From = t.First
-                        To = t.Next
-                        FromToken = piece t.First + " " + piece t.Second
-                        ToToken = piece t.Next
-                        Score = t.Score
-                    }
-            ]
-        Figures.bigrams ("Jet trigrams: " + described) (Readings.describeTable isGlobal n space false) space 40 rows)
-    if args.Contains Json then
+    draw triples
+    if json then
         writeJson
             {|
-                path = string path
+                path = setting "path"
                 space = (if space = ScoreSpace.Logit then "logit" else "probability")
                 ``global`` = isGlobal
                 rows =
@@ -130,7 +137,7 @@ let private execute (args: ParseResults<Args>) =
             match space with
             | ScoreSpace.Probability -> sprintf "%.3f%%" (100.0 * s)
             | ScoreSpace.Logit -> sprintf "%.4f" s
-        printfn "%s:" described
+        printfn "%s:" (setting "described")
         printTable
             [
                 "first"
@@ -142,6 +149,101 @@ let private execute (args: ParseResults<Args>) =
                      "logit")
             ]
             [ for t in triples -> [ piece t.First; piece t.Second; piece t.Next; format t.Score ] ]
-    finish request.AllowNonFinite nonFinite
+    finish allowNonFinite nonFinite
+
+let private execute (args: ParseResults<Args>) =
+    let out = checkOutputs "--out" (args.TryGetResult Out)
+    let shard = Sharding.request (args.TryGetResult Shard) (args.TryGetResult Shard_Dir)
+    if shard.IsSome && out.IsSome then
+        raise (
+            InvalidPlanException
+                "--out draws the whole table, which one shard does not have; draw it from an unsharded run."
+        )
+    if args.Contains Prob && args.Contains Logit then
+        raise (InvalidPlanException "--prob and --logit exclude each other; give one.")
+    if args.Contains Global_Top && args.Contains Top then
+        raise (InvalidPlanException "--global-top N is --global --top N; give one of them.")
+    let request =
+        ModelArgs.read args <@ Model @> <@ Dtype @> <@ Compute_Dtype @> <@ Device @> <@ Allow_Nonfinite @>
+    use model = ModelArgs.load request
+    let net = model.Net
+    let path = Readouts.parse net (args.GetResult Path)
+    Trigrams.check net path |> ignore
+    let set option (arg: string option) =
+        arg |> Option.bind (SkipgramsCommand.readTokenSet option model.Tokenizer net.Vocab) |> Option.toObj
+    let space =
+        if args.Contains Logit then
+            ScoreSpace.Logit
+        else
+            ScoreSpace.Probability
+    let isGlobal = args.Contains Global || args.Contains Global_Top
+    let n =
+        match args.TryGetResult Global_Top with
+        | Some n -> n
+        | None -> args.GetResult(Top, 10)
+    let batchSize = args.GetResult(Batch_Size, SweepOptions.Default.BatchSize)
+    let label = sprintf "trigrams %s" (args.GetResult Path)
+    // The sets as swept (duplicates dropped, all × all checked against the pair limit): shards split the first set.
+    let first, second =
+        Trigrams.setsOf
+            net
+            path
+            { SweepOptions.Default with BatchSize = batchSize; Space = space }
+            (set "--first" (args.TryGetResult First))
+            (set "--second" (args.TryGetResult Second))
+    let described = Readouts.describe net path
+    let settings =
+        Map
+            [
+                "path", string path
+                "described", described
+                "space", (if space = ScoreSpace.Logit then "logit" else "probability")
+                "global", string isGlobal
+                "top", string n
+                "dtype", string net.DType
+                "vocab", string net.Vocab
+                "batch_size", string batchSize
+                "first", encodeSet first
+                "second", encodeSet second
+            ]
+    let compute (rows: RowRange option) =
+        let range = Vocabulary.checkRows first.Length rows
+        let options =
+            { BigramsCommand.sweepOptions space false batchSize label (int64 range.Count) with Rows = rows }
+        if isGlobal then
+            [ "global", SweepPart.Candidates(n, Trigrams.globalCandidates net path first second n options) ]
+        else
+            use best = Trigrams.rowTopK net path first second n options
+            let ids, scores = Bigrams.rowArrays best.Best
+            [ "rows", SweepPart.Rows(n * second.Length, ids, scores) ]
+    let draw (triples: ScoredTriple[]) =
+        let piece = LogitMetrics.piece model.Tokenizer
+        savePicture out (fun () ->
+            let rows =
+                [
+                    for t in triples ->
+                        {
+                            From = t.First
+                            To = t.Next
+                            FromToken = piece t.First + " " + piece t.Second
+                            ToToken = piece t.Next
+                            Score = t.Score
+                        }
+                ]
+            Figures.bigrams
+                ("Jet trigrams: " + described)
+                (Readings.describeTable isGlobal n space false)
+                space
+                40
+                rows)
+    Sharding.runRows
+        shard
+        "trigrams"
+        model
+        settings
+        first.Length
+        (Trigrams.firstTokensPerBatch second.Length batchSize)
+        compute
+        (render (args.Contains Json) request.AllowNonFinite model.Tokenizer draw)
 
 let run (args: ParseResults<Args>) = guard (fun () -> execute args)

@@ -88,13 +88,13 @@ module Bigrams =
         torch.arange (start, start + count, dtype = torch.int64, device = net.Device)
 
     // TorchSharp's ToArray fails on empty tensors (a shard may cover no rows).
-    let private doubles (t: Tensor) : float[] =
+    let internal doubles (t: Tensor) : float[] =
         if t.numel () = 0L then
             [||]
         else
             t.to_type(torch.float64).cpu().data<float>().ToArray()
 
-    let private longs (t: Tensor) : int64[] =
+    let internal longs (t: Tensor) : int64[] =
         if t.numel () = 0L then
             [||]
         else
@@ -285,6 +285,18 @@ module Bigrams =
             | ScoreSpace.Logit -> bestScores
         bestScores.to_type(torch.float64).cpu().data<float>().ToArray(), bestFlat.cpu().data<int64>().ToArray()
 
+    /// A running best as `PairCandidates` in `PairCandidates.best` order (k at most). Reported scores are computed
+    /// here, on the sweep's device and in its dtype, so a merge of shards only selects among them.
+    let internal candidatesOf (space: ScoreSpace) (k: int) (best: (Tensor * Tensor) ref) : PairCandidates =
+        use _ = torch.NewDisposeScope()
+        let bestRank, bestFlat = best.Value
+        let bestScores =
+            match space with
+            | ScoreSpace.Probability -> bestRank.exp ()
+            | ScoreSpace.Logit -> bestRank
+        { Rank = doubles bestRank; Flat = longs bestFlat; Scores = doubles bestScores }
+        |> PairCandidates.best k
+
     /// The k best (z₁, z₂) candidates of the first tokens swept (`options.Rows`, or all), in `PairCandidates.best`
     /// order. Each batch keeps only its rows' top k, merged with the running best, so memory is a few [batch, vocab]
     /// tensors; once k pairs are held, only rows whose best score beats the k-th best are ranked at all.
@@ -301,15 +313,7 @@ module Bigrams =
         try
             sweepBatches net readout options (fun _ _ batch ->
                 offer (options.Space = ScoreSpace.Probability) k perRow best batch)
-            let bestRank, bestFlat = best.Value
-            // Reported scores are computed here, on the sweep's device and in its dtype, so a merge of shards only
-            // selects among them.
-            let bestScores =
-                match options.Space with
-                | ScoreSpace.Probability -> bestRank.exp ()
-                | ScoreSpace.Logit -> bestRank
-            { Rank = doubles bestRank; Flat = longs bestFlat; Scores = doubles bestScores }
-            |> PairCandidates.best k
+            candidatesOf options.Space k best
         finally
             freeBest best
 

@@ -18,6 +18,9 @@ type HeadRowTopK =
 /// The k best (z₁, z₃) pairs of one head's skip-gram table, best first.
 type HeadPairs = { Layer: int; Head: int; Pairs: ScoredPair[] }
 
+/// One head's global top-k candidates (`PairCandidates`, flat indices z₁·vocab + z₃).
+type HeadCandidates = { Layer: int; Head: int; Candidates: PairCandidates }
+
 /// How much one head copies and promotes a token set S: `Copying` is the mean over z ∈ S of P(z | z) (the head
 /// predicts the token it attends to), `SetMass` the mean over z₁ ∈ S of Σ_{z₃∈S} P(z₃ | z₁) (it promotes the set).
 type HeadScore = { Layer: int; Head: int; Copying: float; SetMass: float }
@@ -167,10 +170,11 @@ module SkipGrams =
             use best = best
             { Layer = best.Layer; Head = best.Head; Pairs = Bigrams.pairsOf best.Best })
 
-    /// The k best (z₁, z₃) pairs of each head's whole table, best first, for heads `heads` of layer `layer` (empty:
-    /// all heads); memory is a few [batch, vocab] tensors per head, as for `Bigrams.globalTopK`.
-    [<CompiledName("GlobalTopK")>]
-    let globalTopK (net: Net) (layer: int) (heads: int[]) (k: int) (options: SweepOptions) : HeadPairs[] =
+    /// The global top-k candidates of each head (heads `heads` of layer `layer`, empty: all) over the first tokens
+    /// swept (`options.Rows`, or all), in `PairCandidates.best` order, flat indices z₁·vocab + z₃: what shards of a
+    /// skip-gram sweep hand to their merge. Memory is a few [batch, vocab] tensors per head.
+    [<CompiledName("GlobalCandidates")>]
+    let globalCandidates (net: Net) (layer: int) (heads: int[]) (k: int) (options: SweepOptions) : HeadCandidates[] =
         Bigrams.checkOptions net options
         let v = int64 net.Vocab
         Bigrams.checkK net options k (v * (if options.DropDiagonal then v - 1L else v))
@@ -180,23 +184,23 @@ module SkipGrams =
         let best = heads |> Array.map (fun _ -> Bigrams.emptyBest net)
         let perRow = min k (net.Vocab - (if options.DropDiagonal then 1 else 0))
         let probability = options.Space = ScoreSpace.Probability
-        let found =
-            try
-                sweep net layer heads options None (fun i _ batch -> Bigrams.offer probability k perRow best.[i] batch)
-                best |> Array.map (Bigrams.bestOf options.Space)
-            finally
-                best |> Array.iter Bigrams.freeBest
-        Array.map2
-            (fun h (scores: float[], flat: int64[]) ->
-                {
-                    Layer = layer
-                    Head = h
-                    Pairs =
-                        Array.init scores.Length (fun i ->
-                            { From = int (flat.[i] / v); To = int (flat.[i] % v); Score = scores.[i] })
-                })
-            heads
-            found
+        try
+            sweep net layer heads options None (fun i _ batch -> Bigrams.offer probability k perRow best.[i] batch)
+            Array.map2
+                (fun h b -> { Layer = layer; Head = h; Candidates = Bigrams.candidatesOf options.Space k b })
+                heads
+                best
+        finally
+            best |> Array.iter Bigrams.freeBest
+
+    /// The k best (z₁, z₃) pairs of each head's whole table (of the first tokens of `options.Rows` when given), best
+    /// first with ties by (z₁, z₃), for heads `heads` of layer `layer` (empty: all heads); memory is a few
+    /// [batch, vocab] tensors per head, as for `Bigrams.globalTopK`.
+    [<CompiledName("GlobalTopK")>]
+    let globalTopK (net: Net) (layer: int) (heads: int[]) (k: int) (options: SweepOptions) : HeadPairs[] =
+        globalCandidates net layer heads k options
+        |> Array.map (fun c ->
+            { Layer = c.Layer; Head = c.Head; Pairs = Bigrams.pairsOfCandidates net.Vocab c.Candidates })
 
     /// Ranks every head of layers `layers` (empty: every layer with attention) by how much it copies and promotes the
     /// token set `tokenSet` (null or empty: the whole vocabulary, where `SetMass` is 1): one `HeadScore` per head,

@@ -135,6 +135,22 @@ module Trigrams =
         Sweeps.rowTopK false 1 batch |> ignore
         float n / max 1e-9 clock.Elapsed.TotalSeconds
 
+    /// First tokens per block of a sweep over `secondCount` second tokens in blocks of at most `batchSize` pairs:
+    /// as many whole rows of second tokens as fit, at least one (a row longer than a block is split). Shards of a
+    /// trigram sweep split the first set at multiples of this, so every block is one an unsharded sweep computes.
+    [<CompiledName("FirstTokensPerBatch")>]
+    let firstTokensPerBatch (secondCount: int) (batchSize: int) : int =
+        if secondCount < 1 || batchSize < 1 then
+            raise (
+                InvalidPlanException(
+                    sprintf
+                        "A trigram sweep needs ≥ 1 second token and a batch size ≥ 1; got %d and %d."
+                        secondCount
+                        batchSize
+                )
+            )
+        max 1 (batchSize / secondCount)
+
     /// Sweeps the pairs of `first` × `second` in blocks of at most `options.BatchSize` pairs: `body start batch` for
     /// each block, its rows the pairs `start ..` in the product's order and its `First` ids the pair ids z₁·V + z₂.
     let private sweep
@@ -148,12 +164,8 @@ module Trigrams =
         let source, steps = check net readout
         let steps' = Array.ofList steps
         let n2 = int64 second.Length
-        let perBatch = int64 options.BatchSize
-        let firstBatch, chunk =
-            if n2 <= perBatch then
-                int (perBatch / n2), n2
-            else
-                1, perBatch
+        let firstBatch = firstTokensPerBatch second.Length options.BatchSize
+        let chunk = min n2 (int64 options.BatchSize)
         let v = int64 net.Vocab
         use scope = torch.NewDisposeScope()
         let secondIds = torch.tensor (second |> Array.map int64, dtype = torch.int64, device = net.Device)
@@ -173,9 +185,11 @@ module Trigrams =
                 body (start * n2 + at) (Sweeps.batch workspace false x pairIds)
                 at <- at + count)
 
-    /// The sets to sweep: given ones checked, or every token when both are null or empty and V² ≤ `pairLimit`; a
-    /// larger full product is refused with its size and time at the rate measured on this path.
-    let private setsOf (net: Net) (readout: Readout) (options: SweepOptions) (first: int[]) (second: int[]) =
+    /// The sets to sweep, first and second: given ones checked (duplicates dropped), or every token when both are null
+    /// or empty and V² ≤ `defaultPairLimit`; a larger full product is refused with its size and time at the rate
+    /// measured on this path.
+    [<CompiledName("Sets")>]
+    let setsOf (net: Net) (readout: Readout) (options: SweepOptions) (first: int[]) (second: int[]) =
         let given (s: int[]) = not (isNull s) && s.Length > 0
         if options.DropDiagonal then
             raise (
@@ -268,17 +282,19 @@ module Trigrams =
             scores.Dispose()
             reraise ()
 
-    /// The k best (z₁, z₂, z₃) over the product `first` × `second` (null or empty: every token, refused above 2²⁴
-    /// pairs), best first; memory a few [batch, vocab] tensors, as for `Bigrams.globalTopK`.
-    [<CompiledName("GlobalTopK")>]
-    let globalTopK
+    /// Global top-k candidates over the pairs of `first` × `second` (null or empty: every token, refused above 2²⁴
+    /// pairs) whose first token is at the places `options.Rows` of the first set (all when not given), in
+    /// `PairCandidates.best` order, flat indices (z₁·V + z₂)·V + z₃: what shards of a trigram sweep hand to their
+    /// merge. Memory a few [batch, vocab] tensors, as for `Bigrams.globalTopK`.
+    [<CompiledName("GlobalCandidates")>]
+    let globalCandidates
         (net: Net)
         (readout: Readout)
         (first: int[])
         (second: int[])
         (k: int)
         (options: SweepOptions)
-        : ScoredTriple[] =
+        : PairCandidates =
         Bigrams.checkOptions net options
         check net readout |> ignore
         let first, second = setsOf net readout options first second
@@ -288,30 +304,50 @@ module Trigrams =
         use scope = torch.NewDisposeScope()
         let best = Bigrams.emptyBest net
         let probability = options.Space = ScoreSpace.Probability
-        let scores, flat =
-            try
-                sweep net readout first second options (fun _ batch ->
-                    Bigrams.offer probability k (min k net.Vocab) best batch)
-                Bigrams.bestOf options.Space best
-            finally
-                Bigrams.freeBest best
-        Array.init scores.Length (fun i ->
-            let pair = flat.[i] / v
-            { First = int (pair / v); Second = int (pair % v); Next = int (flat.[i] % v); Score = scores.[i] })
+        try
+            sweep net readout first second options (fun _ batch ->
+                Bigrams.offer probability k (min k net.Vocab) best batch)
+            Bigrams.candidatesOf options.Space k best
+        finally
+            Bigrams.freeBest best
+
+    /// Global candidates (`globalCandidates`) as triples of a vocabulary of `vocab` tokens, in their order.
+    [<CompiledName("TriplesOfCandidates")>]
+    let triplesOfCandidates (vocab: int) (c: PairCandidates) : ScoredTriple[] =
+        let v = int64 vocab
+        Array.init c.Flat.Length (fun i ->
+            let pair = c.Flat.[i] / v
+            {
+                First = int (pair / v)
+                Second = int (pair % v)
+                Next = int (c.Flat.[i] % v)
+                Score = c.Scores.[i]
+            })
+
+    /// The k best (z₁, z₂, z₃) over the product `first` × `second` (null or empty: every token, refused above 2²⁴
+    /// pairs), best first with ties by (z₁, z₂, z₃); memory a few [batch, vocab] tensors, as for `Bigrams.globalTopK`.
+    [<CompiledName("GlobalTopK")>]
+    let globalTopK
+        (net: Net)
+        (readout: Readout)
+        (first: int[])
+        (second: int[])
+        (k: int)
+        (options: SweepOptions)
+        : ScoredTriple[] =
+        globalCandidates net readout first second k options |> triplesOfCandidates net.Vocab
+
+    /// Row top-k arrays as triples: `ids` and `scores` hold k per pair, pair by pair in the order of
+    /// `first` × `second` (pair p is (`first`.[p / second.Length], `second`.[p % second.Length])).
+    [<CompiledName("TriplesOfRows")>]
+    let triplesOfRows (first: int[]) (second: int[]) (k: int) (ids: int64[]) (scores: float[]) : ScoredTriple[] =
+        let n2 = second.Length
+        Array.init ids.Length (fun i ->
+            let pair = i / k
+            { First = first.[pair / n2]; Second = second.[pair % n2]; Next = int ids.[i]; Score = scores.[i] })
 
     /// The rows of a `TrigramRowTopK` as triples, pair by pair, best first within a pair.
     [<CompiledName("TriplesOf")>]
     let triplesOf (best: TrigramRowTopK) : ScoredTriple[] =
-        use _ = torch.NewDisposeScope()
-        let k = int best.Best.Ids.shape.[1]
-        let ids = best.Best.Ids.cpu().data<int64>().ToArray()
-        let scores = best.Best.Scores.to_type(torch.float64).cpu().data<float>().ToArray()
-        let n2 = best.Second.Length
-        Array.init ids.Length (fun i ->
-            let pair = i / k
-            {
-                First = best.First.[pair / n2]
-                Second = best.Second.[pair % n2]
-                Next = int ids.[i]
-                Score = scores.[i]
-            })
+        let ids, scores = Bigrams.rowArrays best.Best
+        triplesOfRows best.First best.Second (int best.Best.Ids.shape.[1]) ids scores
