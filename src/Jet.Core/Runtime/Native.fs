@@ -84,10 +84,39 @@ module Native =
         ]
         |> List.tryFind File.Exists
 
+    /// Folders that may hold libtorch's libraries (libtorch.so, libc10.so, libtorch_cpu.so): beside the original
+    /// libLibTorchSharp.so and the app, and in the NuGet cache's libtorch-* packages (F# Interactive's #r "nuget: …").
+    let private libtorchFolders (original: string) =
+        let torchDir = Path.GetDirectoryName(typeof<torch>.Assembly.Location)
+
+        let cached =
+            if String.IsNullOrEmpty torchDir then
+                []
+            else
+                let packages = Path.GetFullPath(Path.Combine(torchDir, "..", "..", "..", ".."))
+
+                if Directory.Exists packages then
+                    [
+                        for package in Directory.GetDirectories(packages, "libtorch-*") do
+                            for version in Directory.GetDirectories package do
+                                yield Path.Combine(version, "runtimes", "linux-x64", "native")
+                    ]
+                else
+                    []
+
+        [
+            Path.GetDirectoryName original
+            AppContext.BaseDirectory
+            Path.Combine(AppContext.BaseDirectory, "runtimes", "linux-x64", "native")
+            yield! cached
+        ]
+        |> List.filter (fun dir -> File.Exists(Path.Combine(dir, "libtorch.so")))
+
     /// The runtime half of the GLIBCXX_3.4.32 fix, for hosts no JetDsl build step touched (a package consumer, a
-    /// project reference, F# Interactive): writes a patched copy into a per-user cache (never the NuGet cache),
-    /// keyed by the original's hash, and loads it. The other libtorch libraries it needs are already loaded by
-    /// TorchSharp's failed attempt, and later lookups of "LibTorchSharp" find the loaded copy by its soname.
+    /// project reference, F# Interactive): writes a patched copy into a per-user folder (never the NuGet cache),
+    /// keyed by the original's hash, loads libtorch's libraries it needs from their own folder, then the copy.
+    /// It must run before TorchSharp's first use (its static constructor would fail for good); TorchSharp's later
+    /// lookups of "LibTorchSharp" then find the loaded copy by its soname.
     let private loadPatchedCopy () =
         match shipped () with
         | None -> false
@@ -113,7 +142,16 @@ module Native =
                 File.WriteAllBytes(temporary, bytes)
                 File.Move(temporary, target, true)
 
-            File.Exists target && fst (NativeLibrary.TryLoad target)
+            if File.Exists target then
+                match libtorchFolders original with
+                | folder :: _ ->
+                    for name in [ "libc10.so"; "libtorch_cpu.so"; "libtorch.so" ] do
+                        NativeLibrary.TryLoad(Path.Combine(folder, name)) |> ignore
+                | [] -> ()
+
+                fst (NativeLibrary.TryLoad target)
+            else
+                false
 
     let private troubleshooting =
         "TorchSharp's native library could not be loaded. On Debian 12 / Ubuntu 22.04 this is usually the "
@@ -127,29 +165,22 @@ module Native =
         if not ready then
             lock gate (fun () ->
                 if not ready then
-                    let linux = RuntimeInformation.IsOSPlatform OSPlatform.Linux
+                    if RuntimeInformation.IsOSPlatform OSPlatform.Linux then
+                        let loaded =
+                            match candidates () |> List.tryFind File.Exists with
+                            | Some path -> fst (NativeLibrary.TryLoad path)
+                            | None -> false
 
-                    if linux then
-                        match candidates () |> List.tryFind File.Exists with
-                        | Some path -> NativeLibrary.TryLoad(path) |> ignore
-                        | None -> ()
+                        // Not loadable as shipped, or not beside the app: the patched copy, before TorchSharp starts.
+                        if not loaded then
+                            try
+                                loadPatchedCopy () |> ignore
+                            with _ ->
+                                ()
 
                     try
                         torch.InitializeDeviceType(DeviceType.CPU)
-                    with first ->
-                        let patched =
-                            linux
-                            && (try
-                                    loadPatchedCopy ()
-                                with _ ->
-                                    false)
-
-                        try
-                            if not patched then
-                                raise first
-
-                            torch.InitializeDeviceType(DeviceType.CPU)
-                        with e ->
-                            raise (NativeRuntimeException(troubleshooting + " Original error: " + e.Message, e))
+                    with e ->
+                        raise (NativeRuntimeException(troubleshooting + " Original error: " + e.Message, e))
 
                     ready <- true)
