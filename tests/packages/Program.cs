@@ -12,9 +12,10 @@ using (var toy = JetModel.Toy(seed: 0, width: 32))
     if (carving.Paths.Count != 4 || !(carving.ReconstructionError < 1e-4)) return 1;
 }
 
-// The logit lens on a real checkpoint: one stream per h_0..h_L, and at h_L the lens is the model itself.
+// The logit lens on a real checkpoint (5 layers): h_0 and the stream after each attention and MLP, 2·5 + 1 = 11;
+// at h_L the lens is the model itself.
 using var model = JetModel.Load(args[0]);
 using var lens = model.Lens().Top(5).Run("Once upon a time");
 var last = lens.Streams[^1].Mean;
 Console.WriteLine($"lens: {lens.Streams.Count} streams, at h_L cosine {last.Cosine:F4} top-1 {last.Top1:P0}");
-return lens.Streams.Count == 6 && last.Cosine > 0.9999 && last.Top1 == 1.0 ? 0 : 2;
+return lens.Streams.Count == 11 && last.Cosine > 0.9999 && last.Top1 == 1.0 ? 0 : 2;

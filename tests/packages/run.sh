@@ -51,7 +51,7 @@ dotnet nuget add source "$work/feed" --name jetdsl-local --configfile "$work/nug
 
 # (1) A C# console app, as a new user makes it.
 start=$SECONDS
-csharp() {
+csharp() (
   set -e
   cd "$work"
   dotnet new console -o app -n PackageApp > /dev/null
@@ -60,7 +60,7 @@ csharp() {
   dotnet add package TorchSharp-cpu --version 0.107.0
   cp "$root/tests/packages/Program.cs" Program.cs
   dotnet run -c Release -- "$fixtures/stories260K"
-}
+)
 check "C# console app with Jet.CSharp $version (quickstart carving, lens on stories260K)" "$work/csharp.log" csharp
 grep -E "^(carving|lens):" "$work/csharp.log"
 echo "C# app: $((SECONDS - start)) s"
