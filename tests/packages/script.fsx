@@ -9,6 +9,10 @@ open Jet.Core
 open Jet.Core.Models
 open Jet.Core.Apps
 
+// Before anything touches TorchSharp's `torch` (its static constructor loads the native library once, for good):
+// on Debian 12 / Ubuntu 22.04 this loads JetDsl's patched copy of libLibTorchSharp.so.
+Native.ensure ()
+
 // The quickstart carving: four paths that, with the remainder, add up to the logits.
 let toy = Model.toy 0 32 torch.float32
 let block2 = Expansion.atLayer 2 [ Centre.Stream 0; Centre.Gamma 1 ] |> Expansion.withOrder 1
