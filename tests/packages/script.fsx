@@ -22,11 +22,13 @@ let carving = session.Unembed(session.Expand decoder)
 let reconstructed = carving.Paths |> List.fold (fun acc p -> acc + p.Value) carving.Remainder
 let error = (reconstructed - carving.Logits).abs().max().item<float32> ()
 printfn "carving: %d paths, reconstruction error %.1e" carving.Paths.Length error
-if carving.Paths.Length <> 4 || error > 1e-4f then failwith "the carving does not reconstruct the logits"
+if carving.Paths.Length <> 4 || error > 1e-4f then
+    failwith "the carving does not reconstruct the logits"
 
 // The logit lens on a real checkpoint (5 layers, 2·5 + 1 = 11 streams): at h_L it reads the model's own logits.
 let model = Model.load "@MODEL@" torch.float32 torch.CPU
 let lens = IterativeLens.run model.Net (Model.encode model "Once upon a time") LensOptions.Default
 let gap = ((List.last lens.Streams).Logits - lens.Logits).abs().max().item<float32> ()
 printfn "lens: %d streams, max gap at h_L %.1e" lens.Streams.Length gap
-if lens.Streams.Length <> 11 || gap > 1e-4f then failwith "the lens at h_L is not the model"
+if lens.Streams.Length <> 11 || gap > 1e-4f then
+    failwith "the lens at h_L is not the model"
