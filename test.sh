@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every JetDsl test: the core's Expecto suite, the CLI smoke tests, the C# facade's xunit suite and the
-# F# scripts in docs/. Ends with one line "N passed, N failed" and exits non-zero when anything failed.
+# F# scripts in docs/, then the NuGet packages and the jet tool from a local folder. Ends with one line
+# "N passed, N failed" and exits non-zero when anything failed.
 set -uo pipefail
 cd "$(dirname "$0")"
 configuration="${CONFIGURATION:-Release}"
@@ -100,6 +101,25 @@ run_format_check() {
   fi
 }
 
+# The NuGet packages and the jet tool, packed and installed from a local folder as a user would (tests/packages).
+run_packages() {
+  echo "== packages (tests/packages/run.sh)"
+  local log
+  log=$(mktemp)
+  timeout 1200 tests/packages/run.sh > "$log" 2>&1
+  grep -v -E "^packages: " "$log" | tail -80
+  local line
+  line=$(grep -E "^packages: [0-9]+ passed, [0-9]+ failed" "$log" | tail -1)
+  if [[ "$line" =~ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
+    passed=$((passed + BASH_REMATCH[1]))
+    failed=$((failed + BASH_REMATCH[2]))
+  else
+    echo "tests/packages/run.sh did not report a summary"
+    failed=$((failed + 1))
+  fi
+  rm -f "$log"
+}
+
 run_expecto "core tests" "tests/Jet.Core.Tests/bin/$configuration/net10.0/Jet.Core.Tests.dll"
 
 run_expecto "CLI tests" "tests/Jet.Cli.Tests/bin/$configuration/net10.0/Jet.Cli.Tests.dll"
@@ -107,6 +127,7 @@ run_xunit "C# facade tests" tests/Jet.CSharp.Tests/Jet.CSharp.Tests.csproj
 run_scripts
 run_examples
 run_format_check
+run_packages
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
