@@ -55,6 +55,12 @@ type Args =
             | Shard _ -> Sharding.shardUsage
             | Shard_Dir _ -> Sharding.shardDirUsage
 
+/// A sweep score as tables print it: a percentage for probabilities, four decimals for logits.
+let scoreText (space: ScoreSpace) (s: float) =
+    match space with
+    | ScoreSpace.Probability -> sprintf "%.3f%%" (100.0 * s)
+    | ScoreSpace.Logit -> sprintf "%.4f" s
+
 /// The sweep options the flags ask for, with a progress bar on stderr that ends at `total` first tokens.
 let sweepOptions (space: ScoreSpace) (dropDiagonal: bool) (batch: int) (label: string) (total: int64) =
     { SweepOptions.Default with
@@ -218,10 +224,7 @@ let render
                 non_finite = nonFiniteJson nonFinite
             |}
     else
-        let format (s: float) =
-            match space with
-            | ScoreSpace.Probability -> sprintf "%.3f%%" (100.0 * s)
-            | ScoreSpace.Logit -> sprintf "%.4f" s
+        let format = scoreText space
         printTable
             [
                 "token"

@@ -228,10 +228,7 @@ let render
                 non_finite = nonFiniteJson nonFinite
             |}
     else
-        let format (s: float) =
-            match space with
-            | ScoreSpace.Probability -> sprintf "%.3f%%" (100.0 * s)
-            | ScoreSpace.Logit -> sprintf "%.4f" s
+        let format = BigramsCommand.scoreText space
         for _, described, rows in decoded do
             printfn "%s:" described
             printTable
