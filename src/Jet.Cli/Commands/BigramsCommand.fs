@@ -70,10 +70,24 @@ let sweepOptions (space: ScoreSpace) (dropDiagonal: bool) (batch: int) (label: s
         Progress = Some(ProgressBar(label, total) :> IProgress<int64>)
     }
 
-let private spaceName (space: ScoreSpace) =
+/// A score space's name in JSON and shard manifests.
+let spaceName (space: ScoreSpace) =
     match space with
     | ScoreSpace.Probability -> "probability"
     | ScoreSpace.Logit -> "logit"
+
+/// The score space `spaceName` wrote.
+let spaceOfName (name: string) =
+    if name = spaceName ScoreSpace.Logit then
+        ScoreSpace.Logit
+    else
+        ScoreSpace.Probability
+
+/// The score space `--prob` / `--logit` ask for (probability by default); both at once is an error.
+let scoreSpace (prob: bool) (logit: bool) =
+    if prob && logit then
+        raise (InvalidPlanException "--prob and --logit exclude each other; give one.")
+    if logit then ScoreSpace.Logit else ScoreSpace.Probability
 
 let private pairJson (rows: BigramRow seq) =
     [|
@@ -197,11 +211,7 @@ let render
     (result: ShardResult)
     : int =
     let setting = Sharding.setting result
-    let space =
-        if setting "space" = spaceName ScoreSpace.Logit then
-            ScoreSpace.Logit
-        else
-            ScoreSpace.Probability
+    let space = spaceOfName (setting "space")
     let isGlobal = setting "global" = string true
     let pairs =
         match result.Parts with
@@ -247,15 +257,9 @@ let private execute (args: ParseResults<Args>) =
             InvalidPlanException
                 "--out draws the whole table, which one shard does not have; draw it from an unsharded run."
         )
-    if args.Contains Prob && args.Contains Logit then
-        raise (InvalidPlanException "--prob and --logit exclude each other; give one.")
+    let space = scoreSpace (args.Contains Prob) (args.Contains Logit)
     if args.Contains Log_Prob && not (args.Contains Compare) then
         raise (InvalidPlanException "--log-prob measures changes between two models; give --compare DIR with it.")
-    let space =
-        if args.Contains Logit then
-            ScoreSpace.Logit
-        else
-            ScoreSpace.Probability
     let request =
         ModelArgs.read args <@ Model @> <@ Dtype @> <@ Compute_Dtype @> <@ Device @> <@ Allow_Nonfinite @>
     use model = ModelArgs.load request

@@ -85,11 +85,6 @@ let readTokenSet (option: string) (tokenizer: ITokenizer) (vocab: int) (text: st
         let file = requireFile option text
         Some(Vocabulary.tokenSet tokenizer vocab file (File.ReadLines file))
 
-let private spaceName (space: ScoreSpace) =
-    match space with
-    | ScoreSpace.Probability -> "probability"
-    | ScoreSpace.Logit -> "logit"
-
 let private rank (args: ParseResults<Args>) (request: ModelArgs.ModelRequest) (model: Model) (out: string option) =
     let net = model.Net
     let set = args.TryGetResult Tokens |> Option.bind (readTokenSet "--tokens" model.Tokenizer net.Vocab)
@@ -164,11 +159,7 @@ let render
     : int =
     let setting = Sharding.setting result
     let layer = int (setting "layer")
-    let space =
-        if setting "space" = spaceName ScoreSpace.Logit then
-            ScoreSpace.Logit
-        else
-            ScoreSpace.Probability
+    let space = BigramsCommand.spaceOfName (setting "space")
     let isGlobal = setting "global" = string true
     let headOf (name: string) =
         match name.Split ' ' with
@@ -204,7 +195,7 @@ let render
         writeJson
             {|
                 layer = layer
-                space = spaceName space
+                space = BigramsCommand.spaceName space
                 ``global`` = isGlobal
                 heads =
                     [|
@@ -257,8 +248,7 @@ let private execute (args: ParseResults<Args>) =
             InvalidPlanException
                 "--out draws the whole table, which one shard does not have; draw it from an unsharded run."
         )
-    if args.Contains Prob && args.Contains Logit then
-        raise (InvalidPlanException "--prob and --logit exclude each other; give one.")
+    let space = BigramsCommand.scoreSpace (args.Contains Prob) (args.Contains Logit)
     if args.Contains Global_Top && args.Contains Top then
         raise (InvalidPlanException "--global-top N is --global --top N; give one of them.")
     let request =
@@ -280,11 +270,6 @@ let private execute (args: ParseResults<Args>) =
                         sprintf "Give --layer L, a residual layer with attention (here: %s), or --rank." valid
                     )
                 )
-        let space =
-            if args.Contains Logit then
-                ScoreSpace.Logit
-            else
-                ScoreSpace.Probability
         let isGlobal = args.Contains Global || args.Contains Global_Top
         let n =
             match args.TryGetResult Global_Top with
@@ -304,7 +289,7 @@ let private execute (args: ParseResults<Args>) =
                 [
                     "layer", string layer
                     "heads", heads |> Array.map string |> String.concat ","
-                    "space", spaceName space
+                    "space", BigramsCommand.spaceName space
                     "global", string isGlobal
                     "top", string n
                     "no_diagonal", string (args.Contains No_Diagonal)

@@ -86,11 +86,7 @@ let render
     (result: ShardResult)
     : int =
     let setting = Sharding.setting result
-    let space =
-        if setting "space" = "logit" then
-            ScoreSpace.Logit
-        else
-            ScoreSpace.Probability
+    let space = BigramsCommand.spaceOfName (setting "space")
     let isGlobal = setting "global" = string true
     let triples =
         match result.Parts with
@@ -115,7 +111,7 @@ let render
         writeJson
             {|
                 path = setting "path"
-                space = (if space = ScoreSpace.Logit then "logit" else "probability")
+                space = BigramsCommand.spaceName space
                 ``global`` = isGlobal
                 rows =
                     [|
@@ -156,8 +152,7 @@ let private execute (args: ParseResults<Args>) =
             InvalidPlanException
                 "--out draws the whole table, which one shard does not have; draw it from an unsharded run."
         )
-    if args.Contains Prob && args.Contains Logit then
-        raise (InvalidPlanException "--prob and --logit exclude each other; give one.")
+    let space = BigramsCommand.scoreSpace (args.Contains Prob) (args.Contains Logit)
     if args.Contains Global_Top && args.Contains Top then
         raise (InvalidPlanException "--global-top N is --global --top N; give one of them.")
     let request =
@@ -168,11 +163,6 @@ let private execute (args: ParseResults<Args>) =
     Trigrams.check net path |> ignore
     let set option (arg: string option) =
         arg |> Option.bind (SkipgramsCommand.readTokenSet option model.Tokenizer net.Vocab) |> Option.toObj
-    let space =
-        if args.Contains Logit then
-            ScoreSpace.Logit
-        else
-            ScoreSpace.Probability
     let isGlobal = args.Contains Global || args.Contains Global_Top
     let n =
         match args.TryGetResult Global_Top with
@@ -194,7 +184,7 @@ let private execute (args: ParseResults<Args>) =
             [
                 "path", string path
                 "described", described
-                "space", (if space = ScoreSpace.Logit then "logit" else "probability")
+                "space", BigramsCommand.spaceName space
                 "global", string isGlobal
                 "top", string n
                 "dtype", string net.DType
