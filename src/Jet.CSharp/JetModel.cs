@@ -40,19 +40,22 @@ public sealed class JetModel : IDisposable
     /// <see cref="NonFiniteException"/> naming them (false by default).</param>
     /// <param name="storageDType">The element type to keep the weights in (null, the default: as stored, unless
     /// <paramref name="dtype"/> is narrower).</param>
+    /// <param name="memoryMap">Map the weight files into memory (the default): weights kept as stored are views of
+    /// the files, read when first used. False copies them at load, for files that may be overwritten meanwhile.</param>
     public static JetModel Load(
         string directory,
         ScalarType dtype = ScalarType.Float32,
         Device? device = null,
         bool allowNonFinite = false,
-        ScalarType? storageDType = null)
+        ScalarType? storageDType = null,
+        bool memoryMap = true)
     {
         ArgumentException.ThrowIfNullOrEmpty(directory);
         Native.Ensure();
         var storage = storageDType is { } s
             ? Microsoft.FSharp.Core.FSharpOption<ScalarType>.Some(s)
             : Microsoft.FSharp.Core.FSharpOption<ScalarType>.None;
-        return new(Model.Load(directory, dtype, device ?? torch.CPU, new LoadOptions(allowNonFinite, storage)));
+        return new(Model.Load(directory, dtype, device ?? torch.CPU, new LoadOptions(allowNonFinite, storage, memoryMap)));
     }
 
     /// <summary>"toy" for the built-in toy network, or a checkpoint directory (as the jet command's --model).</summary>

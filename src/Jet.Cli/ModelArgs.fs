@@ -135,12 +135,20 @@ let computeDType (request: ModelRequest) =
     | None, None when request.Device.``type`` = DeviceType.CPU || request.Source = "toy" -> torch.float32
     | None, None -> Architectures.storedDType request.Source
 
+/// False when $JETDSL_MMAP is 0, off, false or no: weights are then copied at load instead of mapped from their files
+/// (for files that may be overwritten while a command runs).
+let memoryMap () =
+    match Environment.GetEnvironmentVariable "JETDSL_MMAP" with
+    | null -> true
+    | value -> not (List.contains (value.Trim().ToLowerInvariant()) [ "0"; "off"; "false"; "no" ])
+
 /// Opens the model a request names: the built-in toy or a checkpoint directory, its weights kept in their dtype,
 /// computing in its compute dtype on its device. Non-finite weights fail the load unless the request allows them;
 /// then the first one is reported on stderr.
 let load (request: ModelRequest) : Model =
     Native.ensure ()
-    let options = { AllowNonFinite = request.AllowNonFinite; StorageDType = request.DType }
+    let options =
+        { AllowNonFinite = request.AllowNonFinite; StorageDType = request.DType; MemoryMap = memoryMap () }
     let model = Model.resolveWith options request.Source (computeDType request) request.Device
     if request.AllowNonFinite then
         NonFiniteChecks.weights model.Net

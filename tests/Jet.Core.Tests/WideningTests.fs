@@ -13,46 +13,62 @@ open Jet.Core.Tests.TestKit
 open Jet.Core.Tests.TestCheckpoints
 open Jet.Core.Tests.FamilyCheckpoints
 
-/// A copy of `net` whose store holds clones of its stored tensors and widens with a budget of `budget` bytes.
-let private withBudget (budget: int64) (net: Net) =
+/// A copy of `net` whose store holds clones of its stored tensors and widens with slots for two consecutive layers
+/// whatever its size (small networks otherwise keep every layer widened).
+let private withTwoLayerSlots (net: Net) =
     let pairs = [ for kv in net.Parameters.Tensors -> kv.Key, kv.Value.clone().DetachFromDisposeScope() ]
     let shapes = dict [ for name, t in pairs -> name, t.shape ]
-    let widening =
-        { Net.wideningFor net.Spec (fun n -> shapes.[n]) torch.float32 with BudgetBytes = budget }
+    let widening = Net.wideningWith 0L net.Spec (fun n -> shapes.[n]) torch.float32
     Net.create net.Spec (ParameterStore.OfSeq(pairs, Some widening))
 
-/// The widened bytes of the largest residual layer of `net` in float32.
-let private largestLayerBytes (net: Net) =
+/// The widened bytes of each residual layer of `net` in float32.
+let private layerBytes (net: Net) =
     net.Spec.Layers
     |> List.map (fun l ->
         Fn.parameterNames l.Gamma
         |> List.distinct
         |> List.sumBy (fun n -> 4L * net.Parameters.Tensors.[n].numel ()))
-    |> List.max
+
+/// The lines of /proc/self/maps that map `path`.
+let private mappingsOf (path: string) =
+    File.ReadAllLines "/proc/self/maps"
+    |> Array.filter (fun l -> l.EndsWith(" " + Path.GetFullPath path))
 
 [<Tests>]
 let widening =
     testList
         "weights kept as stored, widened just in time"
         [
-            test "a budget of two layers evicts and refills buffers in place, and results do not change" {
+            test "slots for two layers evict and refill buffers in place, and results do not change" {
                 let case = llama 31 "BF16"
                 use model = CheckpointTests.load case.Dir torch.float32
-                let budget = 2L * largestLayerBytes model.Net
-                use tight = withBudget budget model.Net
+                use tight = withTwoLayerSlots model.Net
                 use float32 = Net.toDType torch.float32 model.Net
-                // Twice: the second pass widens into the buffers the first one released.
+                // Twice: the second pass widens into the buffers the first one filled.
                 CheckpointTests.sameFloat32Results tight float32
+                let held = tight.Parameters.WidenedBytes
                 CheckpointTests.sameFloat32Results tight float32
+                Expect.equal tight.Parameters.WidenedBytes held "the second pass allocates no new buffers"
                 let pinned =
                     [ tight.Spec.Encoder.TokenEmbedding; tight.Spec.Unembedding.Weight ]
                     @ Fn.parameterNames tight.Spec.FinalNorm
                     |> List.sumBy (fun n -> 4L * tight.Parameters.Tensors.[n].numel ())
-                Expect.isLessThanOrEqual
-                    tight.Parameters.WidenedBytes
-                    (pinned + budget)
-                    "widened copies stay within the pinned tensors and the budget"
-                Expect.isGreaterThan (largestLayerBytes model.Net * int64 model.Net.Depth) budget "the budget evicts"
+                let layers = layerBytes model.Net
+                let twoLayers = layers |> List.pairwise |> List.map (fun (a, b) -> a + b) |> List.max
+                Expect.isLessThanOrEqual held (pinned + twoLayers) "widened copies: the pinned tensors and two layers"
+                Expect.isGreaterThan (List.sum layers) twoLayers "the slots evict"
+            }
+
+            test "a small network keeps every layer widened after one pass" {
+                let case = llama 35 "BF16"
+                use model = CheckpointTests.load case.Dir torch.float32
+                use float32 = Net.toDType torch.float32 model.Net
+                CheckpointTests.sameFloat32Results model.Net float32
+                let pinned =
+                    [ model.Net.Spec.Encoder.TokenEmbedding; model.Net.Spec.Unembedding.Weight ]
+                    @ Fn.parameterNames model.Net.Spec.FinalNorm
+                    |> List.sumBy (fun n -> 4L * model.Net.Parameters.Tensors.[n].numel ())
+                Expect.equal model.Net.Parameters.WidenedBytes (pinned + List.sum (layerBytes model.Net)) "all widened"
             }
 
             test "a float32 network computing in float32 hands its weights out as stored" {
@@ -87,13 +103,54 @@ let widening =
                 let expected = case.Weights |> Map.toSeq |> Seq.sumBy (fun (_, t) -> 2L * t.numel ())
                 Expect.equal s.WeightBytes expected "two bytes per stored value"
             }
+
+            test "weights kept as stored are views of the mapped file, unmapped on Dispose; MemoryMap = false copies" {
+                let case = llama 36 "BF16"
+                let file = Path.Combine(case.Dir, "model.safetensors")
+                use copied =
+                    Model.loadWith { LoadOptions.Default with MemoryMap = false } case.Dir torch.float32 torch.CPU
+                Expect.isEmpty (mappingsOf file) "copied: the file is not mapped"
+                let mapped = CheckpointTests.load case.Dir torch.float32
+                Expect.isNonEmpty (mappingsOf file) "mapped while the model lives"
+                CheckpointTests.sameFloat32Results mapped.Net copied.Net
+                mapped.Dispose()
+                Expect.isEmpty (mappingsOf file) "unmapped once the model is disposed"
+            }
+
+            test "tensors whose bytes are not aligned to their element size are copied, with the same values" {
+                // A header whose length is not a multiple of 8 (as the format asks) puts every tensor at an odd
+                // offset, where a bfloat16 view of the mapping cannot start.
+                let case = llama 37 "BF16"
+                use expected = CheckpointTests.load case.Dir torch.float32
+                // A copy in another folder: the loaded model maps the original, which must not be overwritten.
+                let dir = tempDir ()
+                for f in Directory.GetFiles case.Dir do
+                    File.Copy(f, Path.Combine(dir, Path.GetFileName f))
+                let file = Path.Combine(dir, "model.safetensors")
+                let bytes = File.ReadAllBytes file
+                let headerLength = int (System.BitConverter.ToUInt64(bytes, 0))
+                let header = System.Text.Encoding.UTF8.GetString(bytes, 8, headerLength).TrimEnd() + " "
+                let headerBytes = System.Text.Encoding.UTF8.GetBytes header
+                let shifted =
+                    if headerBytes.Length % 2 = 1 then
+                        headerBytes
+                    else
+                        Array.append headerBytes [| 32uy |]
+                using (File.Create file) (fun stream ->
+                    stream.Write(System.BitConverter.GetBytes(uint64 shifted.Length), 0, 8)
+                    stream.Write(shifted, 0, shifted.Length)
+                    stream.Write(bytes, 8 + headerLength, bytes.Length - 8 - headerLength))
+                use misaligned = CheckpointTests.load dir torch.float32
+                CheckpointTests.sameFloat32Results misaligned.Net expected.Net
+            }
         ]
 
 /// Set in the child process that measures loading alone.
 let private childVariable = "JETDSL_LOAD_MEMORY_CHILD"
 
-/// Loads a 202 MB bfloat16 checkpoint and fails unless the process's anonymous memory grew by at most 1.1 × its bytes
-/// at any time during the load.
+/// Loads a 202 MB bfloat16 checkpoint memory-mapped (the default) and copied, and fails unless the process's memory
+/// grew by at most 1.1 × its bytes at any time during either load: resident memory in all (the mapped file's pages
+/// count once the load's non-finite scan has read them) and anonymous memory (heap and tensor storage).
 let private measureLoad () =
     // 4 layers, hidden 1024, vocabulary 32,000: 202 MB of bfloat16, enough that allocator noise (a few MB) is small
     // against the 10% allowance, while a float32 copy would add 100%.
@@ -108,30 +165,45 @@ let private measureLoad () =
     let dir = tempDir ()
     Jet.Tests.RandomLlama.write dir shape 2 7
     let bytes = Jet.Tests.RandomLlama.weightBytes shape
-    Memory.settledMb () |> ignore
-    let baseline = Memory.anonymousMb ()
-    // Anonymous memory, sampled every millisecond during the load: the loader copies through read-only views of the
-    // file (up to 64 MB at a time), whose page-cache pages count in VmHWM but are not memory the weights take. A
-    // float32 copy would be long-lived anonymous memory (twice the bytes), which sampling cannot miss.
-    let peak = ref baseline
-    use stop = new System.Threading.CancellationTokenSource()
-    let sampler =
-        System.Threading.Tasks.Task.Run(
-            System.Action(fun () ->
-                while not stop.IsCancellationRequested do
-                    peak.Value <- max peak.Value (Memory.anonymousMb ())
-                    System.Threading.Thread.Sleep 1)
-        )
-    let net, _ = Architectures.loadNet dir torch.float32 torch.CPU
-    use net = net
-    stop.Cancel()
-    sampler.Wait()
-    let growth = (max peak.Value (Memory.anonymousMb ()) - baseline) * 1024.0 * 1024.0
-    Expect.equal net.StorageDType torch.bfloat16 "kept as stored"
-    Expect.isLessThanOrEqual
-        growth
-        (1.1 * float bytes)
-        (sprintf "peak grew by %.0f MB for %.0f MB of weights" (growth / 1e6) (float bytes / 1e6))
+    for memoryMap in [ true; false ] do
+        Memory.settledMb () |> ignore
+        let baseline = Memory.currentMb (), Memory.anonymousMb ()
+        // Sampled every millisecond during the load: a float32 copy would be long-lived memory (twice the bytes),
+        // which sampling cannot miss.
+        let peak = ref baseline
+        use stop = new System.Threading.CancellationTokenSource()
+        let sample () =
+            let all, anonymous = peak.Value
+            peak.Value <- max all (Memory.currentMb ()), max anonymous (Memory.anonymousMb ())
+        let sampler =
+            System.Threading.Tasks.Task.Run(
+                System.Action(fun () ->
+                    while not stop.IsCancellationRequested do
+                        sample ()
+                        System.Threading.Thread.Sleep 1)
+            )
+        let options = { LoadOptions.Default with MemoryMap = memoryMap }
+        let net, _ = Architectures.loadNetWith options dir torch.float32 torch.CPU
+        use net = net
+        stop.Cancel()
+        sampler.Wait()
+        sample ()
+        Expect.equal net.StorageDType torch.bfloat16 "kept as stored"
+        let mode = if memoryMap then "mapped" else "copied"
+        for what, grown in
+            [
+                "resident memory", fst peak.Value - fst baseline
+                "anonymous memory", snd peak.Value - snd baseline
+            ] do
+            Expect.isLessThanOrEqual
+                (grown * 1048576.0)
+                (1.1 * float bytes)
+                (sprintf
+                    "%s: %s grew by %.0f MB for %.0f MB of weights"
+                    mode
+                    what
+                    (grown * 1.048576)
+                    (float bytes / 1e6))
     Directory.Delete(dir, true)
 
 [<Tests>]

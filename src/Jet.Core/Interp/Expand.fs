@@ -194,10 +194,20 @@ type Session(net: Net, trace: Trace) =
                 )
             )
         use scope = torch.NewDisposeScope()
-        let u (t: Tensor) = own (Decoder.unembed net t)
+        let values = (result.Terms |> List.map (fun t -> t.Value)) @ [ result.Remainder ]
+        // One product for all terms and the remainder: with a few rows per term, a product per term is bound by
+        // reading U (V × d) from memory once per term; stacked, U is read once.
+        let logits =
+            if values |> List.forall (fun v -> v.shape = result.Remainder.shape) then
+                use all = Decoder.unembed net (torch.stack (values, 0L))
+                [ for i in 0 .. values.Length - 1 -> own (all.select (0L, int64 i)) ]
+            else
+                [ for v in values -> own (Decoder.unembed net v) ]
         {
-            Paths = result.Terms |> List.map (fun t -> { Path = Path.Unembedded t.Path; Value = u t.Value })
-            Remainder = u result.Remainder
+            Paths =
+                List.zip result.Terms (List.take result.Terms.Length logits)
+                |> List.map (fun (t, value) -> { Path = Path.Unembedded t.Path; Value = value })
+            Remainder = List.last logits
             Bias = Decoder.bias net
             SoftCap = Decoder.softCap net
             Logits = own (Trace.logits trace)

@@ -15,10 +15,14 @@ type LoadOptions =
         /// float64): one copy of the weights, each layer widened just in time. Otherwise (a narrower compute dtype)
         /// they are converted to the compute dtype once, at load.
         StorageDType: torch.ScalarType option
+        /// Map the weight files into memory (true by default) where the system and the file allow it: weights kept as
+        /// stored are then views of the files, read when first used, instead of copies. False copies every tensor at
+        /// load, for files that may be overwritten while the model is in use (a mapped file must not be).
+        MemoryMap: bool
     }
 
-    /// Non-finite weights refused; weights kept as stored.
-    static member Default = { AllowNonFinite = false; StorageDType = None }
+    /// Non-finite weights refused; weights kept as stored, memory-mapped.
+    static member Default = { AllowNonFinite = false; StorageDType = None; MemoryMap = true }
 
 /// The supported architecture families and loading a checkpoint directory into a network.
 [<RequireQualifiedAccess>]
@@ -137,6 +141,7 @@ module Architectures =
         let parameters =
             Lowering.materializeWith
                 options.AllowNonFinite
+                options.MemoryMap
                 checkpoint
                 family.Name
                 lowering.Tensors

@@ -47,14 +47,25 @@ type Checkpoint
     /// A fresh CPU tensor with the stored bytes and element type of `name`.
     member c.ReadRaw(name: string) : Tensor = (c.FileFor name).ReadRaw name
 
-    /// Fresh CPU tensors with the stored bytes and element types of `names`, in order. The tensors are allocated
-    /// on the calling thread (inside its dispose scope); their bytes are copied on up to `parallelism` threads.
-    member c.ReadRawMany(names: string list, parallelism: int) : Tensor list =
-        let tensors = names |> List.map (fun n -> n, (c.FileFor n).Allocate n)
-        let jobs = tensors |> List.collect (fun (n, t) -> (c.FileFor n).CopyJobs(n, t)) |> Array.ofList
+    /// CPU tensors with the stored bytes and element types of `names`, in order, created on the calling thread
+    /// (inside its dispose scope). With `memoryMap`, each is a copy-on-write view of its file mapped in memory where
+    /// the file allows it (SafetensorsFile.TryMap); the others are fresh tensors whose bytes are copied on up to
+    /// `parallelism` threads.
+    member c.ReadRawMany(names: string list, parallelism: int, memoryMap: bool) : Tensor list =
+        let tensors =
+            names
+            |> List.map (fun n ->
+                let file = c.FileFor n
+                match (if memoryMap then file.TryMap n else None) with
+                | Some view -> n, view, false
+                | None -> n, file.Allocate n, true)
+        let jobs =
+            tensors
+            |> List.collect (fun (n, t, copied) -> if copied then (c.FileFor n).CopyJobs(n, t) else [])
+            |> Array.ofList
         Parallel.ForEach(jobs, ParallelOptions(MaxDegreeOfParallelism = max 1 parallelism), fun copy -> copy ())
         |> ignore
-        List.map snd tensors
+        tensors |> List.map (fun (_, t, _) -> t)
 
     interface IDisposable with
         member _.Dispose() =

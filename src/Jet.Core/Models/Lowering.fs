@@ -416,9 +416,12 @@ module Lowering =
     /// (the stored one itself avoids any conversion copy), moves them to `device` and returns the parameter store,
     /// which hands them out as `widening` says. Every tensor is checked for NaN and ±∞ after conversion (so a value
     /// that overflows its storage dtype counts too): unless `allowNonFinite`, a NonFiniteException names each tensor
-    /// that has some and how many. Tensors outlive any caller's dispose scope; on failure everything read is freed.
+    /// that has some and how many. With `memoryMap`, tensors kept as stored on the CPU are views of their files mapped
+    /// in memory (no copy; pages are read when first touched). Tensors outlive any caller's dispose scope; on failure
+    /// everything read is freed.
     let materializeWith
         (allowNonFinite: bool)
+        (memoryMap: bool)
         (checkpoint: Checkpoint)
         (family: string)
         (requests: TensorRequest list)
@@ -450,7 +453,7 @@ module Lowering =
             |> List.rev
             |> List.map List.rev
         for batch in batches do
-            let raws = checkpoint.ReadRawMany(batch, parallelism)
+            let raws = checkpoint.ReadRawMany(batch, parallelism, memoryMap)
             for source, raw in List.zip batch raws do
                 let dtype = storage raw.dtype
                 if dtype <> raw.dtype then
@@ -504,4 +507,4 @@ module Lowering =
 
     /// `materializeWith` refusing non-finite weights, every tensor converted to `dtype` and handed out as stored.
     let materialize checkpoint family requests (dtype: torch.ScalarType) device =
-        materializeWith false checkpoint family requests (fun _ -> dtype) None device
+        materializeWith false true checkpoint family requests (fun _ -> dtype) None device

@@ -6,6 +6,7 @@ open System
 open System.Buffers.Binary
 open System.Collections.Generic
 open System.IO
+open System.Runtime.InteropServices
 open Microsoft.Win32.SafeHandles
 open System.Text.Json
 open Microsoft.FSharp.NativeInterop
@@ -350,11 +351,37 @@ module Safetensors =
                     "safetensors data is little-endian; this machine is big-endian, which JetDsl does not support."
             )
 
-/// An open safetensors file: its validated header and a read-only handle for positioned reads of its bytes.
+/// An open safetensors file: its validated header, a read-only handle for positioned reads of its bytes, and
+/// private memory maps of the whole file (one per element type asked for), from which tensors are views.
 [<Sealed>]
 type SafetensorsFile(header: SafetensorsHeader) =
     let handle =
         lazy (File.OpenHandle(header.Path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess))
+
+    // The whole file as a 1-D tensor of one element type, mapped copy-on-write (None where mapping failed). Owned
+    // here, outside every dispose scope; views of it keep the mapping alive after this file is disposed.
+    let maps = Dictionary<torch.ScalarType, Tensor option>()
+
+    let mapAs (dtype: torch.ScalarType) (size: int64) =
+        lock maps (fun () ->
+            match maps.TryGetValue dtype with
+            | true, mapped -> mapped
+            | _ ->
+                let mapped =
+                    try
+                        let length = FileInfo(header.Path).Length
+                        // A file shorter than its header says is reported by the positioned read that follows.
+                        if length < header.DataStart + header.DataLength then
+                            None
+                        else
+                            let whole = torch.from_file (header.Path, false, length / size, dtype)
+                            Some(whole.DetachFromDisposeScope())
+                    with
+                    | :? IOException
+                    | :? UnauthorizedAccessException
+                    | :? ExternalException -> None
+                maps.[dtype] <- mapped
+                mapped)
 
     member _.Header = header
     member _.Path = header.Path
@@ -390,6 +417,21 @@ type SafetensorsFile(header: SafetensorsHeader) =
                             count
             ]
 
+    /// The tensor `name` as a CPU view of the file mapped in memory (copy-on-write: writing to it never changes the
+    /// file), or None where it cannot be mapped: an empty tensor, bytes not aligned to the element size, or a system
+    /// that refuses the map. Pages are read from the file (or the page cache) when first touched, and the OS may
+    /// drop them again under memory pressure, which is why the file must not be overwritten while it is in use.
+    member f.TryMap(name: string) : Tensor option =
+        let entry = f.Entry name
+        let dtype = Safetensors.torchType header.Path entry
+        let size = int64 (Safetensors.elementSize entry.DType)
+        let first = header.DataStart + entry.Begin
+        if entry.ByteCount = 0L || first % size <> 0L || not BitConverter.IsLittleEndian then
+            None
+        else
+            mapAs dtype size
+            |> Option.map (fun whole -> whole.narrow(0L, first / size, entry.ByteCount / size).view entry.Shape)
+
     /// The tensor `name` as a fresh CPU tensor of its stored element type (freed again when a copy fails).
     member f.ReadRaw(name: string) : Tensor =
         let tensor = f.Allocate name
@@ -408,3 +450,7 @@ type SafetensorsFile(header: SafetensorsHeader) =
         member _.Dispose() =
             if handle.IsValueCreated then
                 handle.Value.Dispose()
+            lock maps (fun () ->
+                for mapped in maps.Values do
+                    mapped |> Option.iter (fun t -> t.Dispose())
+                maps.Clear())

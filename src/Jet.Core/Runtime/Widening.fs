@@ -5,8 +5,8 @@ open System.Collections.Generic
 open TorchSharp
 
 /// How a parameter store hands weights stored in one dtype (bfloat16, float16, float32) to computations in another
-/// (float32 or float64 on the CPU): which dtype, which tensors are widened once and kept, and how many bytes of the
-/// others may be held widened at a time.
+/// (float32 or float64 on the CPU): which dtype, which tensors are widened once and kept, and how many widened copies
+/// of each shape the others may occupy at a time.
 type Widening =
     {
         /// The dtype every parameter is handed out in.
@@ -14,63 +14,40 @@ type Widening =
         /// Parameters widened on first use and kept (the embedding and unembedding, which every pass and every sweep
         /// batch reads).
         Pinned: Set<string>
-        /// Widened bytes the other parameters may occupy at a time, least recently used freed first; sized to hold
-        /// at least two residual layers, so the layer being computed never loses its weights mid-computation.
-        BudgetBytes: int64
+        /// For each parameter shape (as Tensors.shapeText prints it), how many widened copies of that shape may live
+        /// at a time; sized so that any two consecutive residual layers fit, so the layer being computed never loses
+        /// its weights mid-computation. A shape not listed gets two.
+        Slots: Map<string, int>
     }
 
-/// Widened copies of stored weights, made just in time and reused: at most `BudgetBytes` of unpinned copies live at a
-/// time (least recently used released first); a released copy's buffer is refilled in place for the next tensor of the
-/// same shape instead of allocating fresh memory. Thread-safe; owns every copy (freed by Dispose).
+/// Widened copies of stored weights, made just in time and reused: each shape has a fixed number of buffers (its
+/// slots); a miss beyond them refills the least recently used buffer of that shape in place, so a steady stream of
+/// layers allocates nothing and faults no fresh pages after the first pass. Thread-safe; owns every copy (freed by
+/// Dispose).
 [<Sealed>]
 type internal WideningCache(widening: Widening) =
     let gate = obj ()
     // Keyed by the stored tensor's native handle, so tied parameters share one widened copy.
     let live = Dictionary<nativeint, Tensor>()
-    let recent = LinkedList<nativeint>()
+    // The handles of each shape's live copies, least recently used first.
+    let recent = Dictionary<string, LinkedList<nativeint>>()
     let nodes = Dictionary<nativeint, LinkedListNode<nativeint>>()
     let pinned = Dictionary<nativeint, Tensor>()
-    // Released buffers by shape, reused by the next miss of that shape.
-    let spare = Dictionary<string, Stack<Tensor>>()
-    let mutable liveBytes = 0L
-    let mutable spareBytes = 0L
 
     let bytesOf (t: Tensor) = t.numel () * int64 (TensorExtensionMethods.ElementSize widening.ComputeDType)
 
-    let shapeKey (t: Tensor) = Tensors.shapeText t.shape
+    let slotsOf (shape: string) =
+        match widening.Slots.TryFind shape with
+        | Some n -> max 1 n
+        | None -> 2
 
-    let release () =
-        let handle = recent.First.Value
-        recent.RemoveFirst()
-        nodes.Remove handle |> ignore
-        let buffer = live.[handle]
-        live.Remove handle |> ignore
-        liveBytes <- liveBytes - bytesOf buffer
-        let key = shapeKey buffer
-        match spare.TryGetValue key with
-        | true, stack -> stack.Push buffer
-        | _ -> spare.[key] <- Stack [ buffer ]
-        spareBytes <- spareBytes + bytesOf buffer
-
-    let dropSpares (need: int64) =
-        // Frees released buffers until `need` fits beside the live ones.
-        let keys = List.ofSeq spare.Keys
-        for key in keys do
-            let stack = spare.[key]
-            while stack.Count > 0 && liveBytes + spareBytes + need > widening.BudgetBytes do
-                let b = stack.Pop()
-                spareBytes <- spareBytes - bytesOf b
-                b.Dispose()
-            if stack.Count = 0 then
-                spare.Remove key |> ignore
-
-    /// A fresh widened copy of `stored`, owned by the cache (outside every dispose scope).
-    let widen (stored: Tensor) (reuse: Tensor option) =
+    /// `stored` widened into `buffer`, or into a fresh copy owned by the cache (outside every dispose scope).
+    let widen (stored: Tensor) (buffer: Tensor option) =
         use _ = torch.no_grad ()
-        match reuse with
-        | Some buffer ->
-            buffer.copy_ stored |> ignore
-            buffer
+        match buffer with
+        | Some b ->
+            b.copy_ stored |> ignore
+            b
         | None ->
             use plain = stored.detach ()
             plain.to_type(widening.ComputeDType).DetachFromDisposeScope()
@@ -79,55 +56,52 @@ type internal WideningCache(widening: Widening) =
     member _.Get(name: string, stored: Tensor) : Tensor =
         lock gate (fun () ->
             let handle = stored.Handle
-            if widening.Pinned.Contains name then
-                match pinned.TryGetValue handle with
-                | true, t -> t
-                | _ ->
-                    let t = widen stored None
-                    pinned.[handle] <- t
+            match pinned.TryGetValue handle with
+            | true, t -> t // pinned, perhaps under a tied parameter's other name
+            | _ when widening.Pinned.Contains name ->
+                let t = widen stored None
+                pinned.[handle] <- t
+                t
+            | _ ->
+                match live.TryGetValue handle with
+                | true, t ->
+                    let node = nodes.[handle]
+                    node.List.Remove node
+                    recent.[Tensors.shapeText stored.shape].AddLast node
                     t
-            else
-                match pinned.TryGetValue handle with
-                | true, t -> t // a tied parameter pinned under its other name
                 | _ ->
-                    match live.TryGetValue handle with
-                    | true, t ->
-                        let node = nodes.[handle]
-                        recent.Remove node
-                        recent.AddLast node
-                        t
-                    | _ ->
-                        let need = bytesOf stored
-                        while recent.Count > 0 && liveBytes + need > widening.BudgetBytes do
-                            release ()
-                        let key = Tensors.shapeText stored.shape
-                        let reuse =
-                            match spare.TryGetValue key with
-                            | true, stack when stack.Count > 0 ->
-                                let b = stack.Pop()
-                                spareBytes <- spareBytes - bytesOf b
-                                Some b
-                            | _ ->
-                                dropSpares need
-                                None
-                        let t = widen stored reuse
-                        live.[handle] <- t
-                        nodes.[handle] <- recent.AddLast handle
-                        liveBytes <- liveBytes + need
-                        t)
+                    let shape = Tensors.shapeText stored.shape
+                    let order =
+                        match recent.TryGetValue shape with
+                        | true, order -> order
+                        | _ ->
+                            let order = LinkedList<nativeint>()
+                            recent.[shape] <- order
+                            order
+                    let reuse =
+                        if order.Count < slotsOf shape then
+                            None
+                        else
+                            let oldest = order.First.Value
+                            order.RemoveFirst()
+                            nodes.Remove oldest |> ignore
+                            let buffer = live.[oldest]
+                            live.Remove oldest |> ignore
+                            Some buffer
+                    let t = widen stored reuse
+                    live.[handle] <- t
+                    nodes.[handle] <- order.AddLast handle
+                    t)
 
-    /// Bytes of widened copies held now (pinned, live and released-for-reuse).
-    member _.HeldBytes = lock gate (fun () -> liveBytes + spareBytes + (pinned.Values |> Seq.sumBy bytesOf))
+    /// Bytes of widened copies held now (pinned and live).
+    member _.HeldBytes = lock gate (fun () -> Seq.append live.Values pinned.Values |> Seq.sumBy bytesOf)
 
     /// Frees every widened copy.
     member _.Dispose() =
         lock gate (fun () ->
-            for t in Seq.concat [ live.Values :> seq<_>; pinned.Values; spare.Values |> Seq.collect id ] do
+            for t in Seq.append live.Values pinned.Values do
                 t.Dispose()
             live.Clear()
             pinned.Clear()
-            spare.Clear()
             recent.Clear()
-            nodes.Clear()
-            liveBytes <- 0L
-            spareBytes <- 0L)
+            nodes.Clear())

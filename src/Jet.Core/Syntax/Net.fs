@@ -77,28 +77,59 @@ module Net =
         | None, _ -> ()
         net
 
-    /// Widened bytes the unpinned parameters may hold at least (small networks stay widened whole).
+    /// Below this many widened bytes of layer weights, every layer stays widened (small networks pay no refills).
     [<Literal>]
     let MinWideningBudget = 64L * 1024L * 1024L
 
     /// How a network over `spec` whose parameters have the shapes `shapeOf` hands them out in `compute`: the
-    /// embeddings, final norm and unembedding widened once and kept; the layers' weights widened just in time, with
-    /// room for two residual layers at a time (or MinWideningBudget, whichever is larger).
-    let wideningFor (spec: NetSpec) (shapeOf: string -> int64[]) (compute: torch.ScalarType) : Widening =
-        let bytes (name: string) =
-            (shapeOf name |> Array.fold (*) 1L) * int64 (TensorExtensionMethods.ElementSize compute)
-        let layerBytes =
-            spec.Layers |> List.map (fun l -> Fn.parameterNames l.Gamma |> List.distinct |> List.sumBy bytes)
+    /// embeddings, final norm and unembedding widened once and kept; the layers' weights widened just in time into
+    /// reused buffers, with slots for any two consecutive residual layers (every layer when they all take at most
+    /// `keepAllBelow` bytes widened).
+    let wideningWith
+        (keepAllBelow: int64)
+        (spec: NetSpec)
+        (shapeOf: string -> int64[])
+        (compute: torch.ScalarType)
+        : Widening =
         let pinned =
             [ spec.Encoder.TokenEmbedding; spec.Unembedding.Weight ]
             @ Option.toList spec.Encoder.Positions
             @ Option.toList spec.Unembedding.Bias
             @ Fn.parameterNames spec.FinalNorm
-        {
-            ComputeDType = compute
-            Pinned = set pinned
-            BudgetBytes = max MinWideningBudget (2L * (0L :: layerBytes |> List.max))
-        }
+            |> set
+        let layers =
+            spec.Layers
+            |> List.map (fun l ->
+                Fn.parameterNames l.Gamma
+                |> List.distinct
+                |> List.filter (pinned.Contains >> not)
+                |> List.map shapeOf)
+        let countShapes (shapes: int64[] list) = shapes |> List.countBy Tensors.shapeText |> Map.ofList
+        let bytes =
+            layers
+            |> List.concat
+            |> List.sumBy (fun s -> (Array.fold (*) 1L s) * int64 (TensorExtensionMethods.ElementSize compute))
+        let windows =
+            if bytes <= keepAllBelow then
+                [ List.concat layers ]
+            else
+                match layers with
+                | [ one ] -> [ one ]
+                | _ -> layers |> List.pairwise |> List.map (fun (a, b) -> a @ b)
+        let slots =
+            windows
+            |> List.map countShapes
+            |> List.fold
+                (fun acc counts ->
+                    counts
+                    |> Map.fold
+                        (fun acc shape n -> acc |> Map.add shape (max n (defaultArg (Map.tryFind shape acc) 0)))
+                        acc)
+                Map.empty
+        { ComputeDType = compute; Pinned = pinned; Slots = slots }
+
+    /// `wideningWith MinWideningBudget`: small networks keep every layer widened.
+    let wideningFor spec shapeOf compute = wideningWith MinWideningBudget spec shapeOf compute
 
     /// A validated network over `spec` and `parameters`. On success the network owns the store (disposing the network
     /// disposes it); when validation fails the caller still owns it.
