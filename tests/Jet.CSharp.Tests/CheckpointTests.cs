@@ -42,6 +42,21 @@ public class CheckpointTests
     }
 
     [Fact]
+    public void MappedAndCopiedWeightsGiveTheSameStreams()
+    {
+        var dir = Fixtures.Path("stories260K");
+        using var mapped = JetModel.Load(dir);
+        using var copied = JetModel.Load(dir, memoryMap: false);
+        using var tokens = torch.tensor(new long[] { 1, 403, 407, 261 });
+        using var a = mapped.Analyse(tokens);
+        using var b = copied.Analyse(tokens);
+        for (var l = 0; l <= mapped.Depth; l++)
+        {
+            Assert.Equal(0.0, (a.Stream(l) - b.Stream(l)).abs().max().item<float>());
+        }
+    }
+
+    [Fact]
     public void StorageAndComputeDTypesAreSeparateChoices()
     {
         var dir = Fixtures.Path("lm-buddy-tiny-gpt2-toyvocab");

@@ -41,8 +41,7 @@ module Trace =
     /// The scaled token embedding of a validated token batch.
     let embed (net: Net) (tokens: Tensor) =
         let spec = net.Spec.Encoder
-        let e =
-            net.Parameters.[spec.TokenEmbedding].index_select(0L, tokens.flatten ()).unflatten (0L, tokens.shape)
+        let e = net.Parameters.Rows(spec.TokenEmbedding, tokens)
         match spec.Scale with
         | Some s -> e * s
         | None -> e

@@ -11,8 +11,8 @@ type Widening =
     {
         /// The dtype every parameter is handed out in.
         ComputeDType: torch.ScalarType
-        /// Parameters widened on first use and kept (the embedding and unembedding, which every pass and every sweep
-        /// batch reads).
+        /// Parameters widened on first use and kept (the unembedding, which every pass and every sweep batch reads in
+        /// full; the token embedding is read by rows, ParameterStore.Rows, and widened by rows).
         Pinned: Set<string>
         /// For each parameter shape (as Tensors.shapeText prints it), how many widened copies of that shape may live
         /// at a time; sized so that any two consecutive residual layers fit, so the layer being computed never loses
@@ -92,6 +92,16 @@ type internal WideningCache(widening: Widening) =
                     live.[handle] <- t
                     nodes.[handle] <- order.AddLast handle
                     t)
+
+    /// The widened copy of `stored` held now (pinned or live), without widening anything.
+    member _.TryHeld(stored: Tensor) : Tensor option =
+        lock gate (fun () ->
+            match pinned.TryGetValue stored.Handle with
+            | true, t -> Some t
+            | _ ->
+                match live.TryGetValue stored.Handle with
+                | true, t -> Some t
+                | _ -> None)
 
     /// Bytes of widened copies held now (pinned and live).
     member _.HeldBytes = lock gate (fun () -> Seq.append live.Values pinned.Values |> Seq.sumBy bytesOf)

@@ -82,7 +82,7 @@ module Net =
     let MinWideningBudget = 64L * 1024L * 1024L
 
     /// How a network over `spec` whose parameters have the shapes `shapeOf` hands them out in `compute`: the
-    /// embeddings, final norm and unembedding widened once and kept; the layers' weights widened just in time into
+    /// position table, final norm and unembedding widened once and kept, the token embedding by rows; the layers' weights widened just in time into
     /// reused buffers, with slots for any two consecutive residual layers (every layer when they all take at most
     /// `keepAllBelow` bytes widened).
     let wideningWith
@@ -91,8 +91,9 @@ module Net =
         (shapeOf: string -> int64[])
         (compute: torch.ScalarType)
         : Widening =
+        // Not the token embedding: it is read by rows (ParameterStore.Rows), which widens only those rows.
         let pinned =
-            [ spec.Encoder.TokenEmbedding; spec.Unembedding.Weight ]
+            [ spec.Unembedding.Weight ]
             @ Option.toList spec.Encoder.Positions
             @ Option.toList spec.Unembedding.Bias
             @ Fn.parameterNames spec.FinalNorm

@@ -34,6 +34,27 @@ type ParameterStore(tensors: IReadOnlyDictionary<string, Tensor>, widening: Wide
     member s.Item
         with get (name: string) = computed name (s.Stored name)
 
+    /// Rows `indices` (int64, any shape) of a matrix parameter in the compute dtype: [indices…, columns]. Only the
+    /// rows are widened (the token embedding of a 7B model is 0.5 GB in float32), unless a widened copy of the whole
+    /// parameter is held anyway (an embedding tied to the unembedding).
+    member s.Rows(name: string, indices: Tensor) : Tensor =
+        let stored = s.Stored name
+        let flat = indices.flatten ()
+        let rows =
+            match cache, widening with
+            | Some c, Some w when stored.dtype <> w.ComputeDType ->
+                match c.TryHeld stored with
+                | Some held -> held.index_select (0L, flat)
+                | None ->
+                    use narrow = stored.index_select (0L, flat)
+                    narrow.to_type w.ComputeDType
+            | _ -> stored.index_select (0L, flat)
+        if indices.dim () = 1L then
+            rows
+        else
+            use _ = rows
+            rows.unflatten (0L, indices.shape)
+
     /// The parameter as stored (never widened): for shapes, checks and conversions.
     member _.Stored(name: string) : Tensor =
         let tensors = live ()
