@@ -212,6 +212,16 @@ let tests =
                 run [ "run"; "--model"; "toy"; "--prompt"; "abc"; "--continue"; "-1" ]
                 |> failsWith [ "--continue -1"; "0 or more" ]
             }
+            test "JETDSL_MMAP=0 copies the weights and prints what the mapped default prints" {
+                let stories = Jet.Tests.Fixtures.path [ "stories260K" ]
+                let args = [ "run"; "--model"; stories; "--prompt"; "Once upon a time"; "--continue"; "8"; "--json" ]
+                let mapped = run args
+                Expect.equal mapped.ExitCode 0 (sprintf "exit code (stderr: %s)" mapped.Stderr)
+                for value in [ "0"; "off" ] do
+                    let copied = runWith [ "JETDSL_MMAP", value ] Environment.CurrentDirectory 300 args
+                    Expect.equal copied.ExitCode 0 (sprintf "exit code (stderr: %s)" copied.Stderr)
+                    Expect.equal copied.Stdout mapped.Stdout (sprintf "JETDSL_MMAP=%s: the same JSON" value)
+            }
             test "a missing directory" {
                 run [ "run"; "--model"; "/no/such/model"; "--prompt"; "hi" ]
                 |> failsWith [ "/no/such/model"; "does not exist" ]
