@@ -18,7 +18,7 @@ open Jet.Core.Tests.FamilyCheckpoints
 let private withTwoLayerSlots (net: Net) =
     let pairs = [ for kv in net.Parameters.Tensors -> kv.Key, kv.Value.clone().DetachFromDisposeScope() ]
     let shapes = dict [ for name, t in pairs -> name, t.shape ]
-    let widening = Net.wideningWith 0L net.Spec (fun n -> shapes.[n]) torch.float32
+    let widening = Net.wideningWith 0L net.Spec (fun n -> shapes.[n]) net.DType
     Net.create net.Spec (ParameterStore.OfSeq(pairs, Some widening))
 
 /// The widened bytes in float32 of the parameters `net` widens once and keeps (tied ones once).
@@ -64,6 +64,23 @@ let widening =
                 let twoLayers = layers |> List.pairwise |> List.map (fun (a, b) -> a + b) |> List.max
                 Expect.isLessThanOrEqual held (pinned + twoLayers) "widened copies: the pinned tensors and two layers"
                 Expect.isGreaterThan (List.sum layers) twoLayers "the slots evict"
+            }
+
+            test "nested JVPs through more layers than the slots hold keep their weights" {
+                // The autograd graph of a chain of every γ saves each layer's widened weights until the derivatives
+                // are taken, so a miss while gradients are recorded takes a fresh buffer instead of refilling one.
+                let case = llama 38 "BF16"
+                use model = CheckpointTests.load case.Dir torch.float64
+                use tight = withTwoLayerSlots model.Net
+                use float64 = Net.toDType torch.float64 model.Net
+                let chain (net: Net) = Fn.Chain [ for l in net.Spec.Layers -> l.Gamma ]
+                let d = int64 model.Net.Spec.Width
+                use centre = torch.randn ([| 1L; 3L; d |], dtype = torch.float64)
+                use direction = torch.randn ([| 1L; 3L; d |], dtype = torch.float64)
+                let a = Engines.coefficients Engine.Jvp tight.Parameters (chain tight) 2 centre direction
+                let b = Engines.coefficients Engine.Jvp float64.Parameters (chain float64) 2 centre direction
+                for j, (x, y) in List.indexed (List.zip a b) do
+                    Expect.tensorClose (Accuracy.Of(1e-10, 1e-10)) x y (sprintf "c%d" j)
             }
 
             test "a small network keeps every layer widened after one pass" {

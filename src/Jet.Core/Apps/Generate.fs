@@ -9,6 +9,7 @@ module Generate =
     /// The logits [vocab] after the last position of one sequence `ids` [1, seq]: the whole forward pass, but only
     /// the last row is normed and unembedded, and no stream is kept.
     let private lastLogits (net: Net) (ids: Tensor) =
+        use _ = torch.no_grad ()
         use scope = torch.NewDisposeScope()
         let h0 = Trace.encode net (Trace.embed net ids)
         let h = net.Spec.Layers |> List.fold (fun h layer -> h + Forward.apply net.Parameters layer.Gamma h) h0

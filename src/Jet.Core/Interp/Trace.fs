@@ -58,6 +58,14 @@ module Trace =
     let run (net: Net) (tokens: Tensor) : Trace =
         Native.ensure ()
         use scope = torch.NewDisposeScope()
+        // Token ids carry no gradient, so unless a parameter does, the pass records no graph: run it without, which
+        // also lets widened weights be refilled in place (WideningCache).
+        let gradients: IDisposable =
+            if net.Parameters.RequireGrad then
+                null
+            else
+                torch.no_grad ()
+        use _ = gradients
         // An alias owned by the trace: disposing the trace never disposes the caller's tensor.
         // Before the ids are validated: checking a billion ids takes longer than refusing them.
         if not (isNull (box tokens)) && (tokens.dim () = 1L || tokens.dim () = 2L) then

@@ -21,9 +21,9 @@ type Widening =
     }
 
 /// Widened copies of stored weights, made just in time and reused: each shape has a fixed number of buffers (its
-/// slots); a miss beyond them refills the least recently used buffer of that shape in place, so a steady stream of
-/// layers allocates nothing and faults no fresh pages after the first pass. Thread-safe; owns every copy (freed by
-/// Dispose).
+/// slots); a miss beyond them refills the least recently used buffer of that shape in place (or, while gradients are
+/// recorded, replaces it with a fresh one), so a steady stream of layers allocates nothing and faults no fresh pages
+/// after the first pass. Thread-safe; owns every copy (freed by Dispose).
 [<Sealed>]
 type internal WideningCache(widening: Widening) =
     let gate = obj ()
@@ -87,7 +87,15 @@ type internal WideningCache(widening: Widening) =
                             nodes.Remove oldest |> ignore
                             let buffer = live.[oldest]
                             live.Remove oldest |> ignore
-                            Some buffer
+                            // While gradients are recorded (nested JVPs), autograd may have saved the buffer for a
+                            // derivative still to come: refilling it would corrupt that derivative (libtorch aborts
+                            // the process). Release this handle (the graph keeps its own reference) and widen into
+                            // fresh memory instead.
+                            if torch.is_grad_enabled () then
+                                buffer.Dispose()
+                                None
+                            else
+                                Some buffer
                     let t = widen stored reuse
                     live.[handle] <- t
                     nodes.[handle] <- order.AddLast handle

@@ -109,6 +109,10 @@ type ParameterStore(tensors: IReadOnlyDictionary<string, Tensor>, widening: Wide
     member _.ScalarCount =
         (live ()).Values |> Seq.distinctBy (fun t -> t.Handle) |> Seq.sumBy (fun t -> t.numel ())
 
+    /// True when some parameter records gradients (requires_grad): only then can a pass from token ids build an
+    /// autograd graph.
+    member _.RequireGrad = (live ()).Values |> Seq.exists (fun t -> t.requires_grad)
+
     /// True once `Dispose` has run.
     member _.IsDisposed = Volatile.Read &disposed <> 0
 
