@@ -89,6 +89,14 @@ let scoreSpace (prob: bool) (logit: bool) =
         raise (InvalidPlanException "--prob and --logit exclude each other; give one.")
     if logit then ScoreSpace.Logit else ScoreSpace.Probability
 
+/// Whether a sweep ranks globally and how many it keeps, from `--global`, `--global-top N` (= --global --top N) and
+/// `--top N` (10 by default); --global-top with --top is an error.
+let topRequest (isGlobal: bool) (globalTop: int option) (top: int option) =
+    match globalTop, top with
+    | Some _, Some _ -> raise (InvalidPlanException "--global-top N is --global --top N; give one of them.")
+    | Some n, None -> true, n
+    | None, top -> isGlobal, defaultArg top 10
+
 let private pairJson (rows: BigramRow seq) =
     [|
         for r in rows ->

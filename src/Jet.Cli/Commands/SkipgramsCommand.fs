@@ -249,8 +249,8 @@ let private execute (args: ParseResults<Args>) =
                 "--out draws the whole table, which one shard does not have; draw it from an unsharded run."
         )
     let space = BigramsCommand.scoreSpace (args.Contains Prob) (args.Contains Logit)
-    if args.Contains Global_Top && args.Contains Top then
-        raise (InvalidPlanException "--global-top N is --global --top N; give one of them.")
+    let isGlobal, n =
+        BigramsCommand.topRequest (args.Contains Global) (args.TryGetResult Global_Top) (args.TryGetResult Top)
     let request =
         ModelArgs.read args <@ Model @> <@ Dtype @> <@ Compute_Dtype @> <@ Device @> <@ Allow_Nonfinite @>
     use model = ModelArgs.load request
@@ -270,11 +270,6 @@ let private execute (args: ParseResults<Args>) =
                         sprintf "Give --layer L, a residual layer with attention (here: %s), or --rank." valid
                     )
                 )
-        let isGlobal = args.Contains Global || args.Contains Global_Top
-        let n =
-            match args.TryGetResult Global_Top with
-            | Some n -> n
-            | None -> args.GetResult(Top, 10)
         let heads =
             match args.TryGetResult Head with
             | Some h -> [| h |]

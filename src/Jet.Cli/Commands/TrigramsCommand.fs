@@ -153,8 +153,8 @@ let private execute (args: ParseResults<Args>) =
                 "--out draws the whole table, which one shard does not have; draw it from an unsharded run."
         )
     let space = BigramsCommand.scoreSpace (args.Contains Prob) (args.Contains Logit)
-    if args.Contains Global_Top && args.Contains Top then
-        raise (InvalidPlanException "--global-top N is --global --top N; give one of them.")
+    let isGlobal, n =
+        BigramsCommand.topRequest (args.Contains Global) (args.TryGetResult Global_Top) (args.TryGetResult Top)
     let request =
         ModelArgs.read args <@ Model @> <@ Dtype @> <@ Compute_Dtype @> <@ Device @> <@ Allow_Nonfinite @>
     use model = ModelArgs.load request
@@ -163,11 +163,6 @@ let private execute (args: ParseResults<Args>) =
     Trigrams.check net path |> ignore
     let set option (arg: string option) =
         arg |> Option.bind (SkipgramsCommand.readTokenSet option model.Tokenizer net.Vocab) |> Option.toObj
-    let isGlobal = args.Contains Global || args.Contains Global_Top
-    let n =
-        match args.TryGetResult Global_Top with
-        | Some n -> n
-        | None -> args.GetResult(Top, 10)
     let batchSize = args.GetResult(Batch_Size, SweepOptions.Default.BatchSize)
     let label = sprintf "trigrams %s" (args.GetResult Path)
     // The sets as swept (duplicates dropped, all × all checked against the pair limit): shards split the first set.

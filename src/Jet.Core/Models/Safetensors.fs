@@ -422,11 +422,12 @@ type SafetensorsFile(header: SafetensorsHeader) =
     /// that refuses the map. Pages are read from the file (or the page cache) when first touched, and the OS may
     /// drop them again under memory pressure, which is why the file must not be overwritten while it is in use.
     member f.TryMap(name: string) : Tensor option =
+        Safetensors.requireLittleEndian ()
         let entry = f.Entry name
         let dtype = Safetensors.torchType header.Path entry
         let size = int64 (Safetensors.elementSize entry.DType)
         let first = header.DataStart + entry.Begin
-        if entry.ByteCount = 0L || first % size <> 0L || not BitConverter.IsLittleEndian then
+        if entry.ByteCount = 0L || first % size <> 0L then
             None
         else
             mapAs dtype size

@@ -66,8 +66,9 @@ type internal WideningCache(widening: Widening) =
                 match live.TryGetValue handle with
                 | true, t ->
                     let node = nodes.[handle]
-                    node.List.Remove node
-                    recent.[Tensors.shapeText stored.shape].AddLast node
+                    let order = node.List
+                    order.Remove node
+                    order.AddLast node
                     t
                 | _ ->
                     let shape = Tensors.shapeText stored.shape

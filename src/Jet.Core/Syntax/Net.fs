@@ -82,9 +82,9 @@ module Net =
     let MinWideningBudget = 64L * 1024L * 1024L
 
     /// How a network over `spec` whose parameters have the shapes `shapeOf` hands them out in `compute`: the
-    /// position table, final norm and unembedding widened once and kept, the token embedding by rows; the layers' weights widened just in time into
-    /// reused buffers, with slots for any two consecutive residual layers (every layer when they all take at most
-    /// `keepAllBelow` bytes widened).
+    /// position table, final norm and unembedding widened once and kept, the token embedding by rows; the layers'
+    /// weights widened just in time into reused buffers, with slots for any two consecutive residual layers (every
+    /// layer when they all take at most `keepAllBelow` bytes widened).
     let wideningWith
         (keepAllBelow: int64)
         (spec: NetSpec)
@@ -105,7 +105,6 @@ module Net =
                 |> List.distinct
                 |> List.filter (pinned.Contains >> not)
                 |> List.map shapeOf)
-        let countShapes (shapes: int64[] list) = shapes |> List.countBy Tensors.shapeText |> Map.ofList
         let bytes =
             layers
             |> List.concat
@@ -117,16 +116,13 @@ module Net =
                 match layers with
                 | [ one ] -> [ one ]
                 | _ -> layers |> List.pairwise |> List.map (fun (a, b) -> a @ b)
+        // Each shape gets as many slots as the window that holds most of it.
         let slots =
             windows
-            |> List.map countShapes
-            |> List.fold
-                (fun acc counts ->
-                    counts
-                    |> Map.fold
-                        (fun acc shape n -> acc |> Map.add shape (max n (defaultArg (Map.tryFind shape acc) 0)))
-                        acc)
-                Map.empty
+            |> List.collect (List.countBy Tensors.shapeText)
+            |> List.groupBy fst
+            |> List.map (fun (shape, counts) -> shape, counts |> List.map snd |> List.max)
+            |> Map.ofList
         { ComputeDType = compute; Pinned = pinned; Slots = slots }
 
     /// `wideningWith MinWideningBudget`: small networks keep every layer widened.

@@ -17,10 +17,16 @@ type ParameterStore(tensors: IReadOnlyDictionary<string, Tensor>, widening: Wide
     let mutable disposed = 0
     let cache = widening |> Option.map (fun w -> new WideningCache(w))
 
-    let computed (name: string) (t: Tensor) =
+    // The cache and compute dtype a stored tensor is widened with, when it is stored narrower.
+    let widenerOf (t: Tensor) =
         match cache, widening with
-        | Some c, Some w when t.dtype <> w.ComputeDType -> c.Get(name, t)
-        | _ -> t
+        | Some c, Some w when t.dtype <> w.ComputeDType -> Some(c, w.ComputeDType)
+        | _ -> None
+
+    let computed (name: string) (t: Tensor) =
+        match widenerOf t with
+        | Some(c, _) -> c.Get(name, t)
+        | None -> t
 
     let live () =
         if Volatile.Read &disposed <> 0 then
@@ -41,14 +47,14 @@ type ParameterStore(tensors: IReadOnlyDictionary<string, Tensor>, widening: Wide
         let stored = s.Stored name
         let flat = indices.flatten ()
         let rows =
-            match cache, widening with
-            | Some c, Some w when stored.dtype <> w.ComputeDType ->
+            match widenerOf stored with
+            | Some(c, compute) ->
                 match c.TryHeld stored with
                 | Some held -> held.index_select (0L, flat)
                 | None ->
                     use narrow = stored.index_select (0L, flat)
-                    narrow.to_type w.ComputeDType
-            | _ -> stored.index_select (0L, flat)
+                    narrow.to_type compute
+            | None -> stored.index_select (0L, flat)
         if indices.dim () = 1L then
             rows
         else
