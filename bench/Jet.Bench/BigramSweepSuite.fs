@@ -63,22 +63,6 @@ let pairedSweep (run: SweepOptions -> unit) (reference: unit -> unit) (batch: in
         ()
     batches.ToArray(), references.ToArray()
 
-/// Runs a sweep, stopping after `limit` batches when given.
-let private limited (run: SweepOptions -> unit) (batch: int) (limit: int option) =
-    use stop = new CancellationTokenSource()
-    let seen = ref 0
-    let progress =
-        { new IProgress<int64> with
-            member _.Report _ =
-                seen.Value <- seen.Value + 1
-                if limit |> Option.exists (fun n -> seen.Value >= n) then
-                    stop.Cancel()
-        }
-    try
-        run { SweepOptions.Default with BatchSize = batch; Progress = Some progress; Cancellation = stop.Token }
-    with :? OperationCanceledException ->
-        ()
-
 /// The sweep as it was before the `Sweeps` kernel, kept to measure the difference in the same run: per batch U·xᵀ
 /// into a fresh buffer, a transposing copy, a log-softmax, then the same row filter and merge for the global top-k.
 let private globalTopKBefore (net: Net) (path: Readout) (k: int) (options: SweepOptions) =
@@ -188,7 +172,7 @@ let run () =
         trim ()
         let before = currentMb ()
         resetPeak ()
-        limited sweepRun batch limit
+        limitedSweep sweepRun { SweepOptions.Default with BatchSize = batch } limit |> ignore
         let peakMb = peakMb ()
         use scope = torch.NewDisposeScope()
         let x = torch.randn ([| int64 batch; int64 width |])

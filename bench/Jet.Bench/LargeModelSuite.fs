@@ -179,27 +179,14 @@ let private measure (suite: string) (name: string) (shape: LlamaShape) (shards: 
         match Int32.TryParse(Environment.GetEnvironmentVariable "JET_BENCH_SWEEP_BATCHES") with
         | true, n when n > 0 -> Some n
         | _ -> None
-    let batches = ref 0
-    use stop = new Threading.CancellationTokenSource()
-    let progress =
-        { new IProgress<int64> with
-            member _.Report _ =
-                batches.Value <- batches.Value + 1
-                if limit |> Option.exists (fun n -> batches.Value >= n) then
-                    stop.Cancel()
-        }
     let sweepClock = Stopwatch.StartNew()
-    try
-        Bigrams.globalTopK
-            model.Net
-            Readouts.embedding
-            100
-            { SweepOptions.Default with Progress = Some progress; Cancellation = stop.Token }
-        |> ignore
-    with :? OperationCanceledException ->
-        ()
+    let batches =
+        limitedSweep
+            (fun options -> Bigrams.globalTopK model.Net Readouts.embedding 100 options |> ignore)
+            SweepOptions.Default
+            limit
     let sweepS = sweepClock.Elapsed.TotalSeconds
-    let rows = min v (int64 batches.Value * int64 batch)
+    let rows = min v (int64 batches * int64 batch)
     let sweepGflops = 2.0 * float rows * float v * float d / sweepS / 1e9
     let peakAfter, _ = productGflops (int64 batch) unembedding 3
     let peakAfterSweepMb = peakMb ()

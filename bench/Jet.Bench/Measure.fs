@@ -62,3 +62,20 @@ let settleNative () =
 let emit (record: obj) =
     Console.Out.WriteLine(JsonSerializer.Serialize(record, record.GetType()))
     Console.Out.Flush()
+
+/// Runs a sweep, stopping it (by its cancellation token) after `limit` batches when given; returns the batches run.
+let limitedSweep (run: Jet.Core.Apps.SweepOptions -> unit) (options: Jet.Core.Apps.SweepOptions) (limit: int option) =
+    use stop = new Threading.CancellationTokenSource()
+    let seen = ref 0
+    let progress =
+        { new IProgress<int64> with
+            member _.Report _ =
+                seen.Value <- seen.Value + 1
+                if limit |> Option.exists (fun n -> seen.Value >= n) then
+                    stop.Cancel()
+        }
+    try
+        run { options with Progress = Some progress; Cancellation = stop.Token }
+    with :? OperationCanceledException ->
+        ()
+    seen.Value
